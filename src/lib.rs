@@ -1,2 +1,14 @@
 //! codats: deep domain adaptation for time-series sensor data (CoDATS and baselines) on CPU.
+//!
+//! Layers: [`data`] (loaders, splits, batching) → [`problem`] (sources + target of one run) →
+//! [`methods`] (a [`methods::Method`] computes losses) → [`train`] (the loop, checkpoints,
+//! metrics) → run directory. See `docs/ARCHITECTURE.md`.
+pub mod cli;
+pub mod config;
 pub mod data;
+pub mod losses;
+pub mod methods;
+pub mod metrics;
+pub mod nn;
+pub mod problem;
+pub mod train;

@@ -7,6 +7,10 @@ pub mod error;
 pub mod location;
 pub mod ucihar;
 pub mod download;
+pub mod batch;
+pub mod split;
+pub mod registry;
+pub mod synthetic;
 
 pub use error::DataError;
 

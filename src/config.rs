@@ -1,0 +1,198 @@
+//! Run configuration: everything needed to reproduce a run, saved as `config.toml` in its directory.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::batch::BatchDivision;
+use crate::methods::MethodKind;
+
+/// Why a configuration is invalid.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// `--steps 0` and similar.
+    #[error("--steps must be at least 1 (got {0})")]
+    ZeroSteps(usize),
+    /// Batch too small to give every domain a row.
+    #[error("--batch-size {batch} gives {per} rows per domain with batch division {division} over {domains} domains; use a larger batch")]
+    BatchTooSmall { batch: usize, per: usize, division: &'static str, domains: usize },
+    /// Learning rate not positive/finite.
+    #[error("--lr must be a positive number (got {0})")]
+    BadLearningRate(f64),
+    /// `--eval-every 0`.
+    #[error("--eval-every must be at least 1")]
+    ZeroEvalEvery,
+    /// Proportions with the wrong number of entries.
+    #[error("--target-proportions has {got} values but the dataset has {want} classes")]
+    ProportionsLength { got: usize, want: usize },
+    /// A negative or non-finite proportion.
+    #[error("--target-proportions value {0} is not a non-negative number")]
+    ProportionNegative(f64),
+    /// Proportions that do not sum to one.
+    #[error("--target-proportions sum to {0:.6}, not 1 (±1e-6)")]
+    ProportionsSum(f64),
+    /// Proportions given to a method that does not use them.
+    #[error("--target-proportions is only used by codats_ws (method is {0})")]
+    ProportionsUnused(String),
+}
+
+/// A training run's settings. Serialises to `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Dataset name (`ucihar`).
+    pub dataset: String,
+    /// Folder holding the dataset's files, when given explicitly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Source domain ids (domain label i + 1 for the i-th).
+    pub sources: Vec<u32>,
+    /// Target domain id (domain label 0).
+    pub target: u32,
+    /// Training method.
+    pub method: MethodKind,
+    /// Training steps.
+    pub steps: usize,
+    /// Total batch size per step, divided over domains by `batch_division`.
+    pub batch_size: usize,
+    /// How the batch is divided over domains.
+    pub batch_division: BatchDivision,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed for initialisation, batching and dropout (vary it for repeats).
+    pub seed: u64,
+    /// Seed of the per-domain train/validation/test splits (kept fixed so that repeats and
+    /// methods are compared on the same test windows).
+    #[serde(default)]
+    pub split_seed: u64,
+    /// Evaluate on source/target validation every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Write a resumable checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+    /// DA-WS target label proportions; `None` = the target train split's proportions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_proportions: Option<Vec<f64>>,
+    /// CPU threads for tensor kernels.
+    pub threads: usize,
+    /// codats version and git commit that produced the run (informational).
+    pub code_version: String,
+}
+
+/// This build's version string: crate version and git commit.
+pub fn code_version() -> String {
+    format!("{} ({})", env!("CARGO_PKG_VERSION"), option_env!("CODATS_GIT_COMMIT").unwrap_or("unknown commit"))
+}
+
+impl TrainConfig {
+    /// Checks everything that does not need the data (see also [`TrainConfig::check_proportions`]).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.steps == 0 {
+            return Err(ConfigError::ZeroSteps(0));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(ConfigError::BadLearningRate(self.lr));
+        }
+        if self.eval_every == 0 {
+            return Err(ConfigError::ZeroEvalEvery);
+        }
+        let needs = self.method.data_needs();
+        let n_src = if needs.sources { self.sources.len() } else { 0 };
+        let (per_source, per_target) = self.batch_division.sizes(self.batch_size, self.sources.len());
+        let smallest = if needs.sources { per_source.min(per_target) } else { self.batch_size };
+        if smallest < 2 {
+            return Err(ConfigError::BatchTooSmall {
+                batch: self.batch_size,
+                per: smallest,
+                division: self.batch_division.as_str(),
+                domains: n_src + 1,
+            });
+        }
+        if self.target_proportions.is_some() && self.method != MethodKind::CodatsWs {
+            return Err(ConfigError::ProportionsUnused(self.method.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Validates DA-WS proportions against the number of classes.
+    pub fn check_proportions(p: &[f64], classes: usize) -> Result<(), ConfigError> {
+        if p.len() != classes {
+            return Err(ConfigError::ProportionsLength { got: p.len(), want: classes });
+        }
+        if let Some(&bad) = p.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return Err(ConfigError::ProportionNegative(bad));
+        }
+        let s: f64 = p.iter().sum();
+        if (s - 1.0).abs() > 1e-6 {
+            return Err(ConfigError::ProportionsSum(s));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn cfg() -> TrainConfig {
+        TrainConfig {
+            dataset: "ucihar".into(),
+            data_dir: None,
+            sources: vec![1, 3, 5],
+            target: 7,
+            method: MethodKind::Codats,
+            steps: 100,
+            batch_size: 128,
+            batch_division: BatchDivision::All,
+            lr: 1e-4,
+            seed: 0,
+            split_seed: 0,
+            eval_every: 50,
+            checkpoint_every: 50,
+            target_proportions: None,
+            threads: 2,
+            code_version: code_version(),
+        }
+    }
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let mut c = cfg();
+        c.method = MethodKind::CodatsWs;
+        c.target_proportions = Some(vec![0.5, 0.5]);
+        let s = toml::to_string(&c).unwrap();
+        assert!(s.contains("method = \"codats_ws\""), "{s}");
+        assert!(s.contains("batch_division = \"all\""), "{s}");
+        let back: TrainConfig = toml::from_str(&s).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected() {
+        let mut c = cfg();
+        c.steps = 0;
+        assert_eq!(c.validate().unwrap_err().to_string(), "--steps must be at least 1 (got 0)");
+        let mut c = cfg();
+        c.batch_size = 6;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--batch-size 6 gives 1 rows per domain with batch division all over 4 domains; use a larger batch"
+        );
+        let mut c = cfg();
+        c.target_proportions = Some(vec![1.0]);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--target-proportions is only used by codats_ws (method is codats)"
+        );
+    }
+
+    #[test]
+    fn proportions_are_validated() {
+        let e = |p: &[f64]| TrainConfig::check_proportions(p, 3).unwrap_err().to_string();
+        assert_eq!(e(&[0.5, 0.5]), "--target-proportions has 2 values but the dataset has 3 classes");
+        assert_eq!(e(&[0.5, 0.6, -0.1]), "--target-proportions value -0.1 is not a non-negative number");
+        assert_eq!(e(&[0.5, 0.2, 0.2]), "--target-proportions sum to 0.900000, not 1 (±1e-6)");
+        assert_eq!(e(&[0.5, f64::NAN, 0.5]), "--target-proportions value NaN is not a non-negative number");
+        assert!(TrainConfig::check_proportions(&[0.2, 0.3, 0.5], 3).is_ok());
+        assert!(TrainConfig::check_proportions(&[0.2, 0.3, 0.5000005], 3).is_ok());
+    }
+}

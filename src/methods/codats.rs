@@ -1,0 +1,98 @@
+//! CoDATS (Wilson, Doppa & Cook, KDD 2020): multi-source domain-adversarial training with the
+//! FCN, and CoDATS-WS, which adds the DA-WS weak-supervision loss on target label proportions.
+
+use candle_core::{Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{Batch, Method, MethodKind, MethodSetup, ParamGroup, StepContext, StepOutput};
+use crate::losses::{cross_entropy, weak_supervision_kl};
+use crate::nn::{grl_lambda, CodatsModel, ModelConfig};
+
+/// CoDATS / CoDATS-WS.
+pub struct Codats {
+    kind: MethodKind,
+    model: CodatsModel,
+    proportions: Option<Tensor>,
+}
+
+impl Codats {
+    /// Builds `codats` or `codats_ws` (the latter needs `setup.target_proportions`).
+    pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
+        let cfg = ModelConfig {
+            channels: setup.channels,
+            classes: setup.classes,
+            domains: Some(setup.n_sources + 1),
+        };
+        let proportions = match (kind, &setup.target_proportions) {
+            (MethodKind::CodatsWs, Some(p)) => {
+                let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+                Some(Tensor::from_vec(p, setup.classes, &Device::Cpu)?)
+            }
+            (MethodKind::CodatsWs, None) => {
+                candle_core::bail!("codats_ws needs target label proportions")
+            }
+            _ => None,
+        };
+        Ok(Self { kind, model: CodatsModel::new(cfg, vb)?, proportions })
+    }
+}
+
+impl Method for Codats {
+    fn kind(&self) -> MethodKind {
+        self.kind
+    }
+
+    fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
+        let target = batch
+            .target
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("codats needs a target slice".into()))?;
+        let dev = Device::Cpu;
+        // One forward pass over [source_1 .. source_n, target].
+        let mut xs: Vec<&Tensor> = batch.sources.iter().map(|s| &s.x).collect();
+        xs.push(&target.x);
+        let x = Tensor::cat(&xs, 0)?;
+        let n_src: usize = batch.sources.iter().map(|s| s.x.dim(0)).sum::<Result<usize>>()?;
+        let n_tgt = target.x.dim(0)?;
+        let mut domain_labels: Vec<u32> = Vec::with_capacity(n_src + n_tgt);
+        let mut ys: Vec<&Tensor> = Vec::new();
+        for (i, s) in batch.sources.iter().enumerate() {
+            domain_labels.extend(std::iter::repeat_n(i as u32 + 1, s.x.dim(0)?));
+            ys.push(s.y.as_ref().ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?);
+        }
+        domain_labels.extend(std::iter::repeat_n(0u32, n_tgt));
+        let y_task = Tensor::cat(&ys, 0)?;
+        let y_domain = Tensor::from_vec(domain_labels, n_src + n_tgt, &dev)?;
+
+        let features = self.model.features(&x, true)?;
+        let logits = self.model.task_logits(&features)?;
+        let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &y_task)?;
+        let lambda = grl_lambda(ctx.step, ctx.total_steps);
+        let domain_logits = self.model.domain_logits(&features, lambda, Some(ctx.rng))?;
+        let domain_loss = cross_entropy(&domain_logits, &y_domain)?;
+        let mut loss = (&task_loss + &domain_loss)?;
+        let mut scalars = vec![
+            ("task_loss", task_loss.to_scalar::<f32>()?),
+            ("domain_loss", domain_loss.to_scalar::<f32>()?),
+            ("lambda", lambda as f32),
+        ];
+        if let Some(p) = &self.proportions {
+            let ws = weak_supervision_kl(p, &logits.narrow(0, n_src, n_tgt)?)?;
+            scalars.push(("ws_loss", ws.to_scalar::<f32>()?));
+            loss = (loss + ws)?;
+        }
+        Ok(StepOutput { loss, scalars })
+    }
+
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.model.predict(x)
+    }
+
+    /// The reference's two updates per step: Adam on all parameters with task + domain loss,
+    /// then a second Adam (own state) on the domain head alone. The domain head's gradient of
+    /// the total loss equals that of the domain loss (the task loss does not reach it), so both
+    /// groups step on the one backward pass, as the reference's persistent tape does.
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        vec![ParamGroup { name: "model", prefix: "" }, ParamGroup { name: "domain_head", prefix: "domain." }]
+    }
+}

@@ -1,0 +1,32 @@
+//! Seeded Keras-style initialisation: Glorot-uniform weights, biases and BN shifts at zero.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarMap;
+use rand::Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Re-initialises every `*.weight` of rank ≥ 2 in `varmap` with Glorot-uniform values drawn from
+/// `seed` (in name order, so the result depends only on the seed). Convolution kernels
+/// `[out, in, k]` use fan_in = in·k and fan_out = out·k, as Keras does.
+pub fn glorot_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        if !name.ends_with("weight") || dims.len() < 2 {
+            continue;
+        }
+        let receptive: usize = dims[2..].iter().product();
+        let fan_in = dims[1] * receptive;
+        let fan_out = dims[0] * receptive;
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-limit..limit)).collect();
+        var.set(&Tensor::from_vec(v, dims.as_slice(), var.device())?)?;
+    }
+    Ok(())
+}

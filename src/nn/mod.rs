@@ -1,0 +1,15 @@
+//! Layers and models: the CoDATS FCN feature extractor, its heads and the gradient-reversal layer.
+//!
+//! Everything here follows the CoDATS reference implementation (TensorFlow/Keras):
+//! TF-style "same" padding, Glorot-uniform weights, zero biases, BatchNorm with the Keras
+//! defaults (running-stat momentum 0.99, i.e. 0.01 in candle terms, ε = 1e-3).
+
+pub mod dropout;
+pub mod grl;
+pub mod init;
+pub mod model;
+
+pub use dropout::Dropout;
+pub use grl::{grl_lambda, GradReverse};
+pub use init::glorot_init;
+pub use model::{CodatsModel, ModelConfig};

@@ -1,0 +1,192 @@
+//! The CoDATS model: FCN feature extractor, one-layer task head, and a domain head behind a GRL.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Dropout, GradReverse};
+
+/// Keras BatchNormalization defaults: momentum 0.99 (0.01 in candle terms), ε = 1e-3.
+pub fn keras_bn() -> BatchNormConfig {
+    BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.01 }
+}
+
+/// Shapes that fix the model: input channels, classes, and domain-classifier outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Input channels (UCI HAR: 9).
+    pub channels: usize,
+    /// Task classes.
+    pub classes: usize,
+    /// Domain-classifier outputs (n_sources + 1), or `None` when the method has no domain head.
+    pub domains: Option<usize>,
+}
+
+/// A 1D convolution without bias and with TensorFlow "same" padding (kernel 8: 3 left, 4 right).
+#[derive(Debug, Clone)]
+pub struct SameConv1d {
+    weight: Tensor,
+    left: usize,
+    right: usize,
+}
+
+impl SameConv1d {
+    /// Builds a bias-free convolution `[out, in, kernel]` named `weight` under `vb`.
+    pub fn new(c_in: usize, c_out: usize, kernel: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints((c_out, c_in, kernel), "weight", Init::Const(0.0))?;
+        let total = kernel - 1;
+        Ok(Self { weight, left: total / 2, right: total - total / 2 })
+    }
+    /// The kernel `[out, in, kernel]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+    /// Zeros added before / after the sequence.
+    pub fn padding(&self) -> (usize, usize) {
+        (self.left, self.right)
+    }
+}
+
+impl Module for SameConv1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if self.left + self.right > 0 {
+            x.pad_with_zeros(2, self.left, self.right)?
+        } else {
+            x.clone()
+        };
+        x.conv1d(&self.weight, 0, 1, 1, 1)
+    }
+}
+
+/// The CoDATS fully convolutional feature extractor: 3 × [conv → BN → ReLU], then global average pooling.
+#[derive(Debug, Clone)]
+pub struct Fcn {
+    convs: Vec<SameConv1d>,
+    bns: Vec<BatchNorm>,
+}
+
+/// (filters, kernel) of the three FCN blocks.
+pub const FCN_LAYERS: [(usize, usize); 3] = [(128, 8), (256, 5), (128, 3)];
+/// Width of the feature vector the FCN produces.
+pub const FEATURES: usize = 128;
+/// Hidden width of the domain classifier.
+pub const DOMAIN_HIDDEN: usize = 500;
+
+impl Fcn {
+    /// Builds the FCN for `channels` input channels under `vb` (`conv1`, `bn1`, ...).
+    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
+        let mut convs = Vec::new();
+        let mut bns = Vec::new();
+        let mut c_in = channels;
+        for (i, (filters, kernel)) in FCN_LAYERS.iter().enumerate() {
+            convs.push(SameConv1d::new(c_in, *filters, *kernel, vb.pp(format!("conv{}", i + 1)))?);
+            bns.push(candle_nn::batch_norm(*filters, keras_bn(), vb.pp(format!("bn{}", i + 1)))?);
+            c_in = *filters;
+        }
+        Ok(Self { convs, bns })
+    }
+
+    /// `[B, C, T]` → `[B, 128]` features; `train` selects batch statistics and updates running ones.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (conv, bn) in self.convs.iter().zip(self.bns.iter()) {
+            h = bn.forward_t(&conv.forward(&h)?, train)?.relu()?;
+        }
+        h.mean(2)
+    }
+}
+
+/// Domain classifier: [linear 500 (no bias) → BN → ReLU → dropout 0.3] × 2 → linear(domains).
+#[derive(Debug, Clone)]
+pub struct DomainHead {
+    fc: Vec<Linear>,
+    bns: Vec<BatchNorm>,
+    out: Linear,
+    dropout: Dropout,
+}
+
+fn linear(c_in: usize, c_out: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let w = vb.get_with_hints((c_out, c_in), "weight", Init::Const(0.0))?;
+    let b = if bias { Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+impl DomainHead {
+    /// Builds the domain head with `domains` outputs under `vb`.
+    pub fn new(domains: usize, vb: VarBuilder) -> Result<Self> {
+        let mut fc = Vec::new();
+        let mut bns = Vec::new();
+        let mut c_in = FEATURES;
+        for i in 0..2 {
+            fc.push(linear(c_in, DOMAIN_HIDDEN, false, vb.pp(format!("fc{}", i + 1)))?);
+            bns.push(candle_nn::batch_norm(DOMAIN_HIDDEN, keras_bn(), vb.pp(format!("bn{}", i + 1)))?);
+            c_in = DOMAIN_HIDDEN;
+        }
+        let out = linear(DOMAIN_HIDDEN, domains, true, vb.pp("out"))?;
+        Ok(Self { fc, bns, out, dropout: Dropout { p: 0.3 } })
+    }
+
+    /// Domain logits for `features`; `rng` = Some in training (BN batch stats + dropout).
+    pub fn forward(&self, features: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let train = rng.is_some();
+        let mut h = features.clone();
+        for (fc, bn) in self.fc.iter().zip(self.bns.iter()) {
+            h = bn.forward_t(&fc.forward(&h)?, train)?.relu()?;
+            h = self.dropout.forward(&h, rng.as_deref_mut())?;
+        }
+        self.out.forward(&h)
+    }
+}
+
+/// The whole CoDATS network. Parameter names: `fe.*`, `task.*`, `domain.*`.
+#[derive(Debug, Clone)]
+pub struct CodatsModel {
+    /// Feature extractor.
+    pub fe: Fcn,
+    /// Task classifier (one linear layer).
+    pub task: Linear,
+    /// Domain classifier, present for adversarial methods.
+    pub domain: Option<DomainHead>,
+}
+
+impl CodatsModel {
+    /// Builds the model's variables under `vb` (initialise them with [`super::glorot_init`]).
+    pub fn new(cfg: ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let fe = Fcn::new(cfg.channels, vb.pp("fe"))?;
+        let task = linear(FEATURES, cfg.classes, true, vb.pp("task"))?;
+        let domain = match cfg.domains {
+            Some(d) => Some(DomainHead::new(d, vb.pp("domain"))?),
+            None => None,
+        };
+        Ok(Self { fe, task, domain })
+    }
+
+    /// Features `[B, 128]` of windows `[B, C, T]`.
+    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.fe.forward_t(x, train)
+    }
+
+    /// Task logits of features.
+    pub fn task_logits(&self, features: &Tensor) -> Result<Tensor> {
+        self.task.forward(features)
+    }
+
+    /// Domain logits behind the gradient-reversal layer with factor `lambda`.
+    pub fn domain_logits(
+        &self,
+        features: &Tensor,
+        lambda: f64,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        let head = self
+            .domain
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("this model has no domain head".into()))?;
+        head.forward(&GradReverse::apply(features, lambda)?, rng)
+    }
+
+    /// Eval-mode task logits of windows `[B, C, T]`.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.task_logits(&self.features(x, false)?)
+    }
+}

@@ -1,0 +1,171 @@
+//! Evaluation: validation accuracies during training and the final per-selection-rule result.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{RunDir, BEST_SOURCE, BEST_TARGET, LAST};
+use super::{build_method, TrainState};
+use crate::config::TrainConfig;
+use crate::methods::Method;
+use crate::metrics::{accuracy, Classification};
+use crate::problem::{PreparedDomain, Problem};
+
+/// Windows per forward pass when predicting.
+pub const EVAL_CHUNK: usize = 512;
+
+/// A labelled evaluation set held as one tensor.
+pub struct EvalSet {
+    /// Windows `[n, C, T]`.
+    pub x: Tensor,
+    /// Labels.
+    pub y: Vec<u32>,
+}
+
+impl EvalSet {
+    fn from_domains(problem: &Problem, parts: &[(&PreparedDomain, &[usize])]) -> Result<Self> {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for (d, idx) in parts {
+            let (dx, dy) = d.gather(idx, problem.window());
+            x.extend(dx);
+            y.extend(dy);
+        }
+        let n = y.len();
+        Ok(Self { x: Tensor::from_vec(x, (n, problem.channels, problem.length), &Device::Cpu)?, y })
+    }
+
+    /// Predicted classes of every window (eval mode, in chunks).
+    pub fn predict(&self, method: &dyn Method) -> Result<Vec<u32>> {
+        let n = self.y.len();
+        let mut out = Vec::with_capacity(n);
+        let mut start = 0;
+        while start < n {
+            let len = EVAL_CHUNK.min(n - start);
+            let logits = method.predict(&self.x.narrow(0, start, len)?)?;
+            out.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+            start += len;
+        }
+        Ok(out)
+    }
+
+    /// Accuracy of `method` on this set.
+    pub fn accuracy(&self, method: &dyn Method) -> Result<f64> {
+        Ok(accuracy(&self.y, &self.predict(method)?))
+    }
+}
+
+/// The validation and test sets of a problem.
+pub struct EvalSets {
+    /// All sources' validation windows.
+    pub source_valid: EvalSet,
+    /// The target's validation windows (labelled: only the oracle rule uses them).
+    pub target_valid: EvalSet,
+    /// All sources' test windows.
+    pub source_test: EvalSet,
+    /// The target's test windows.
+    pub target_test: EvalSet,
+}
+
+impl EvalSets {
+    /// Gathers the sets from the problem's splits.
+    pub fn new(problem: &Problem) -> Result<Self> {
+        let src = |f: fn(&PreparedDomain) -> &[usize]| -> Vec<(&PreparedDomain, &[usize])> {
+            problem.sources.iter().map(|d| (d, f(d))).collect()
+        };
+        let t = &problem.target;
+        Ok(Self {
+            source_valid: EvalSet::from_domains(problem, &src(|d| &d.split.valid))?,
+            target_valid: EvalSet::from_domains(problem, &[(t, &t.split.valid)])?,
+            source_test: EvalSet::from_domains(problem, &src(|d| &d.split.test))?,
+            target_test: EvalSet::from_domains(problem, &[(t, &t.split.test)])?,
+        })
+    }
+
+    /// Source-validation accuracy (NaN-free: 0 when the method uses no sources).
+    pub fn source_valid_accuracy(&self, method: &dyn Method) -> Result<f64> {
+        if self.source_valid.y.is_empty() {
+            return Ok(0.0);
+        }
+        self.source_valid.accuracy(method)
+    }
+
+    /// Target-validation accuracy.
+    pub fn target_valid_accuracy(&self, method: &dyn Method) -> Result<f64> {
+        self.target_valid.accuracy(method)
+    }
+}
+
+/// Test metrics of the weights chosen by one selection rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleResult {
+    /// Step (1-based count) of the chosen weights.
+    pub step: usize,
+    /// Target-test accuracy, macro-F1, confusion matrix.
+    pub target_test: Classification,
+    /// Accuracy on all sources' test windows (0 when there are no sources).
+    pub source_test_accuracy: f64,
+    /// Source-validation accuracy of these weights.
+    pub source_valid_accuracy: f64,
+    /// Target-validation accuracy of these weights.
+    pub target_valid_accuracy: f64,
+}
+
+/// result.json: what a run achieved, per selection rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Dataset name.
+    pub dataset: String,
+    /// Method name.
+    pub method: String,
+    /// Source domain ids.
+    pub sources: Vec<u32>,
+    /// Target domain id.
+    pub target: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Steps trained.
+    pub steps: usize,
+    /// Class names (order of the confusion matrices).
+    pub classes: Vec<String>,
+    /// `last`, `best_source` (source validation) and `best_target` (oracle target validation).
+    pub selection: BTreeMap<String, RuleResult>,
+}
+
+/// Loads each selection rule's weights from the run directory and scores them.
+pub fn evaluate_run(cfg: &TrainConfig, problem: &Problem, dir: &Path, state: &TrainState) -> Result<RunResult> {
+    let run = RunDir::open(dir)?;
+    let sets = EvalSets::new(problem)?;
+    let (mut varmap, method) = build_method(cfg, problem)?;
+    let mut selection = BTreeMap::new();
+    for (rule, step) in [(LAST, state.step), (BEST_SOURCE, state.best_source.step), (BEST_TARGET, state.best_target.step)] {
+        run.load_weights(&mut varmap, rule)?;
+        let m = method.as_ref();
+        let pred = sets.target_test.predict(m)?;
+        let source_test_accuracy =
+            if sets.source_test.y.is_empty() { 0.0 } else { sets.source_test.accuracy(m)? };
+        selection.insert(
+            rule.to_string(),
+            RuleResult {
+                step,
+                target_test: Classification::new(&sets.target_test.y, &pred, problem.n_classes()),
+                source_test_accuracy,
+                source_valid_accuracy: sets.source_valid_accuracy(m)?,
+                target_valid_accuracy: sets.target_valid_accuracy(m)?,
+            },
+        );
+    }
+    Ok(RunResult {
+        dataset: cfg.dataset.clone(),
+        method: cfg.method.to_string(),
+        sources: cfg.sources.clone(),
+        target: cfg.target,
+        seed: cfg.seed,
+        steps: state.step,
+        classes: problem.class_names.clone(),
+        selection,
+    })
+}

@@ -1,0 +1,308 @@
+//! The training loop: batching, optimisers, evaluation, model selection, checkpoints, metrics.
+//!
+//! The trainer knows no method: it asks the [`Method`] for a loss per batch and for its
+//! optimiser groups, back-propagates once, and steps every group's Adam on those gradients.
+
+pub mod adam;
+pub mod checkpoint;
+pub mod eval;
+pub mod metrics_log;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::data::batch::DomainStream;
+use crate::methods::{self, Batch, Method, MethodSetup, Slice, StepContext, TargetUse};
+use crate::problem::Problem;
+use adam::{Adam, AdamConfig};
+use checkpoint::RunDir;
+use metrics_log::MetricsLog;
+
+/// Derives an independent seed for one purpose from the run seed.
+pub fn derive_seed(seed: u64, purpose: u64) -> u64 {
+    // SplitMix64 finaliser over (seed, purpose).
+    let mut z = seed.wrapping_add(purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x632b_e59b_d9b4_e019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const SEED_INIT: u64 = 1;
+const SEED_DROPOUT: u64 = 2;
+const SEED_STREAMS: u64 = 100;
+
+/// Best validation accuracy seen so far for one selection rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Validation accuracy.
+    pub accuracy: f64,
+    /// Step count (1-based) at which it was reached; 0 = never evaluated.
+    pub step: usize,
+}
+
+/// Everything besides weights and optimiser moments that a resumed run needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Steps completed.
+    pub step: usize,
+    /// Adam step counters, per optimiser group.
+    pub optimiser_steps: Vec<u64>,
+    /// RNG of stochastic layers.
+    pub rng: ChaCha8Rng,
+    /// Source streams, in source order.
+    pub source_streams: Vec<DomainStream>,
+    /// Target stream, when the method uses the target.
+    pub target_stream: Option<DomainStream>,
+    /// Best source-validation accuracy (the `best_source` rule).
+    pub best_source: Best,
+    /// Best target-validation accuracy (the `best_target` oracle rule).
+    pub best_target: Best,
+}
+
+/// Options that change how a run reports, not what it computes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Print one line per evaluation to stderr when no progress bar is drawn.
+    pub log_lines: bool,
+    /// Stop (without a final checkpoint) after this many steps, as if the process were killed.
+    pub stop_after: Option<usize>,
+}
+
+/// A run in progress.
+pub struct Trainer {
+    cfg: TrainConfig,
+    problem: Problem,
+    dir: RunDir,
+    varmap: VarMap,
+    method: Box<dyn Method>,
+    groups: Vec<(String, Adam)>,
+    state: TrainState,
+    eval: eval::EvalSets,
+}
+
+fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
+    MethodSetup {
+        channels: problem.channels,
+        classes: problem.n_classes(),
+        n_sources: problem.sources.len(),
+        target_proportions: Some(
+            cfg.target_proportions.clone().unwrap_or_else(|| problem.target_train_proportions()),
+        ),
+    }
+}
+
+/// Builds the method with its variables, seeded initialisation applied.
+pub fn build_method(cfg: &TrainConfig, problem: &Problem) -> Result<(VarMap, Box<dyn Method>)> {
+    let varmap = VarMap::new();
+    let method = methods::build(cfg.method, &method_setup(cfg, problem), &varmap)?;
+    crate::nn::glorot_init(&varmap, derive_seed(cfg.seed, SEED_INIT))?;
+    Ok((varmap, method))
+}
+
+impl Trainer {
+    /// Starts a fresh run in `out` (which must not already hold a run).
+    pub fn new(cfg: TrainConfig, problem: Problem, out: &Path) -> Result<Self> {
+        cfg.validate()?;
+        let dir = RunDir::create(out, &cfg, &problem)?;
+        let (varmap, method) = build_method(&cfg, &problem)?;
+        let groups = Self::optimisers(&cfg, &varmap, method.as_ref());
+        let needs = cfg.method.data_needs();
+        let source_streams = if needs.sources {
+            problem
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, d)| DomainStream::new(d.split.train.clone(), derive_seed(cfg.seed, SEED_STREAMS + 1 + i as u64)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let target_stream = (needs.target != TargetUse::None)
+            .then(|| DomainStream::new(problem.target.split.train.clone(), derive_seed(cfg.seed, SEED_STREAMS)));
+        let state = TrainState {
+            step: 0,
+            optimiser_steps: vec![0; groups.len()],
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, SEED_DROPOUT)),
+            source_streams,
+            target_stream,
+            best_source: Best::default(),
+            best_target: Best::default(),
+        };
+        let eval = eval::EvalSets::new(&problem)?;
+        Ok(Self { cfg, problem, dir, varmap, method, groups, state, eval })
+    }
+
+    /// Continues the run in `out` from its last checkpoint (the problem must be rebuilt from
+    /// the run's own config.toml).
+    pub fn resume(problem: Problem, out: &Path) -> Result<Self> {
+        let dir = RunDir::open(out)?;
+        let cfg = dir.read_config()?;
+        dir.check_splits(&problem)?;
+        let (varmap, method) = build_method(&cfg, &problem)?;
+        let mut groups = Self::optimisers(&cfg, &varmap, method.as_ref());
+        let state = dir.load_checkpoint(&varmap, &mut groups)?;
+        let eval = eval::EvalSets::new(&problem)?;
+        MetricsLog::truncate_after(&dir.metrics_path(), state.step)?;
+        Ok(Self { cfg, problem, dir, varmap, method, groups, state, eval })
+    }
+
+    fn optimisers(cfg: &TrainConfig, varmap: &VarMap, method: &dyn Method) -> Vec<(String, Adam)> {
+        method
+            .param_groups()
+            .into_iter()
+            .map(|g| (g.name.to_string(), Adam::new(AdamConfig::keras(cfg.lr), methods::trainable_vars(varmap, g.prefix))))
+            .collect()
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Steps completed so far.
+    pub fn step(&self) -> usize {
+        self.state.step
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn slice(&self, domain: &crate::problem::PreparedDomain, idx: &[usize], labelled: bool) -> Result<Slice> {
+        let (x, y) = domain.gather(idx, self.problem.window());
+        let n = idx.len();
+        let x = Tensor::from_vec(x, (n, self.problem.channels, self.problem.length), &Device::Cpu)?;
+        let y = if labelled { Some(Tensor::from_vec(y, n, &Device::Cpu)?) } else { None };
+        Ok(Slice { x, y })
+    }
+
+    fn next_batch(&mut self) -> Result<Batch> {
+        let (per_source, per_target) =
+            self.cfg.batch_division.sizes(self.cfg.batch_size, self.problem.sources.len());
+        let needs = self.cfg.method.data_needs();
+        let mut sources = Vec::with_capacity(self.state.source_streams.len());
+        for i in 0..self.state.source_streams.len() {
+            let idx = self.state.source_streams[i].next_batch(per_source);
+            sources.push(self.slice(&self.problem.sources[i], &idx, true)?);
+        }
+        let target = match self.state.target_stream.as_mut() {
+            Some(stream) => {
+                // `upper` trains on the target alone and takes the whole batch from it.
+                let n = if needs.sources { per_target } else { self.cfg.batch_size };
+                let idx = stream.next_batch(n);
+                Some(self.slice(&self.problem.target, &idx, needs.target == TargetUse::Labelled)?)
+            }
+            None => None,
+        };
+        Ok(Batch { sources, target })
+    }
+
+    /// Trains to the configured number of steps (or `stop_after`), evaluating, selecting and
+    /// checkpointing on the way, then writes `result.json`. Returns the result.
+    pub fn run(&mut self, opts: RunOptions) -> Result<Option<eval::RunResult>> {
+        let total = self.cfg.steps;
+        let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+        if opts.progress {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_position(self.state.step as u64);
+        let draws = opts.progress && !bar.is_hidden();
+        let mut log = MetricsLog::open(&self.dir.metrics_path())?;
+        let mut acc = metrics_log::Accumulator::default();
+        let mut timer = Instant::now();
+        let mut timed_steps = 0usize;
+        while self.state.step < total {
+            if opts.stop_after.is_some_and(|s| self.state.step >= s) {
+                bar.abandon();
+                return Ok(None);
+            }
+            let batch = self.next_batch()?;
+            let mut ctx = StepContext { step: self.state.step, total_steps: total, rng: &mut self.state.rng };
+            let out = self.method.step(&batch, &mut ctx)?;
+            let loss = out.loss.to_scalar::<f32>()?;
+            if !loss.is_finite() {
+                anyhow::bail!("training diverged: loss is {loss} at step {}", self.state.step + 1);
+            }
+            let grads = out.loss.backward()?;
+            for (i, (_, opt)) in self.groups.iter_mut().enumerate() {
+                opt.step(&grads)?;
+                self.state.optimiser_steps[i] = opt.t();
+            }
+            self.state.step += 1;
+            timed_steps += 1;
+            acc.add(loss, &out.scalars);
+            bar.inc(1);
+
+            let step = self.state.step;
+            if step % self.cfg.eval_every == 0 || step == total {
+                let steps_per_s = timed_steps as f64 / timer.elapsed().as_secs_f64();
+                let src = self.eval.source_valid_accuracy(self.method.as_ref())?;
+                let tgt = self.eval.target_valid_accuracy(self.method.as_ref())?;
+                if src > self.state.best_source.accuracy || self.state.best_source.step == 0 {
+                    self.state.best_source = Best { accuracy: src, step };
+                    self.dir.save_weights(&self.varmap, checkpoint::BEST_SOURCE)?;
+                }
+                if tgt > self.state.best_target.accuracy || self.state.best_target.step == 0 {
+                    self.state.best_target = Best { accuracy: tgt, step };
+                    self.dir.save_weights(&self.varmap, checkpoint::BEST_TARGET)?;
+                }
+                let row = acc.row(step, src, tgt, steps_per_s);
+                let line = row.summary();
+                log.write(&row)?;
+                bar.set_message(line.clone());
+                if opts.log_lines && !draws {
+                    eprintln!("step {step}/{total}  {line}  {steps_per_s:.2} steps/s");
+                }
+                acc = metrics_log::Accumulator::default();
+                timer = Instant::now();
+                timed_steps = 0;
+            }
+            if step % self.cfg.checkpoint_every == 0 || step == total {
+                log.flush()?;
+                self.dir.save_checkpoint(&self.varmap, &self.groups, &self.state)?;
+            }
+        }
+        bar.finish_and_clear();
+        log.flush()?;
+        self.dir.save_weights(&self.varmap, checkpoint::LAST)?;
+        let result = eval::evaluate_run(&self.cfg, &self.problem, self.dir.path(), &self.state)?;
+        self.dir.write_result(&result)?;
+        Ok(Some(result))
+    }
+}
+
+/// Where a run goes when `--out` is not given: `runs/<dataset>-<method>-<sources>-to-<target>-s<seed>`.
+pub fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
+    let sources = cfg.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("_");
+    PathBuf::from("runs").join(format!(
+        "{}-{}-{}-to-{}-s{}",
+        cfg.dataset,
+        cfg.method.as_str(),
+        if sources.is_empty() { "none".to_string() } else { sources },
+        cfg.target,
+        cfg.seed
+    ))
+}
+
+/// Reads the state of a finished or interrupted run without rebuilding the method.
+pub fn read_state(dir: &Path) -> Result<TrainState> {
+    RunDir::open(dir)?.read_state().context("reading the run's checkpoint state")
+}
