@@ -7,6 +7,7 @@ pub mod error;
 pub mod location;
 pub mod ucihar;
 pub mod download;
+pub mod spec;
 
 pub use error::DataError;
 
