@@ -3,14 +3,15 @@
 //! A [`Dataset`] is a set of domains (participants); each domain holds windows `[n, channels, length]`
 //! (row-major f32) and class labels `0..n_classes`.
 
+pub mod batch;
+pub mod download;
 pub mod error;
 pub mod location;
-pub mod ucihar;
-pub mod download;
-pub mod batch;
-pub mod split;
 pub mod registry;
+pub mod spec;
+pub mod split;
 pub mod synthetic;
+pub mod ucihar;
 
 pub use error::DataError;
 

@@ -1,1 +1,895 @@
-//! (in progress)
+//! UCI HAR (Inertial Signals) loader: reads the published zip or its extracted folder, strictly, in parallel.
+//!
+//! Train and test are merged; each subject is one domain (id = subject number) holding its windows in
+//! file order, train first. Labels `1..=6` become classes `0..=5`. Channels follow the spec's order:
+//! body_acc x,y,z, body_gyro x,y,z, total_acc x,y,z.
+
+use std::collections::BTreeMap;
+use std::io::{self, Cursor, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use zip::result::ZipError;
+use zip::ZipArchive;
+
+use super::spec::{DatasetSpec, MemberSpec};
+use super::{DataError, Dataset, DomainData};
+
+/// Where a dataset's files were found: the extracted folder or the zip archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The extracted root folder (`.../UCI HAR Dataset`).
+    Folder(PathBuf),
+    /// The zip archive (`.../UCI HAR Dataset.zip`).
+    Archive(PathBuf),
+}
+
+impl Source {
+    /// The folder or archive path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Folder(p) | Source::Archive(p) => p,
+        }
+    }
+}
+
+/// Loads UCI HAR from `dir` (holding `UCI HAR Dataset.zip` and/or the extracted `UCI HAR Dataset/`).
+///
+/// The extracted folder wins when both are present. `dir` may also be the archive file itself or the
+/// extracted folder itself.
+pub fn load(dir: &Path) -> Result<Dataset, DataError> {
+    let spec = DatasetSpec::ucihar()?;
+    load_with_spec(dir, &spec)
+}
+
+/// Loads a dataset laid out like UCI HAR, as described by `spec` (see [`load`]).
+pub fn load_with_spec(dir: &Path, spec: &DatasetSpec) -> Result<Dataset, DataError> {
+    match find(dir, spec)? {
+        Source::Folder(root) => load_members(spec, &FolderReader { root: &root }),
+        Source::Archive(path) => {
+            let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+            let archive = open_zip(&path, &bytes)?;
+            load_members(
+                spec,
+                &ZipReader {
+                    path: &path,
+                    archive,
+                },
+            )
+        }
+    }
+}
+
+/// Finds the extracted folder (preferred) or the archive for `spec` in `dir`, or says where it should be.
+pub fn find(dir: &Path, spec: &DatasetSpec) -> Result<Source, DataError> {
+    if dir.is_file() {
+        return Ok(Source::Archive(dir.to_path_buf()));
+    }
+    let folder = dir.join(&spec.root);
+    if folder.is_dir() {
+        return Ok(Source::Folder(folder));
+    }
+    let archive = dir.join(&spec.archive);
+    if archive.is_file() {
+        return Ok(Source::Archive(archive));
+    }
+    // `dir` may be the extracted root folder itself.
+    if let Some(first) = spec.members().next() {
+        if dir.join(&first.path).is_file() {
+            return Ok(Source::Folder(dir.to_path_buf()));
+        }
+    }
+    Err(DataError::ArchiveNotFound {
+        title: spec.title.clone(),
+        name: spec.name.clone(),
+        path: archive,
+        folder,
+        url: spec.effective_url(),
+    })
+}
+
+/// Checks a downloaded archive: it opens, every member of `spec` is present with its published size, and
+/// every member's data matches its CRC-32 (each member is read in full).
+pub fn verify_archive(path: &Path, spec: &DatasetSpec) -> Result<(), DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let archive = open_zip(path, &bytes)?;
+    let members: Vec<(&MemberSpec, String)> =
+        spec.members().map(|m| (m, spec.member_name(m))).collect();
+    // Presence and declared sizes first: cheap, and the first problem in spec order is reported.
+    for (member, name) in &members {
+        let index = archive
+            .index_for_name(name)
+            .ok_or_else(|| DataError::MissingMember {
+                archive: path.to_path_buf(),
+                member: name.clone(),
+            })?;
+        let declared = archive
+            .by_index_data(index)
+            .map_err(|e| zip_error(path, name, e))?
+            .size();
+        if declared != member.size {
+            return Err(DataError::WrongMemberSize {
+                archive: path.to_path_buf(),
+                member: name.clone(),
+                expected: member.size,
+                found: declared,
+            });
+        }
+    }
+    let results = run_parallel(
+        &members,
+        || archive.clone(),
+        |zip, (member, name)| -> Result<(), DataError> {
+            let read = copy_member(zip, path, name, &mut io::sink())?;
+            if read != member.size {
+                return Err(DataError::WrongMemberSize {
+                    archive: path.to_path_buf(),
+                    member: name.clone(),
+                    expected: member.size,
+                    found: read,
+                });
+            }
+            Ok(())
+        },
+    );
+    results.into_iter().collect()
+}
+
+/// Opens an in-memory zip, mapping failures to [`DataError::CorruptArchive`].
+fn open_zip<'a>(path: &Path, bytes: &'a [u8]) -> Result<ZipArchive<Cursor<&'a [u8]>>, DataError> {
+    ZipArchive::new(Cursor::new(bytes)).map_err(|e| DataError::CorruptArchive {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Maps a zip error on member `name` to a [`DataError`].
+fn zip_error(path: &Path, name: &str, e: ZipError) -> DataError {
+    match e {
+        ZipError::FileNotFound => DataError::MissingMember {
+            archive: path.to_path_buf(),
+            member: name.to_string(),
+        },
+        ZipError::Io(e) => DataError::io(path, e),
+        other => DataError::CorruptMember {
+            archive: path.to_path_buf(),
+            member: name.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Streams member `name` into `sink`, checking its CRC-32 ourselves; returns the bytes read.
+fn copy_member<R: Read + Seek>(
+    zip: &mut ZipArchive<R>,
+    path: &Path,
+    name: &str,
+    sink: &mut impl Write,
+) -> Result<u64, DataError> {
+    let mut file = zip.by_name(name).map_err(|e| zip_error(path, name, e))?;
+    let expected_crc = file.crc32();
+    let declared = file.size();
+    let mut hasher = crc32fast::Hasher::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                sink.write_all(&buf[..n])
+                    .map_err(|e| DataError::io(path, e))?;
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let found = hasher.clone().finalize();
+                // The zip reader checks the CRC when it reaches the end of the data.
+                if total == declared && found != expected_crc {
+                    return Err(DataError::CrcMismatch {
+                        archive: path.to_path_buf(),
+                        member: name.to_string(),
+                        expected: expected_crc,
+                        found,
+                    });
+                }
+                return Err(DataError::CorruptMember {
+                    archive: path.to_path_buf(),
+                    member: name.to_string(),
+                    reason: format!("{e} (after {total} of {declared} bytes)"),
+                });
+            }
+        }
+    }
+    let found = hasher.finalize();
+    if found != expected_crc {
+        return Err(DataError::CrcMismatch {
+            archive: path.to_path_buf(),
+            member: name.to_string(),
+            expected: expected_crc,
+            found,
+        });
+    }
+    if total != declared {
+        return Err(DataError::CorruptMember {
+            archive: path.to_path_buf(),
+            member: name.to_string(),
+            reason: format!("decompressed to {total} bytes, the archive declares {declared}"),
+        });
+    }
+    Ok(total)
+}
+
+/// Reads member files' bytes, once per worker thread (`Ctx`), naming them for messages.
+trait MemberReader: Sync {
+    /// Per-thread state.
+    type Ctx;
+    /// Creates one thread's state.
+    fn context(&self) -> Self::Ctx;
+    /// The member's bytes and its display name.
+    fn read(
+        &self,
+        ctx: &mut Self::Ctx,
+        spec: &DatasetSpec,
+        member: &MemberSpec,
+    ) -> Result<(Vec<u8>, String), DataError>;
+}
+
+/// Reads members from the extracted folder.
+struct FolderReader<'a> {
+    root: &'a Path,
+}
+
+impl MemberReader for FolderReader<'_> {
+    type Ctx = ();
+    fn context(&self) -> Self::Ctx {}
+    fn read(
+        &self,
+        _: &mut (),
+        _: &DatasetSpec,
+        member: &MemberSpec,
+    ) -> Result<(Vec<u8>, String), DataError> {
+        let path = member
+            .path
+            .split('/')
+            .fold(self.root.to_path_buf(), |p, part| p.join(part));
+        let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+        Ok((bytes, path.display().to_string()))
+    }
+}
+
+/// Reads members from an in-memory zip archive.
+struct ZipReader<'a> {
+    path: &'a Path,
+    archive: ZipArchive<Cursor<&'a [u8]>>,
+}
+
+impl<'a> MemberReader for ZipReader<'a> {
+    type Ctx = ZipArchive<Cursor<&'a [u8]>>;
+    fn context(&self) -> Self::Ctx {
+        self.archive.clone()
+    }
+    fn read(
+        &self,
+        zip: &mut Self::Ctx,
+        spec: &DatasetSpec,
+        member: &MemberSpec,
+    ) -> Result<(Vec<u8>, String), DataError> {
+        let name = spec.member_name(member);
+        let capacity = zip
+            .index_for_name(&name)
+            .and_then(|i| zip.by_index_data(i).ok().map(|e| e.size()))
+            .unwrap_or(0)
+            .min(1 << 30) as usize;
+        let mut bytes = Vec::with_capacity(capacity);
+        copy_member(zip, self.path, &name, &mut bytes)?;
+        Ok((bytes, format!("{name} in {}", self.path.display())))
+    }
+}
+
+/// What one file of a split holds.
+#[derive(Clone, Copy)]
+enum Part {
+    /// A signal file (jobs list them in channel order).
+    Signal,
+    /// The labels file.
+    Labels,
+    /// The subjects file.
+    Subjects,
+}
+
+/// One parsing job: a file of a split.
+struct Job<'s> {
+    split: usize,
+    part: Part,
+    member: &'s MemberSpec,
+}
+
+/// A parsed file with its display name.
+struct Parsed {
+    file: String,
+    /// Number of lines (windows).
+    lines: usize,
+    /// Signal values (`lines * length`), or empty for label/subject files.
+    values: Vec<f32>,
+    /// Class ids or subject ids, or empty for signal files.
+    ids: Vec<u32>,
+}
+
+/// Reads and parses every member in parallel, checks consistency, and groups windows by subject.
+fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Dataset, DataError> {
+    let length = spec.length;
+    let n_classes = spec.classes.len() as i64;
+    let jobs: Vec<Job> = spec
+        .splits
+        .iter()
+        .enumerate()
+        .flat_map(|(split, s)| {
+            let signals = s.signals.iter().map(move |member| Job {
+                split,
+                part: Part::Signal,
+                member,
+            });
+            signals.chain([
+                Job {
+                    split,
+                    part: Part::Labels,
+                    member: &s.labels,
+                },
+                Job {
+                    split,
+                    part: Part::Subjects,
+                    member: &s.subjects,
+                },
+            ])
+        })
+        .collect();
+
+    let results = run_parallel(
+        &jobs,
+        || reader.context(),
+        |ctx, job| -> Result<Parsed, DataError> {
+            let (bytes, file) = reader.read(ctx, spec, job.member)?;
+            match job.part {
+                Part::Signal => {
+                    let values = parse_signals(&bytes, &file, length)?;
+                    Ok(Parsed {
+                        lines: values.len() / length,
+                        file,
+                        values,
+                        ids: Vec::new(),
+                    })
+                }
+                Part::Labels => {
+                    let raw = parse_ints(&bytes, &file)?;
+                    let base = spec.label_base;
+                    let ids = raw
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| {
+                            if v < base || v >= base + n_classes {
+                                Err(DataError::LabelOutOfRange {
+                                    file: file.clone(),
+                                    line: i + 1,
+                                    value: v,
+                                    min: base,
+                                    max: base + n_classes - 1,
+                                })
+                            } else {
+                                Ok((v - base) as u32)
+                            }
+                        })
+                        .collect::<Result<Vec<u32>, _>>()?;
+                    Ok(Parsed {
+                        lines: ids.len(),
+                        file,
+                        values: Vec::new(),
+                        ids,
+                    })
+                }
+                Part::Subjects => {
+                    let raw = parse_ints(&bytes, &file)?;
+                    let range = spec.domain_ids;
+                    let ids = raw
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| {
+                            if v < i64::from(range.first) || v > i64::from(range.last) {
+                                Err(DataError::SubjectOutOfRange {
+                                    file: file.clone(),
+                                    line: i + 1,
+                                    value: v,
+                                    min: range.first,
+                                    max: range.last,
+                                })
+                            } else {
+                                Ok(v as u32)
+                            }
+                        })
+                        .collect::<Result<Vec<u32>, _>>()?;
+                    Ok(Parsed {
+                        lines: ids.len(),
+                        file,
+                        values: Vec::new(),
+                        ids,
+                    })
+                }
+            }
+        },
+    );
+    // First error in job order, so messages do not depend on thread timing.
+    let parsed: Vec<Parsed> = results.into_iter().collect::<Result<_, _>>()?;
+
+    // Regroup per split: signals by channel, labels, subjects.
+    struct SplitData<'p> {
+        signals: Vec<&'p Parsed>,
+        labels: Option<&'p Parsed>,
+        subjects: Option<&'p Parsed>,
+    }
+    let mut splits: Vec<SplitData> = spec
+        .splits
+        .iter()
+        .map(|_| SplitData {
+            signals: Vec::new(),
+            labels: None,
+            subjects: None,
+        })
+        .collect();
+    for (job, p) in jobs.iter().zip(&parsed) {
+        let s = &mut splits[job.split];
+        match job.part {
+            Part::Signal => s.signals.push(p),
+            Part::Labels => s.labels = Some(p),
+            Part::Subjects => s.subjects = Some(p),
+        }
+    }
+    let mut checked = Vec::with_capacity(splits.len());
+    for s in &splits {
+        let (Some(labels), Some(subjects), Some(first)) = (s.labels, s.subjects, s.signals.first())
+        else {
+            return Err(DataError::Spec {
+                name: spec.name.clone(),
+                reason: "a split lacks its signal, label or subject file".into(),
+            });
+        };
+        for other in s.signals.iter().skip(1).chain([&labels, &subjects]) {
+            if other.lines != first.lines {
+                return Err(DataError::LineCountMismatch {
+                    file: other.file.clone(),
+                    lines: other.lines,
+                    other_file: first.file.clone(),
+                    other_lines: first.lines,
+                });
+            }
+        }
+        checked.push((&s.signals, labels, subjects));
+    }
+
+    // Group windows by subject, train before test, file order within each.
+    let channels = spec.channels.len();
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+    for (_, _, subjects) in &checked {
+        for &id in &subjects.ids {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    let mut domains: BTreeMap<u32, DomainData> = counts
+        .iter()
+        .map(|(&id, &n)| {
+            (
+                id,
+                DomainData {
+                    id,
+                    x: Vec::with_capacity(n * channels * length),
+                    y: Vec::with_capacity(n),
+                },
+            )
+        })
+        .collect();
+    for (signals, labels, subjects) in &checked {
+        for (i, (&subject, &label)) in subjects.ids.iter().zip(&labels.ids).enumerate() {
+            let Some(d) = domains.get_mut(&subject) else {
+                continue; // unreachable: every subject was counted above
+            };
+            d.y.push(label);
+            for signal in signals.iter() {
+                d.x.extend_from_slice(&signal.values[i * length..(i + 1) * length]);
+            }
+        }
+    }
+
+    Ok(Dataset {
+        name: spec.name.clone(),
+        channels,
+        length,
+        class_names: spec.classes.clone(),
+        zscore: spec.zscore,
+        domains: domains.into_values().collect(),
+    })
+}
+
+/// Runs `f` over `items` on up to `available_parallelism` scoped threads; results keep `items`' order.
+fn run_parallel<T, C, R>(
+    items: &[T],
+    context: impl Fn() -> C + Sync,
+    f: impl Fn(&mut C, &T) -> R + Sync,
+) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut ctx = context();
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= items.len() {
+                            break done;
+                        }
+                        done.push((i, f(&mut ctx, &items[i])));
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        slots[i] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .map(|r| r.expect("every job ran on some worker"))
+        .collect()
+}
+
+/// True for the bytes that separate values on a line.
+#[inline]
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t' || b == b'\r'
+}
+
+/// Splits `text` into lines (LF or CR LF) and each line into whitespace-separated tokens.
+///
+/// Calls `token(line, index_on_line, token)` for every token and `end(line, tokens_on_line)` at the end of every line
+/// (1-based). A final newline does not start a new line; trailing blanks after it are ignored.
+#[inline]
+fn scan<E>(
+    text: &[u8],
+    mut token: impl FnMut(usize, usize, &[u8]) -> Result<(), E>,
+    mut end: impl FnMut(usize, usize) -> Result<(), E>,
+) -> Result<(), E> {
+    let n = text.len();
+    let mut line = 1;
+    let mut found = 0;
+    let mut i = 0;
+    let mut line_open = false; // a line started (by a token) since the last newline
+    while i < n {
+        let b = text[i];
+        if b == b'\n' {
+            end(line, found)?;
+            line += 1;
+            found = 0;
+            line_open = false;
+            i += 1;
+        } else if is_blank(b) {
+            i += 1;
+        } else {
+            let start = i;
+            while i < n && !is_blank(text[i]) && text[i] != b'\n' {
+                i += 1;
+            }
+            line_open = true;
+            token(line, found, &text[start..i])?;
+            found += 1;
+        }
+    }
+    if line_open {
+        end(line, found)?;
+    }
+    Ok(())
+}
+
+/// Parses a signal file: one window of `length` values per line. Returns `lines * length` values.
+pub(crate) fn parse_signals(text: &[u8], file: &str, length: usize) -> Result<Vec<f32>, DataError> {
+    // Each published value takes 16 bytes; over-reserving a little avoids regrowth.
+    let mut out: Vec<f32> = Vec::with_capacity(text.len() / 16 + length);
+    scan(
+        text,
+        |line, index, tok| {
+            if index >= length {
+                return Ok(()); // counted, reported at the end of the line
+            }
+            match parse_f32(tok) {
+                Some(v) if v.is_finite() => {
+                    out.push(v);
+                    Ok(())
+                }
+                Some(_) => {
+                    let token = String::from_utf8_lossy(tok).into_owned();
+                    let named = tok
+                        .iter()
+                        .any(|b| b.is_ascii_alphabetic() && !matches!(b, b'e' | b'E'));
+                    Err(if named {
+                        DataError::NonFinite {
+                            file: file.to_string(),
+                            line,
+                            token,
+                        }
+                    } else {
+                        DataError::OutOfRange {
+                            file: file.to_string(),
+                            line,
+                            token,
+                        }
+                    })
+                }
+                None => Err(DataError::NotANumber {
+                    file: file.to_string(),
+                    line,
+                    token: String::from_utf8_lossy(tok).into_owned(),
+                }),
+            }
+        },
+        |line, found| {
+            if found != length {
+                return Err(DataError::WrongValueCount {
+                    file: file.to_string(),
+                    line,
+                    expected: length,
+                    found,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Parses a file of one integer per line.
+pub(crate) fn parse_ints(text: &[u8], file: &str) -> Result<Vec<i64>, DataError> {
+    let mut out = Vec::with_capacity(text.len() / 2);
+    scan(
+        text,
+        |line, _, tok| {
+            let v = std::str::from_utf8(tok)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| DataError::NotAnInteger {
+                    file: file.to_string(),
+                    line,
+                    token: String::from_utf8_lossy(tok).into_owned(),
+                })?;
+            out.push(v);
+            Ok(())
+        },
+        |line, found| {
+            if found != 1 {
+                return Err(DataError::NotOneValue {
+                    file: file.to_string(),
+                    line,
+                    found,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Exact powers of ten representable in `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Parses a decimal token to the nearest `f32` (same result as `str::parse::<f32>`); `None` if not a number.
+#[inline]
+pub(crate) fn parse_f32(tok: &[u8]) -> Option<f32> {
+    match parse_f32_fast(tok) {
+        Some(v) => Some(v),
+        None => std::str::from_utf8(tok).ok()?.parse::<f32>().ok(),
+    }
+}
+
+/// Fast exact path for plain decimals (`-1.2345678e-004`); `None` means "use the general parser".
+///
+/// The mantissa (at most 15 digits) and the power of ten (|k| <= 22) are exact in `f64`, so one
+/// multiplication or division is correctly rounded; rounding that `f64` to `f32` then gives the correctly
+/// rounded `f32` unless the `f64` lies exactly halfway between two `f32`s, which falls back.
+#[inline]
+fn parse_f32_fast(tok: &[u8]) -> Option<f32> {
+    let n = tok.len();
+    let mut i = 0;
+    let neg = match tok.first() {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut mant: u64 = 0;
+    let mut digits = 0u32;
+    let mut scale: i32 = 0;
+    while i < n && tok[i].is_ascii_digit() {
+        mant = mant * 10 + u64::from(tok[i] - b'0');
+        digits += 1;
+        i += 1;
+        if digits > 15 {
+            return None;
+        }
+    }
+    if i < n && tok[i] == b'.' {
+        i += 1;
+        while i < n && tok[i].is_ascii_digit() {
+            mant = mant * 10 + u64::from(tok[i] - b'0');
+            digits += 1;
+            scale -= 1;
+            i += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    if i < n && (tok[i] == b'e' || tok[i] == b'E') {
+        i += 1;
+        let eneg = match tok.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let start = i;
+        let mut e: i32 = 0;
+        while i < n && tok[i].is_ascii_digit() {
+            e = e * 10 + i32::from(tok[i] - b'0');
+            i += 1;
+            if i - start > 4 {
+                return None;
+            }
+        }
+        if i == start {
+            return None;
+        }
+        scale += if eneg { -e } else { e };
+    }
+    if i != n {
+        return None;
+    }
+    if mant == 0 {
+        return Some(if neg { -0.0 } else { 0.0 });
+    }
+    if !(-22..=22).contains(&scale) {
+        return None;
+    }
+    let m = mant as f64;
+    let y = if scale < 0 {
+        m / POW10[(-scale) as usize]
+    } else {
+        m * POW10[scale as usize]
+    };
+    // Outside the normal f32 range, or exactly on an f32 rounding midpoint: let the general parser decide.
+    if !(f32::MIN_POSITIVE as f64..=f32::MAX as f64).contains(&y) {
+        return None;
+    }
+    let dropped = y.to_bits() & ((1u64 << 29) - 1);
+    if dropped == 1u64 << 28 {
+        return None;
+    }
+    let v = y as f32;
+    Some(if neg { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_float_path_agrees_with_std_parse() {
+        // Deterministic pseudo-random tokens in the published format and a few others.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let r = next();
+            let mant = 10_000_000 + r % 90_000_000;
+            let exp = (r >> 32) % 30;
+            let sign = if (r >> 40) & 1 == 1 { "-" } else { "" };
+            let esign = if (r >> 41) & 1 == 1 { "-" } else { "+" };
+            let s = format!(
+                "{sign}{}.{:07}e{esign}{:03}",
+                mant / 10_000_000,
+                mant % 10_000_000,
+                exp
+            );
+            let want: f32 = s.parse().expect("valid");
+            let got = parse_f32(s.as_bytes()).expect("parses");
+            assert_eq!(got.to_bits(), want.to_bits(), "{s}");
+        }
+        for s in [
+            "0",
+            "-0.0",
+            "1",
+            "+2.5",
+            "1e5",
+            "3.4028235e38",
+            "1.1754944e-38",
+            "1e-45",
+            "7e-46",
+            "123456789012345678",
+            "0.1",
+            ".5",
+            "5.",
+            "1E-3",
+        ] {
+            let want: f32 = s.parse().expect("valid");
+            assert_eq!(
+                parse_f32(s.as_bytes()).map(f32::to_bits),
+                Some(want.to_bits()),
+                "{s}"
+            );
+        }
+        for s in ["abc", "1e", "e5", "-", "1.2.3", "1e+-3", "--1", ""] {
+            assert_eq!(parse_f32(s.as_bytes()), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn scanner_counts_lines_and_tokens() {
+        let v = parse_signals(b"  1.0e+000  2.0e+000\r\n -3.0e-001  4.0e+000\r\n", "f", 2).unwrap();
+        assert_eq!(v, [1.0, 2.0, -0.3, 4.0]);
+        // No final newline.
+        let v = parse_signals(b"1 2\n3 4", "f", 2).unwrap();
+        assert_eq!(v, [1.0, 2.0, 3.0, 4.0]);
+        // A blank line in the middle is a line with no values.
+        let e = parse_signals(b"1 2\n\n3 4\n", "f", 2).unwrap_err();
+        assert_eq!(e.to_string(), "f: line 2: expected 2 values, found 0");
+        let e = parse_signals(b"1 2\n3 4 5\n", "f", 2).unwrap_err();
+        assert_eq!(e.to_string(), "f: line 2: expected 2 values, found 3");
+        let e = parse_signals(b"1 inf\n", "f", 2).unwrap_err();
+        assert_eq!(e.to_string(), "f: line 1: non-finite value inf");
+        let e = parse_signals(b"1 1e39\n", "f", 2).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f: line 1: value 1e39 is out of the f32 range"
+        );
+        assert_eq!(parse_ints(b"1\n2\r\n 3 \n", "g").unwrap(), [1, 2, 3]);
+        let e = parse_ints(b"1\n2 3\n", "g").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "g: line 2: expected one integer, found 2 values"
+        );
+        let e = parse_ints(b"1\n2.5\n", "g").unwrap_err();
+        assert_eq!(e.to_string(), "g: line 2: value \"2.5\" is not an integer");
+        assert!(parse_ints(b"", "g").unwrap().is_empty());
+    }
+}
