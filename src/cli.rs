@@ -35,9 +35,11 @@ pub enum Command {
 
 /// `codats train`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  codats train --dataset ucihar --sources 1,3,5 --target 7 --method codats --steps 3000\n\n\
+#[command(
+    after_help = "Example:\n  codats train --dataset ucihar --sources 1,3,5 --target 7 --method codats --steps 3000\n\n\
 Data: --data-dir DIR, else $CODATS_DATA_DIR/<dataset>/, else the user cache; a missing archive is\n\
-downloaded (verified) unless --offline.")]
+downloaded (verified) unless --offline."
+)]
 pub struct TrainArgs {
     /// Dataset name.
     #[arg(long, value_enum)]
@@ -153,7 +155,9 @@ fn set_threads(threads: usize) {
 }
 
 fn available_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
@@ -162,18 +166,38 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         let out = a.out.context("--resume needs --out RUN_DIR")?;
         let cfg = train::checkpoint::read_config(&out)?;
         set_threads(cfg.threads);
-        let dataset = registry::load(DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
-            cfg.data_dir.as_deref(), a.offline, progress)?;
+        let dataset = registry::load(
+            DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
+            cfg.data_dir.as_deref(),
+            a.offline,
+            progress,
+        )?;
         let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
         let mut trainer = Trainer::resume(problem, &out)?;
         if progress {
-            eprintln!("resuming {} at step {}/{}", out.display(), trainer.step(), cfg.steps);
+            eprintln!(
+                "resuming {} at step {}/{}",
+                out.display(),
+                trainer.step(),
+                cfg.steps
+            );
         }
-        return finish(trainer.run(RunOptions { progress, log_lines: progress, stop_after: a.stop_after })?, &out);
+        return finish(
+            trainer.run(RunOptions {
+                progress,
+                log_lines: progress,
+                stop_after: a.stop_after,
+            })?,
+            &out,
+        );
     }
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
     set_threads(threads);
-    let sources = if a.method == MethodKind::Upper { Vec::new() } else { a.sources.clone() };
+    let sources = if a.method == MethodKind::Upper {
+        Vec::new()
+    } else {
+        a.sources.clone()
+    };
     let cfg = TrainConfig {
         dataset: a.dataset.as_str().to_string(),
         data_dir: a.data_dir.clone(),
@@ -182,7 +206,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         method: a.method,
         steps: a.steps,
         batch_size: a.batch_size,
-        batch_division: a.batch_division.unwrap_or(a.method.default_batch_division()),
+        batch_division: a
+            .batch_division
+            .unwrap_or(a.method.default_batch_division()),
         lr: a.lr,
         seed: a.seed,
         split_seed: a.split_seed,
@@ -194,7 +220,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     };
     cfg.validate()?;
     if a.method.data_needs().sources && cfg.sources.is_empty() {
-        anyhow::bail!("method {} needs at least one source domain (--sources)", a.method);
+        anyhow::bail!(
+            "method {} needs at least one source domain (--sources)",
+            a.method
+        );
     }
     let dataset = registry::load(a.dataset, a.data_dir.as_deref(), a.offline, progress)?;
     if let Some(p) = &cfg.target_proportions {
@@ -202,7 +231,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     }
     let _ = sources;
     let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
-    let out = a.out.clone().unwrap_or_else(|| train::default_run_dir(&cfg));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| train::default_run_dir(&cfg));
     let mut trainer = Trainer::new(cfg, problem, &out)?;
     if progress {
         let c = trainer.config();
@@ -210,7 +242,11 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             "training {} on {}: sources {} -> target {}, {} steps, batch {} ({}), {} threads -> {}",
             c.method,
             c.dataset,
-            if c.sources.is_empty() { "-".to_string() } else { describe_ids(&c.sources) },
+            if c.sources.is_empty() {
+                "-".to_string()
+            } else {
+                describe_ids(&c.sources)
+            },
             c.target,
             c.steps,
             c.batch_size,
@@ -219,13 +255,23 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             out.display()
         );
     }
-    finish(trainer.run(RunOptions { progress, log_lines: progress, stop_after: a.stop_after })?, &out)
+    finish(
+        trainer.run(RunOptions {
+            progress,
+            log_lines: progress,
+            stop_after: a.stop_after,
+        })?,
+        &out,
+    )
 }
 
 fn finish(result: Option<train::eval::RunResult>, out: &std::path::Path) -> Result<()> {
     match result {
         None => {
-            eprintln!("stopped early; continue with `codats train --resume --out {}`", out.display());
+            eprintln!(
+                "stopped early; continue with `codats train --resume --out {}`",
+                out.display()
+            );
         }
         Some(r) => {
             println!("{}", summary(&r));
@@ -241,7 +287,11 @@ pub fn summary(r: &train::eval::RunResult) -> String {
         "{} {} sources [{}] -> target {}, {} steps",
         r.dataset,
         r.method,
-        r.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+        r.sources
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         r.target,
         r.steps
     )];
@@ -294,11 +344,23 @@ fn datasets_cmd(c: DatasetsCommand) -> Result<()> {
         }
         DatasetsCommand::Info { name, data_dir } => {
             let ds = registry::load(name, data_dir.as_deref(), true, false)?;
-            println!("{}: {} domains, {} windows, {} channels x {} samples, {} classes",
-                ds.name, ds.domains.len(), ds.n_windows(), ds.channels, ds.length, ds.n_classes());
+            println!(
+                "{}: {} domains, {} windows, {} channels x {} samples, {} classes",
+                ds.name,
+                ds.domains.len(),
+                ds.n_windows(),
+                ds.channels,
+                ds.length,
+                ds.n_classes()
+            );
             println!("classes: {}", ds.class_names.join(", "));
             let header: Vec<String> = (0..ds.n_classes()).map(|c| format!("{:>6}", c)).collect();
-            println!("{:>6} {:>7}  per class {}", "domain", "windows", header.join(""));
+            println!(
+                "{:>6} {:>7}  per class {}",
+                "domain",
+                "windows",
+                header.join("")
+            );
             for d in &ds.domains {
                 let mut counts = vec![0usize; ds.n_classes()];
                 for &y in &d.y {

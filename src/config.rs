@@ -15,7 +15,12 @@ pub enum ConfigError {
     ZeroSteps(usize),
     /// Batch too small to give every domain a row.
     #[error("--batch-size {batch} gives {per} rows per domain with batch division {division} over {domains} domains; use a larger batch")]
-    BatchTooSmall { batch: usize, per: usize, division: &'static str, domains: usize },
+    BatchTooSmall {
+        batch: usize,
+        per: usize,
+        division: &'static str,
+        domains: usize,
+    },
     /// Learning rate not positive/finite.
     #[error("--lr must be a positive number (got {0})")]
     BadLearningRate(f64),
@@ -80,7 +85,11 @@ pub struct TrainConfig {
 
 /// This build's version string: crate version and git commit.
 pub fn code_version() -> String {
-    format!("{} ({})", env!("CARGO_PKG_VERSION"), option_env!("CODATS_GIT_COMMIT").unwrap_or("unknown commit"))
+    format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("CODATS_GIT_COMMIT").unwrap_or("unknown commit")
+    )
 }
 
 impl TrainConfig {
@@ -97,8 +106,14 @@ impl TrainConfig {
         }
         let needs = self.method.data_needs();
         let n_src = if needs.sources { self.sources.len() } else { 0 };
-        let (per_source, per_target) = self.batch_division.sizes(self.batch_size, self.sources.len());
-        let smallest = if needs.sources { per_source.min(per_target) } else { self.batch_size };
+        let (per_source, per_target) = self
+            .batch_division
+            .sizes(self.batch_size, self.sources.len());
+        let smallest = if needs.sources {
+            per_source.min(per_target)
+        } else {
+            self.batch_size
+        };
         if smallest < 2 {
             return Err(ConfigError::BatchTooSmall {
                 batch: self.batch_size,
@@ -116,7 +131,10 @@ impl TrainConfig {
     /// Validates DA-WS proportions against the number of classes.
     pub fn check_proportions(p: &[f64], classes: usize) -> Result<(), ConfigError> {
         if p.len() != classes {
-            return Err(ConfigError::ProportionsLength { got: p.len(), want: classes });
+            return Err(ConfigError::ProportionsLength {
+                got: p.len(),
+                want: classes,
+            });
         }
         if let Some(&bad) = p.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
             return Err(ConfigError::ProportionNegative(bad));
@@ -170,7 +188,10 @@ mod tests {
     fn invalid_settings_are_rejected() {
         let mut c = cfg();
         c.steps = 0;
-        assert_eq!(c.validate().unwrap_err().to_string(), "--steps must be at least 1 (got 0)");
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--steps must be at least 1 (got 0)"
+        );
         let mut c = cfg();
         c.batch_size = 6;
         assert_eq!(
@@ -187,11 +208,27 @@ mod tests {
 
     #[test]
     fn proportions_are_validated() {
-        let e = |p: &[f64]| TrainConfig::check_proportions(p, 3).unwrap_err().to_string();
-        assert_eq!(e(&[0.5, 0.5]), "--target-proportions has 2 values but the dataset has 3 classes");
-        assert_eq!(e(&[0.5, 0.6, -0.1]), "--target-proportions value -0.1 is not a non-negative number");
-        assert_eq!(e(&[0.5, 0.2, 0.2]), "--target-proportions sum to 0.900000, not 1 (±1e-6)");
-        assert_eq!(e(&[0.5, f64::NAN, 0.5]), "--target-proportions value NaN is not a non-negative number");
+        let e = |p: &[f64]| {
+            TrainConfig::check_proportions(p, 3)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            e(&[0.5, 0.5]),
+            "--target-proportions has 2 values but the dataset has 3 classes"
+        );
+        assert_eq!(
+            e(&[0.5, 0.6, -0.1]),
+            "--target-proportions value -0.1 is not a non-negative number"
+        );
+        assert_eq!(
+            e(&[0.5, 0.2, 0.2]),
+            "--target-proportions sum to 0.900000, not 1 (±1e-6)"
+        );
+        assert_eq!(
+            e(&[0.5, f64::NAN, 0.5]),
+            "--target-proportions value NaN is not a non-negative number"
+        );
         assert!(TrainConfig::check_proportions(&[0.2, 0.3, 0.5], 3).is_ok());
         assert!(TrainConfig::check_proportions(&[0.2, 0.3, 0.5000005], 3).is_ok());
     }

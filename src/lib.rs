@@ -3,6 +3,7 @@
 //! Layers: [`data`] (loaders, splits, batching) → [`problem`] (sources + target of one run) →
 //! [`methods`] (a [`methods::Method`] computes losses) → [`train`] (the loop, checkpoints,
 //! metrics) → run directory. See `docs/ARCHITECTURE.md`.
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod data;

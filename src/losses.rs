@@ -39,7 +39,11 @@ mod tests {
         };
         let a = e([0.0, 1.0, 2.0]);
         let b = e([1.0, 0.0, 0.0]);
-        let q = [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0, (a[2] + b[2]) / 2.0];
+        let q = [
+            (a[0] + b[0]) / 2.0,
+            (a[1] + b[1]) / 2.0,
+            (a[2] + b[2]) / 2.0,
+        ];
         let pv = [0.5, 0.25, 0.25];
         let want: f64 = (0..3).map(|i| pv[i] * (pv[i] / q[i]).ln()).sum();
         let got = weak_supervision_kl(&p, &logits)?.to_scalar::<f32>()? as f64;

@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    codats::alloc::keep_freed_memory();
     let cli = codats::cli::Cli::parse();
     match codats::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

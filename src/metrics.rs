@@ -60,7 +60,12 @@ impl Classification {
     /// Scores predictions against the truth for `k` classes.
     pub fn new(truth: &[u32], pred: &[u32], k: usize) -> Self {
         let confusion = confusion(truth, pred, k);
-        Self { accuracy: accuracy(truth, pred), macro_f1: macro_f1(&confusion), confusion, n: truth.len() }
+        Self {
+            accuracy: accuracy(truth, pred),
+            macro_f1: macro_f1(&confusion),
+            confusion,
+            n: truth.len(),
+        }
     }
 }
 
@@ -73,7 +78,10 @@ mod tests {
         let t = [0, 0, 1, 1, 2, 2];
         let p = [0, 1, 1, 1, 2, 0];
         let c = Classification::new(&t, &p, 3);
-        assert_eq!(c.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]);
+        assert_eq!(
+            c.confusion,
+            vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]
+        );
         assert!((c.accuracy - 4.0 / 6.0).abs() < 1e-12);
         // F1: class0 2*1/(2+2)=0.5, class1 2*2/(2+3)=0.8, class2 2*1/(2+1)=2/3
         assert!((c.macro_f1 - (0.5 + 0.8 + 2.0 / 3.0) / 3.0).abs() < 1e-12);

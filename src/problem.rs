@@ -19,13 +19,22 @@ pub enum ProblemError {
     DuplicateSource(u32),
     /// An id that the dataset does not have.
     #[error("domain {id} is not in {dataset} (its domains are {valid})")]
-    UnknownDomain { id: u32, dataset: String, valid: String },
+    UnknownDomain {
+        id: u32,
+        dataset: String,
+        valid: String,
+    },
     /// No sources for a method that needs them.
     #[error("method {0} needs at least one source domain (--sources)")]
     NoSources(String),
     /// A domain with too few windows to split into train / validation / test.
     #[error("domain {id} of {dataset} has {n} windows; at least {min} are needed to split it")]
-    TooSmall { id: u32, dataset: String, n: usize, min: usize },
+    TooSmall {
+        id: u32,
+        dataset: String,
+        n: usize,
+        min: usize,
+    },
 }
 
 /// Fewest windows a domain may have (so that train, validation and test are all non-empty).
@@ -83,12 +92,19 @@ pub fn describe_ids(ids: &[u32]) -> String {
     if contiguous && ids.len() > 2 {
         format!("{}..{}", ids[0], ids[ids.len() - 1])
     } else {
-        ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ids.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
 /// Checks a (sources, target) choice against the dataset's domains.
-pub fn validate_domains(dataset: &Dataset, sources: &[u32], target: u32) -> Result<(), ProblemError> {
+pub fn validate_domains(
+    dataset: &Dataset,
+    sources: &[u32],
+    target: u32,
+) -> Result<(), ProblemError> {
     let ids = dataset.domain_ids();
     let unknown = |id: u32| ProblemError::UnknownDomain {
         id,
@@ -116,7 +132,12 @@ pub fn validate_domains(dataset: &Dataset, sources: &[u32], target: u32) -> Resu
 
 impl Problem {
     /// Splits (seeded by `seed`) and normalises the chosen domains of `dataset`.
-    pub fn new(dataset: &Dataset, sources: &[u32], target: u32, seed: u64) -> Result<Self, ProblemError> {
+    pub fn new(
+        dataset: &Dataset,
+        sources: &[u32],
+        target: u32,
+        seed: u64,
+    ) -> Result<Self, ProblemError> {
         validate_domains(dataset, sources, target)?;
         let window = dataset.channels * dataset.length;
         let prepare = |d: &DomainData| -> Result<PreparedDomain, ProblemError> {
@@ -134,10 +155,18 @@ impl Problem {
             if dataset.zscore {
                 zscore_domain(&mut x, dataset.channels, dataset.length, &split.train);
             }
-            Ok(PreparedDomain { id: d.id, x, y: d.y.clone(), split })
+            Ok(PreparedDomain {
+                id: d.id,
+                x,
+                y: d.y.clone(),
+                split,
+            })
         };
         let get = |id: u32| dataset.domain(id).expect("validated above");
-        let sources = sources.iter().map(|&s| prepare(get(s))).collect::<Result<Vec<_>, _>>()?;
+        let sources = sources
+            .iter()
+            .map(|&s| prepare(get(s)))
+            .collect::<Result<Vec<_>, _>>()?;
         let target = prepare(get(target))?;
         Ok(Self {
             dataset: dataset.name.clone(),
@@ -207,10 +236,19 @@ mod tests {
     fn bad_domain_choices_are_rejected_with_clear_messages() {
         let d = toy();
         let msg = |s: &[u32], t: u32| Problem::new(&d, s, t, 0).unwrap_err().to_string();
-        assert_eq!(msg(&[1, 2], 2), "target 2 is also a source; pick a target outside --sources");
+        assert_eq!(
+            msg(&[1, 2], 2),
+            "target 2 is also a source; pick a target outside --sources"
+        );
         assert_eq!(msg(&[1, 1], 2), "source 1 is listed twice in --sources");
-        assert_eq!(msg(&[1, 9], 2), "domain 9 is not in toy (its domains are 1..4)");
-        assert_eq!(msg(&[1], 0), "domain 0 is not in toy (its domains are 1..4)");
+        assert_eq!(
+            msg(&[1, 9], 2),
+            "domain 9 is not in toy (its domains are 1..4)"
+        );
+        assert_eq!(
+            msg(&[1], 0),
+            "domain 0 is not in toy (its domains are 1..4)"
+        );
         assert_eq!(
             msg(&[1], 4),
             "domain 4 of toy has 2 windows; at least 5 are needed to split it"

@@ -52,7 +52,12 @@ impl DomainStream {
     /// A stream over `indices` (must be non-empty) seeded with `seed`.
     pub fn new(indices: Vec<usize>, seed: u64) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut s = Self { order: indices.clone(), indices, pos: 0, rng };
+        let mut s = Self {
+            order: indices.clone(),
+            indices,
+            pos: 0,
+            rng,
+        };
         s.order.shuffle(&mut s.rng);
         s
     }

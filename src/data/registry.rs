@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use super::{download, location, synthetic, ucihar, DataError, Dataset};
 
 /// Dataset names accepted on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetName {
     /// UCI HAR (Anguita et al. 2013): 30 subjects, 6 activities, 9 channels × 128 samples at 50 Hz.
@@ -28,7 +30,10 @@ impl DatasetName {
     pub fn parse(name: &str) -> Result<Self, String> {
         <Self as clap::ValueEnum>::from_str(name, true).map_err(|_| {
             let valid: Vec<&str> = Self::all().iter().map(|d| d.as_str()).collect();
-            format!("unknown dataset {name:?}; valid datasets: {}", valid.join(", "))
+            format!(
+                "unknown dataset {name:?}; valid datasets: {}",
+                valid.join(", ")
+            )
         })
     }
 
@@ -44,7 +49,12 @@ pub fn dataset_dir(name: DatasetName, data_dir: Option<&Path>) -> PathBuf {
 }
 
 /// Loads `name`, downloading it first when missing unless `offline`.
-pub fn load(name: DatasetName, data_dir: Option<&Path>, offline: bool, progress: bool) -> Result<Dataset, DataError> {
+pub fn load(
+    name: DatasetName,
+    data_dir: Option<&Path>,
+    offline: bool,
+    progress: bool,
+) -> Result<Dataset, DataError> {
     let dir = dataset_dir(name, data_dir);
     match name {
         DatasetName::Ucihar => {

@@ -34,7 +34,11 @@ pub fn stratified_pick(
 ) -> (Vec<usize>, Vec<usize>) {
     let n = indices.len();
     let n_pick = n_pick.min(n);
-    let n_classes = indices.iter().map(|&i| labels[i] as usize + 1).max().unwrap_or(0);
+    let n_classes = indices
+        .iter()
+        .map(|&i| labels[i] as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
     for &i in indices {
         by_class[labels[i] as usize].push(i);
@@ -74,7 +78,9 @@ pub fn stratified_pick(
 /// scikit-learn), then validation = min(1000, round(0.2·train)) stratified from train.
 /// Depends only on `seed`, the domain id and the labels.
 pub fn split_domain(labels: &[u32], seed: u64, domain_id: u32) -> DomainSplit {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(domain_id as u64 + 1)));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(domain_id as u64 + 1)),
+    );
     let all: Vec<usize> = (0..labels.len()).collect();
     let n_test = (TEST_FRACTION * labels.len() as f64).ceil() as usize;
     let (train_all, test) = stratified_pick(&all, labels, n_test, &mut rng);
@@ -97,7 +103,11 @@ pub fn channel_stats(x: &[f32], channels: usize, length: usize, idx: &[usize]) -
             n += length;
         }
         let mean = if n > 0 { s / n as f64 } else { 0.0 };
-        let var = if n > 0 { (s2 / n as f64 - mean * mean).max(0.0) } else { 0.0 };
+        let var = if n > 0 {
+            (s2 / n as f64 - mean * mean).max(0.0)
+        } else {
+            0.0
+        };
         out.push((mean, var.sqrt()));
     }
     out
@@ -145,7 +155,13 @@ mod tests {
         assert_eq!(s.valid.len(), 48); // round(0.2 * 240)
         assert_eq!(s.train.len(), 192);
         // disjoint and complete
-        let mut all: Vec<usize> = s.train.iter().chain(&s.valid).chain(&s.test).copied().collect();
+        let mut all: Vec<usize> = s
+            .train
+            .iter()
+            .chain(&s.valid)
+            .chain(&s.test)
+            .copied()
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..300).collect::<Vec<_>>());
     }

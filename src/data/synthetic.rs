@@ -40,7 +40,16 @@ pub struct SyntheticConfig {
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
-        Self { domains: 10, classes: 3, channels: 3, length: 128, windows_per_class: 60, shift: 1.0, noise: 0.3, seed: 0 }
+        Self {
+            domains: 10,
+            classes: 3,
+            channels: 3,
+            length: 128,
+            windows_per_class: 60,
+            shift: 1.0,
+            noise: 0.3,
+            seed: 0,
+        }
     }
 }
 
@@ -48,14 +57,17 @@ impl Default for SyntheticConfig {
 pub fn generate(cfg: &SyntheticConfig) -> Dataset {
     let mut domains = Vec::with_capacity(cfg.domains);
     for d in 0..cfg.domains {
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(d as u64));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(d as u64));
         // The domain's own shift.
         let scale = 1.0 + cfg.shift * rng.random_range(-0.25..0.25);
         let offset = cfg.shift * rng.random_range(-0.3..0.3);
-        let angle = cfg.shift * rng.random_range(-std::f64::consts::FRAC_PI_2..std::f64::consts::FRAC_PI_2);
+        let angle =
+            cfg.shift * rng.random_range(-std::f64::consts::FRAC_PI_2..std::f64::consts::FRAC_PI_2);
         let noise_sd = cfg.noise * (1.0 + cfg.shift * rng.random_range(0.0..1.0));
         let noise = Normal::new(0.0, noise_sd.max(1e-12)).expect("finite sd");
-        let mut x = Vec::with_capacity(cfg.classes * cfg.windows_per_class * cfg.channels * cfg.length);
+        let mut x =
+            Vec::with_capacity(cfg.classes * cfg.windows_per_class * cfg.channels * cfg.length);
         let mut y = Vec::new();
         for i in 0..cfg.classes * cfg.windows_per_class {
             let c = i % cfg.classes; // interleaved classes, like a recording of alternating activities
@@ -67,7 +79,10 @@ pub fn generate(cfg: &SyntheticConfig) -> Dataset {
                 for (t, v) in row.iter_mut().enumerate() {
                     let s = t as f64 / SAMPLE_RATE;
                     let w = std::f64::consts::TAU * f0 * s + phase;
-                    *v = w.sin() + amp2 * (2.0 * w).sin() + 0.1 * (j as f64) + noise.sample(&mut rng);
+                    *v = w.sin()
+                        + amp2 * (2.0 * w).sin()
+                        + 0.1 * (j as f64)
+                        + noise.sample(&mut rng);
                 }
             }
             // Rotate the first two channels (sensor orientation differs per participant).
@@ -100,7 +115,11 @@ mod tests {
 
     #[test]
     fn synthetic_is_deterministic_and_shaped() {
-        let cfg = SyntheticConfig { domains: 3, windows_per_class: 4, ..Default::default() };
+        let cfg = SyntheticConfig {
+            domains: 3,
+            windows_per_class: 4,
+            ..Default::default()
+        };
         let a = generate(&cfg);
         let b = generate(&cfg);
         assert_eq!(a.domains[2].x, b.domains[2].x);

@@ -33,7 +33,11 @@ impl Codats {
             }
             _ => None,
         };
-        Ok(Self { kind, model: CodatsModel::new(cfg, vb)?, proportions })
+        Ok(Self {
+            kind,
+            model: CodatsModel::new(cfg, vb)?,
+            proportions,
+        })
     }
 }
 
@@ -52,13 +56,20 @@ impl Method for Codats {
         let mut xs: Vec<&Tensor> = batch.sources.iter().map(|s| &s.x).collect();
         xs.push(&target.x);
         let x = Tensor::cat(&xs, 0)?;
-        let n_src: usize = batch.sources.iter().map(|s| s.x.dim(0)).sum::<Result<usize>>()?;
+        let n_src: usize = batch
+            .sources
+            .iter()
+            .map(|s| s.x.dim(0))
+            .sum::<Result<usize>>()?;
         let n_tgt = target.x.dim(0)?;
         let mut domain_labels: Vec<u32> = Vec::with_capacity(n_src + n_tgt);
         let mut ys: Vec<&Tensor> = Vec::new();
         for (i, s) in batch.sources.iter().enumerate() {
             domain_labels.extend(std::iter::repeat_n(i as u32 + 1, s.x.dim(0)?));
-            ys.push(s.y.as_ref().ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?);
+            ys.push(
+                s.y.as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?,
+            );
         }
         domain_labels.extend(std::iter::repeat_n(0u32, n_tgt));
         let y_task = Tensor::cat(&ys, 0)?;
@@ -93,6 +104,15 @@ impl Method for Codats {
     /// the total loss equals that of the domain loss (the task loss does not reach it), so both
     /// groups step on the one backward pass, as the reference's persistent tape does.
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup { name: "model", prefix: "" }, ParamGroup { name: "domain_head", prefix: "domain." }]
+        vec![
+            ParamGroup {
+                name: "model",
+                prefix: "",
+            },
+            ParamGroup {
+                name: "domain_head",
+                prefix: "domain.",
+            },
+        ]
     }
 }

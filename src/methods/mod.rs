@@ -37,17 +37,29 @@ impl MethodKind {
 
     /// Every method, in the order tables list them.
     pub fn all() -> [MethodKind; 4] {
-        [MethodKind::None, MethodKind::Codats, MethodKind::CodatsWs, MethodKind::Upper]
+        [
+            MethodKind::None,
+            MethodKind::Codats,
+            MethodKind::CodatsWs,
+            MethodKind::Upper,
+        ]
     }
 
     /// Which data streams the method trains on.
     pub fn data_needs(self) -> DataNeeds {
         match self {
-            MethodKind::None => DataNeeds { sources: true, target: TargetUse::None },
-            MethodKind::Upper => DataNeeds { sources: false, target: TargetUse::Labelled },
-            MethodKind::Codats | MethodKind::CodatsWs => {
-                DataNeeds { sources: true, target: TargetUse::Unlabelled }
-            }
+            MethodKind::None => DataNeeds {
+                sources: true,
+                target: TargetUse::None,
+            },
+            MethodKind::Upper => DataNeeds {
+                sources: false,
+                target: TargetUse::Labelled,
+            },
+            MethodKind::Codats | MethodKind::CodatsWs => DataNeeds {
+                sources: true,
+                target: TargetUse::Unlabelled,
+            },
         }
     }
 
@@ -160,8 +172,12 @@ pub struct MethodSetup {
 pub fn build(kind: MethodKind, setup: &MethodSetup, varmap: &VarMap) -> Result<Box<dyn Method>> {
     let vb = VarBuilder::from_varmap(varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
     Ok(match kind {
-        MethodKind::None | MethodKind::Upper => Box::new(supervised::Supervised::new(kind, setup, vb)?),
-        MethodKind::Codats | MethodKind::CodatsWs => Box::new(codats::Codats::new(kind, setup, vb)?),
+        MethodKind::None | MethodKind::Upper => {
+            Box::new(supervised::Supervised::new(kind, setup, vb)?)
+        }
+        MethodKind::Codats | MethodKind::CodatsWs => {
+            Box::new(codats::Codats::new(kind, setup, vb)?)
+        }
     })
 }
 
@@ -171,7 +187,9 @@ pub fn trainable_vars(varmap: &VarMap, prefix: &str) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut v: Vec<(String, Var)> = data
         .iter()
-        .filter(|(n, _)| n.starts_with(prefix) && !n.ends_with("running_mean") && !n.ends_with("running_var"))
+        .filter(|(n, _)| {
+            n.starts_with(prefix) && !n.ends_with("running_mean") && !n.ends_with("running_var")
+        })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -183,7 +201,10 @@ pub fn concat(slices: &[&Slice]) -> Result<(Tensor, Option<Tensor>)> {
     let xs: Vec<&Tensor> = slices.iter().map(|s| &s.x).collect();
     let x = Tensor::cat(&xs, 0)?;
     let y = if slices.iter().all(|s| s.y.is_some()) {
-        let ys: Vec<&Tensor> = slices.iter().map(|s| s.y.as_ref().expect("checked")).collect();
+        let ys: Vec<&Tensor> = slices
+            .iter()
+            .map(|s| s.y.as_ref().expect("checked"))
+            .collect();
         Some(Tensor::cat(&ys, 0)?)
     } else {
         None

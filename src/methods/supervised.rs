@@ -4,7 +4,9 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{concat, Batch, Method, MethodKind, MethodSetup, ParamGroup, Slice, StepContext, StepOutput};
+use super::{
+    concat, Batch, Method, MethodKind, MethodSetup, ParamGroup, Slice, StepContext, StepOutput,
+};
 use crate::losses::cross_entropy;
 use crate::nn::{CodatsModel, ModelConfig};
 
@@ -17,8 +19,15 @@ pub struct Supervised {
 impl Supervised {
     /// Builds `none` or `upper`.
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
-        let cfg = ModelConfig { channels: setup.channels, classes: setup.classes, domains: None };
-        Ok(Self { kind, model: CodatsModel::new(cfg, vb)? })
+        let cfg = ModelConfig {
+            channels: setup.channels,
+            classes: setup.classes,
+            domains: None,
+        };
+        Ok(Self {
+            kind,
+            model: CodatsModel::new(cfg, vb)?,
+        })
     }
 }
 
@@ -33,11 +42,15 @@ impl Method for Supervised {
             _ => batch.sources.iter().collect(),
         };
         let (x, y) = concat(&labelled)?;
-        let y = y.ok_or_else(|| candle_core::Error::Msg("supervised step without labels".into()))?;
+        let y =
+            y.ok_or_else(|| candle_core::Error::Msg("supervised step without labels".into()))?;
         let logits = self.model.task_logits(&self.model.features(&x, true)?)?;
         let loss = cross_entropy(&logits, &y)?;
         let task = loss.to_scalar::<f32>()?;
-        Ok(StepOutput { loss, scalars: vec![("task_loss", task)] })
+        Ok(StepOutput {
+            loss,
+            scalars: vec![("task_loss", task)],
+        })
     }
 
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
@@ -45,6 +58,9 @@ impl Method for Supervised {
     }
 
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup { name: "model", prefix: "" }]
+        vec![ParamGroup {
+            name: "model",
+            prefix: "",
+        }]
     }
 }

@@ -22,7 +22,13 @@ impl Dropout {
         let n = x.elem_count();
         let scale = 1.0 / (1.0 - self.p);
         let mask: Vec<f32> = (0..n)
-            .map(|_| if rng.random::<f32>() < self.p { 0.0 } else { scale })
+            .map(|_| {
+                if rng.random::<f32>() < self.p {
+                    0.0
+                } else {
+                    scale
+                }
+            })
             .collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
         x * mask

@@ -81,7 +81,10 @@ mod tests {
         let w = Tensor::new(&[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::Cpu)?;
         let loss = (y * &w)?.sum_all()?;
         let grads = loss.backward()?;
-        let g = grads.get(x.as_tensor()).expect("gradient").to_vec2::<f32>()?;
+        let g = grads
+            .get(x.as_tensor())
+            .expect("gradient")
+            .to_vec2::<f32>()?;
         let want = [[-0.3f32, -0.6, -0.9], [-1.2, -1.5, -1.8]];
         for (r, wr) in g.iter().zip(want.iter()) {
             for (a, b) in r.iter().zip(wr.iter()) {

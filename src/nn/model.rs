@@ -8,7 +8,12 @@ use super::{Dropout, GradReverse};
 
 /// Keras BatchNormalization defaults: momentum 0.99 (0.01 in candle terms), ε = 1e-3.
 pub fn keras_bn() -> BatchNormConfig {
-    BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.01 }
+    BatchNormConfig {
+        eps: 1e-3,
+        remove_mean: true,
+        affine: true,
+        momentum: 0.01,
+    }
 }
 
 /// Shapes that fix the model: input channels, classes, and domain-classifier outputs.
@@ -35,7 +40,11 @@ impl SameConv1d {
     pub fn new(c_in: usize, c_out: usize, kernel: usize, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints((c_out, c_in, kernel), "weight", Init::Const(0.0))?;
         let total = kernel - 1;
-        Ok(Self { weight, left: total / 2, right: total - total / 2 })
+        Ok(Self {
+            weight,
+            left: total / 2,
+            right: total - total / 2,
+        })
     }
     /// The kernel `[out, in, kernel]`.
     pub fn weight(&self) -> &Tensor {
@@ -79,8 +88,17 @@ impl Fcn {
         let mut bns = Vec::new();
         let mut c_in = channels;
         for (i, (filters, kernel)) in FCN_LAYERS.iter().enumerate() {
-            convs.push(SameConv1d::new(c_in, *filters, *kernel, vb.pp(format!("conv{}", i + 1)))?);
-            bns.push(candle_nn::batch_norm(*filters, keras_bn(), vb.pp(format!("bn{}", i + 1)))?);
+            convs.push(SameConv1d::new(
+                c_in,
+                *filters,
+                *kernel,
+                vb.pp(format!("conv{}", i + 1)),
+            )?);
+            bns.push(candle_nn::batch_norm(
+                *filters,
+                keras_bn(),
+                vb.pp(format!("bn{}", i + 1)),
+            )?);
             c_in = *filters;
         }
         Ok(Self { convs, bns })
@@ -107,7 +125,11 @@ pub struct DomainHead {
 
 fn linear(c_in: usize, c_out: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
     let w = vb.get_with_hints((c_out, c_in), "weight", Init::Const(0.0))?;
-    let b = if bias { Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?) } else { None };
+    let b = if bias {
+        Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?)
+    } else {
+        None
+    };
     Ok(Linear::new(w, b))
 }
 
@@ -118,12 +140,26 @@ impl DomainHead {
         let mut bns = Vec::new();
         let mut c_in = FEATURES;
         for i in 0..2 {
-            fc.push(linear(c_in, DOMAIN_HIDDEN, false, vb.pp(format!("fc{}", i + 1)))?);
-            bns.push(candle_nn::batch_norm(DOMAIN_HIDDEN, keras_bn(), vb.pp(format!("bn{}", i + 1)))?);
+            fc.push(linear(
+                c_in,
+                DOMAIN_HIDDEN,
+                false,
+                vb.pp(format!("fc{}", i + 1)),
+            )?);
+            bns.push(candle_nn::batch_norm(
+                DOMAIN_HIDDEN,
+                keras_bn(),
+                vb.pp(format!("bn{}", i + 1)),
+            )?);
             c_in = DOMAIN_HIDDEN;
         }
         let out = linear(DOMAIN_HIDDEN, domains, true, vb.pp("out"))?;
-        Ok(Self { fc, bns, out, dropout: Dropout { p: 0.3 } })
+        Ok(Self {
+            fc,
+            bns,
+            out,
+            dropout: Dropout { p: 0.3 },
+        })
     }
 
     /// Domain logits for `features`; `rng` = Some in training (BN batch stats + dropout).

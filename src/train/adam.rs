@@ -22,7 +22,12 @@ pub struct AdamConfig {
 impl AdamConfig {
     /// Keras defaults with learning rate `lr`.
     pub fn keras(lr: f64) -> Self {
-        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-7 }
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        }
     }
 }
 
@@ -38,9 +43,18 @@ pub struct Adam {
 impl Adam {
     /// New optimiser state (zero moments) for `vars`.
     pub fn new(cfg: AdamConfig, vars: Vec<(String, Var)>) -> Self {
-        let m = vars.iter().map(|(_, v)| vec![0.0; v.elem_count()]).collect::<Vec<_>>();
+        let m = vars
+            .iter()
+            .map(|(_, v)| vec![0.0; v.elem_count()])
+            .collect::<Vec<_>>();
         let v = m.clone();
-        Self { cfg, vars, m, v, t: 0 }
+        Self {
+            cfg,
+            vars,
+            m,
+            v,
+            t: 0,
+        }
     }
 
     /// Steps taken so far.
@@ -53,10 +67,17 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let t = self.t as f64;
-        let lr_t = (self.cfg.lr * (1.0 - self.cfg.beta2.powf(t)).sqrt() / (1.0 - self.cfg.beta1.powf(t))) as f32;
-        let (b1, b2, eps) = (self.cfg.beta1 as f32, self.cfg.beta2 as f32, self.cfg.eps as f32);
+        let lr_t = (self.cfg.lr * (1.0 - self.cfg.beta2.powf(t)).sqrt()
+            / (1.0 - self.cfg.beta1.powf(t))) as f32;
+        let (b1, b2, eps) = (
+            self.cfg.beta1 as f32,
+            self.cfg.beta2 as f32,
+            self.cfg.eps as f32,
+        );
         for (k, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let g = g.flatten_all()?.to_vec1::<f32>()?;
             let mut p = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let (m, v) = (&mut self.m[k], &mut self.v[k]);
@@ -74,20 +95,31 @@ impl Adam {
     pub fn state_tensors(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (k, (name, var)) in self.vars.iter().enumerate() {
-            out.insert(format!("{prefix}{name}.m"), Tensor::from_slice(&self.m[k], var.shape(), var.device())?);
-            out.insert(format!("{prefix}{name}.v"), Tensor::from_slice(&self.v[k], var.shape(), var.device())?);
+            out.insert(
+                format!("{prefix}{name}.m"),
+                Tensor::from_slice(&self.m[k], var.shape(), var.device())?,
+            );
+            out.insert(
+                format!("{prefix}{name}.v"),
+                Tensor::from_slice(&self.v[k], var.shape(), var.device())?,
+            );
         }
         Ok(out)
     }
 
     /// Restores moments saved by [`Adam::state_tensors`] and the step count.
-    pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>, t: u64) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        tensors: &HashMap<String, Tensor>,
+        t: u64,
+    ) -> Result<()> {
         for (k, (name, _)) in self.vars.iter().enumerate() {
             for (suffix, dst) in [("m", &mut self.m[k]), ("v", &mut self.v[k])] {
                 let key = format!("{prefix}{name}.{suffix}");
-                let tensor = tensors
-                    .get(&key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks optimiser state {key}")))?;
+                let tensor = tensors.get(&key).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("checkpoint lacks optimiser state {key}"))
+                })?;
                 *dst = tensor.flatten_all()?.to_vec1::<f32>()?;
             }
         }
@@ -106,7 +138,8 @@ mod tests {
         // With bias correction, Adam's first step is lr * g / (|g| + eps') ≈ lr * sign(g).
         let var = Var::new(&[1.0f32, -2.0, 0.5], &Device::Cpu)?;
         let mut opt = Adam::new(AdamConfig::keras(0.1), vec![("w".into(), var.clone())]);
-        let loss = (var.as_tensor() * &Tensor::new(&[3.0f32, -4.0, 0.0], &Device::Cpu)?)?.sum_all()?;
+        let loss =
+            (var.as_tensor() * &Tensor::new(&[3.0f32, -4.0, 0.0], &Device::Cpu)?)?.sum_all()?;
         opt.step(&loss.backward()?)?;
         let p = var.as_tensor().to_vec1::<f32>()?;
         assert!((p[0] - 0.9).abs() < 1e-5, "{p:?}");

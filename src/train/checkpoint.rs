@@ -37,7 +37,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -59,19 +60,32 @@ impl RunDir {
         }
         std::fs::create_dir_all(root.join("checkpoints"))
             .with_context(|| format!("creating run directory {}", root.display()))?;
-        let dir = Self { root: root.to_path_buf() };
-        write_atomic(&dir.root.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
+        let dir = Self {
+            root: root.to_path_buf(),
+        };
+        write_atomic(
+            &dir.root.join("config.toml"),
+            toml::to_string(cfg)?.as_bytes(),
+        )?;
         let splits = SavedSplits(problem.splits());
-        write_atomic(&dir.root.join("splits.json"), serde_json::to_string(&splits)?.as_bytes())?;
+        write_atomic(
+            &dir.root.join("splits.json"),
+            serde_json::to_string(&splits)?.as_bytes(),
+        )?;
         Ok(dir)
     }
 
     /// Opens an existing run directory.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.join("config.toml").exists() {
-            bail!("{} is not a codats run directory (no config.toml)", root.display());
+            bail!(
+                "{} is not a codats run directory (no config.toml)",
+                root.display()
+            );
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The directory.
@@ -104,7 +118,9 @@ impl RunDir {
     }
 
     fn weights_path(&self, rule: &str) -> PathBuf {
-        self.root.join("checkpoints").join(format!("{rule}.safetensors"))
+        self.root
+            .join("checkpoints")
+            .join(format!("{rule}.safetensors"))
     }
 
     /// Saves the current weights (and BN statistics) as `checkpoints/{rule}.safetensors`.
@@ -119,7 +135,9 @@ impl RunDir {
     /// Loads `checkpoints/{rule}.safetensors` into `varmap`.
     pub fn load_weights(&self, varmap: &mut VarMap, rule: &str) -> Result<()> {
         let path = self.weights_path(rule);
-        varmap.load(&path).with_context(|| format!("loading {}", path.display()))?;
+        varmap
+            .load(&path)
+            .with_context(|| format!("loading {}", path.display()))?;
         Ok(())
     }
 
@@ -129,7 +147,12 @@ impl RunDir {
 
     /// Writes the resumable checkpoint: weights, optimiser moments and [`TrainState`], replacing
     /// the previous one only once the new one is complete.
-    pub fn save_checkpoint(&self, varmap: &VarMap, groups: &[(String, Adam)], state: &TrainState) -> Result<()> {
+    pub fn save_checkpoint(
+        &self,
+        varmap: &VarMap,
+        groups: &[(String, Adam)],
+        state: &TrainState,
+    ) -> Result<()> {
         let final_dir = self.resume_dir();
         let tmp = final_dir.with_extension("tmp");
         let old = final_dir.with_extension("old");
@@ -167,24 +190,40 @@ impl RunDir {
         if old.join("state.json").exists() {
             return Ok(old);
         }
-        bail!("{} has no checkpoint to resume from (checkpoints/resume/ is missing)", self.root.display())
+        bail!(
+            "{} has no checkpoint to resume from (checkpoints/resume/ is missing)",
+            self.root.display()
+        )
     }
 
     /// Reads the checkpointed [`TrainState`].
     pub fn read_state(&self) -> Result<TrainState> {
         let d = self.existing_resume_dir()?;
-        Ok(serde_json::from_slice(&std::fs::read(d.join("state.json"))?)?)
+        Ok(serde_json::from_slice(&std::fs::read(
+            d.join("state.json"),
+        )?)?)
     }
 
     /// Restores weights, optimiser state and returns the [`TrainState`] of the checkpoint.
-    pub fn load_checkpoint(&self, varmap: &VarMap, groups: &mut [(String, Adam)]) -> Result<TrainState> {
+    pub fn load_checkpoint(
+        &self,
+        varmap: &VarMap,
+        groups: &mut [(String, Adam)],
+    ) -> Result<TrainState> {
         let d = self.existing_resume_dir()?;
         let state: TrainState = serde_json::from_slice(&std::fs::read(d.join("state.json"))?)?;
         let mut vm = varmap.clone();
         vm.load(d.join("model.safetensors"))?;
-        let tensors = candle_core::safetensors::load(d.join("optimiser.safetensors"), &candle_core::Device::Cpu)?;
+        let tensors = candle_core::safetensors::load(
+            d.join("optimiser.safetensors"),
+            &candle_core::Device::Cpu,
+        )?;
         if groups.len() != state.optimiser_steps.len() {
-            bail!("checkpoint has {} optimiser groups, the method has {}", state.optimiser_steps.len(), groups.len());
+            bail!(
+                "checkpoint has {} optimiser groups, the method has {}",
+                state.optimiser_steps.len(),
+                groups.len()
+            );
         }
         for (i, (name, opt)) in groups.iter_mut().enumerate() {
             opt.load_state(&format!("{name}/"), &tensors, state.optimiser_steps[i])?;
@@ -203,6 +242,7 @@ impl RunDir {
 /// Reads `config.toml` of the run in `dir`.
 pub fn read_config(dir: &Path) -> Result<TrainConfig> {
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }

@@ -35,7 +35,10 @@ impl EvalSet {
             y.extend(dy);
         }
         let n = y.len();
-        Ok(Self { x: Tensor::from_vec(x, (n, problem.channels, problem.length), &Device::Cpu)?, y })
+        Ok(Self {
+            x: Tensor::from_vec(x, (n, problem.channels, problem.length), &Device::Cpu)?,
+            y,
+        })
     }
 
     /// Predicted classes of every window (eval mode, in chunks).
@@ -136,17 +139,29 @@ pub struct RunResult {
 }
 
 /// Loads each selection rule's weights from the run directory and scores them.
-pub fn evaluate_run(cfg: &TrainConfig, problem: &Problem, dir: &Path, state: &TrainState) -> Result<RunResult> {
+pub fn evaluate_run(
+    cfg: &TrainConfig,
+    problem: &Problem,
+    dir: &Path,
+    state: &TrainState,
+) -> Result<RunResult> {
     let run = RunDir::open(dir)?;
     let sets = EvalSets::new(problem)?;
     let (mut varmap, method) = build_method(cfg, problem)?;
     let mut selection = BTreeMap::new();
-    for (rule, step) in [(LAST, state.step), (BEST_SOURCE, state.best_source.step), (BEST_TARGET, state.best_target.step)] {
+    for (rule, step) in [
+        (LAST, state.step),
+        (BEST_SOURCE, state.best_source.step),
+        (BEST_TARGET, state.best_target.step),
+    ] {
         run.load_weights(&mut varmap, rule)?;
         let m = method.as_ref();
         let pred = sets.target_test.predict(m)?;
-        let source_test_accuracy =
-            if sets.source_test.y.is_empty() { 0.0 } else { sets.source_test.accuracy(m)? };
+        let source_test_accuracy = if sets.source_test.y.is_empty() {
+            0.0
+        } else {
+            sets.source_test.accuracy(m)?
+        };
         selection.insert(
             rule.to_string(),
             RuleResult {

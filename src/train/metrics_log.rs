@@ -46,7 +46,10 @@ impl Accumulator {
     /// The row for this evaluation.
     pub fn row(&self, step: usize, source_valid: f64, target_valid: f64, steps_per_s: f64) -> Row {
         let mean = |k: &str| {
-            self.sums.iter().find(|(n, _)| *n == k).map(|(_, s)| s / self.n.max(1) as f64)
+            self.sums
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, s)| s / self.n.max(1) as f64)
         };
         Row {
             step,
@@ -77,7 +80,12 @@ impl Row {
     /// A short human-readable summary for the progress bar and logs.
     pub fn summary(&self) -> String {
         let v = |i: usize| self.values[i].unwrap_or(f64::NAN);
-        format!("loss {:.3}  src-valid {:.1}%  tgt-valid {:.1}%", v(0), 100.0 * v(5), 100.0 * v(6))
+        format!(
+            "loss {:.3}  src-valid {:.1}%  tgt-valid {:.1}%",
+            v(0),
+            100.0 * v(5),
+            100.0 * v(6)
+        )
     }
 }
 

@@ -30,7 +30,9 @@ use metrics_log::MetricsLog;
 /// Derives an independent seed for one purpose from the run seed.
 pub fn derive_seed(seed: u64, purpose: u64) -> u64 {
     // SplitMix64 finaliser over (seed, purpose).
-    let mut z = seed.wrapping_add(purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x632b_e59b_d9b4_e019);
+    let mut z = seed
+        .wrapping_add(purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(0x632b_e59b_d9b4_e019);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -97,7 +99,9 @@ fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
         classes: problem.n_classes(),
         n_sources: problem.sources.len(),
         target_proportions: Some(
-            cfg.target_proportions.clone().unwrap_or_else(|| problem.target_train_proportions()),
+            cfg.target_proportions
+                .clone()
+                .unwrap_or_else(|| problem.target_train_proportions()),
         ),
     }
 }
@@ -123,13 +127,22 @@ impl Trainer {
                 .sources
                 .iter()
                 .enumerate()
-                .map(|(i, d)| DomainStream::new(d.split.train.clone(), derive_seed(cfg.seed, SEED_STREAMS + 1 + i as u64)))
+                .map(|(i, d)| {
+                    DomainStream::new(
+                        d.split.train.clone(),
+                        derive_seed(cfg.seed, SEED_STREAMS + 1 + i as u64),
+                    )
+                })
                 .collect()
         } else {
             Vec::new()
         };
-        let target_stream = (needs.target != TargetUse::None)
-            .then(|| DomainStream::new(problem.target.split.train.clone(), derive_seed(cfg.seed, SEED_STREAMS)));
+        let target_stream = (needs.target != TargetUse::None).then(|| {
+            DomainStream::new(
+                problem.target.split.train.clone(),
+                derive_seed(cfg.seed, SEED_STREAMS),
+            )
+        });
         let state = TrainState {
             step: 0,
             optimiser_steps: vec![0; groups.len()],
@@ -140,7 +153,16 @@ impl Trainer {
             best_target: Best::default(),
         };
         let eval = eval::EvalSets::new(&problem)?;
-        Ok(Self { cfg, problem, dir, varmap, method, groups, state, eval })
+        Ok(Self {
+            cfg,
+            problem,
+            dir,
+            varmap,
+            method,
+            groups,
+            state,
+            eval,
+        })
     }
 
     /// Continues the run in `out` from its last checkpoint (the problem must be rebuilt from
@@ -154,14 +176,31 @@ impl Trainer {
         let state = dir.load_checkpoint(&varmap, &mut groups)?;
         let eval = eval::EvalSets::new(&problem)?;
         MetricsLog::truncate_after(&dir.metrics_path(), state.step)?;
-        Ok(Self { cfg, problem, dir, varmap, method, groups, state, eval })
+        Ok(Self {
+            cfg,
+            problem,
+            dir,
+            varmap,
+            method,
+            groups,
+            state,
+            eval,
+        })
     }
 
     fn optimisers(cfg: &TrainConfig, varmap: &VarMap, method: &dyn Method) -> Vec<(String, Adam)> {
         method
             .param_groups()
             .into_iter()
-            .map(|g| (g.name.to_string(), Adam::new(AdamConfig::keras(cfg.lr), methods::trainable_vars(varmap, g.prefix))))
+            .map(|g| {
+                (
+                    g.name.to_string(),
+                    Adam::new(
+                        AdamConfig::keras(cfg.lr),
+                        methods::trainable_vars(varmap, g.prefix),
+                    ),
+                )
+            })
             .collect()
     }
 
@@ -180,17 +219,32 @@ impl Trainer {
         self.dir.path()
     }
 
-    fn slice(&self, domain: &crate::problem::PreparedDomain, idx: &[usize], labelled: bool) -> Result<Slice> {
+    fn slice(
+        &self,
+        domain: &crate::problem::PreparedDomain,
+        idx: &[usize],
+        labelled: bool,
+    ) -> Result<Slice> {
         let (x, y) = domain.gather(idx, self.problem.window());
         let n = idx.len();
-        let x = Tensor::from_vec(x, (n, self.problem.channels, self.problem.length), &Device::Cpu)?;
-        let y = if labelled { Some(Tensor::from_vec(y, n, &Device::Cpu)?) } else { None };
+        let x = Tensor::from_vec(
+            x,
+            (n, self.problem.channels, self.problem.length),
+            &Device::Cpu,
+        )?;
+        let y = if labelled {
+            Some(Tensor::from_vec(y, n, &Device::Cpu)?)
+        } else {
+            None
+        };
         Ok(Slice { x, y })
     }
 
     fn next_batch(&mut self) -> Result<Batch> {
-        let (per_source, per_target) =
-            self.cfg.batch_division.sizes(self.cfg.batch_size, self.problem.sources.len());
+        let (per_source, per_target) = self
+            .cfg
+            .batch_division
+            .sizes(self.cfg.batch_size, self.problem.sources.len());
         let needs = self.cfg.method.data_needs();
         let mut sources = Vec::with_capacity(self.state.source_streams.len());
         for i in 0..self.state.source_streams.len() {
@@ -200,9 +254,17 @@ impl Trainer {
         let target = match self.state.target_stream.as_mut() {
             Some(stream) => {
                 // `upper` trains on the target alone and takes the whole batch from it.
-                let n = if needs.sources { per_target } else { self.cfg.batch_size };
+                let n = if needs.sources {
+                    per_target
+                } else {
+                    self.cfg.batch_size
+                };
                 let idx = stream.next_batch(n);
-                Some(self.slice(&self.problem.target, &idx, needs.target == TargetUse::Labelled)?)
+                Some(self.slice(
+                    &self.problem.target,
+                    &idx,
+                    needs.target == TargetUse::Labelled,
+                )?)
             }
             None => None,
         };
@@ -213,15 +275,17 @@ impl Trainer {
     /// checkpointing on the way, then writes `result.json`. Returns the result.
     pub fn run(&mut self, opts: RunOptions) -> Result<Option<eval::RunResult>> {
         let total = self.cfg.steps;
-        let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+        let bar = if opts.progress {
+            ProgressBar::new(total as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         if opts.progress {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}",
-            )
-            .expect("valid template"),
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+                .expect("valid template"),
         );
         bar.set_position(self.state.step as u64);
         let draws = opts.progress && !bar.is_hidden();
@@ -235,11 +299,18 @@ impl Trainer {
                 return Ok(None);
             }
             let batch = self.next_batch()?;
-            let mut ctx = StepContext { step: self.state.step, total_steps: total, rng: &mut self.state.rng };
+            let mut ctx = StepContext {
+                step: self.state.step,
+                total_steps: total,
+                rng: &mut self.state.rng,
+            };
             let out = self.method.step(&batch, &mut ctx)?;
             let loss = out.loss.to_scalar::<f32>()?;
             if !loss.is_finite() {
-                anyhow::bail!("training diverged: loss is {loss} at step {}", self.state.step + 1);
+                anyhow::bail!(
+                    "training diverged: loss is {loss} at step {}",
+                    self.state.step + 1
+                );
             }
             let grads = out.loss.backward()?;
             for (i, (_, opt)) in self.groups.iter_mut().enumerate() {
@@ -257,12 +328,20 @@ impl Trainer {
                 let src = self.eval.source_valid_accuracy(self.method.as_ref())?;
                 let tgt = self.eval.target_valid_accuracy(self.method.as_ref())?;
                 if src > self.state.best_source.accuracy || self.state.best_source.step == 0 {
-                    self.state.best_source = Best { accuracy: src, step };
-                    self.dir.save_weights(&self.varmap, checkpoint::BEST_SOURCE)?;
+                    self.state.best_source = Best {
+                        accuracy: src,
+                        step,
+                    };
+                    self.dir
+                        .save_weights(&self.varmap, checkpoint::BEST_SOURCE)?;
                 }
                 if tgt > self.state.best_target.accuracy || self.state.best_target.step == 0 {
-                    self.state.best_target = Best { accuracy: tgt, step };
-                    self.dir.save_weights(&self.varmap, checkpoint::BEST_TARGET)?;
+                    self.state.best_target = Best {
+                        accuracy: tgt,
+                        step,
+                    };
+                    self.dir
+                        .save_weights(&self.varmap, checkpoint::BEST_TARGET)?;
                 }
                 let row = acc.row(step, src, tgt, steps_per_s);
                 let line = row.summary();
@@ -277,7 +356,8 @@ impl Trainer {
             }
             if step % self.cfg.checkpoint_every == 0 || step == total {
                 log.flush()?;
-                self.dir.save_checkpoint(&self.varmap, &self.groups, &self.state)?;
+                self.dir
+                    .save_checkpoint(&self.varmap, &self.groups, &self.state)?;
             }
         }
         bar.finish_and_clear();
@@ -291,12 +371,21 @@ impl Trainer {
 
 /// Where a run goes when `--out` is not given: `runs/<dataset>-<method>-<sources>-to-<target>-s<seed>`.
 pub fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
-    let sources = cfg.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("_");
+    let sources = cfg
+        .sources
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("_");
     PathBuf::from("runs").join(format!(
         "{}-{}-{}-to-{}-s{}",
         cfg.dataset,
         cfg.method.as_str(),
-        if sources.is_empty() { "none".to_string() } else { sources },
+        if sources.is_empty() {
+            "none".to_string()
+        } else {
+            sources
+        },
         cfg.target,
         cfg.seed
     ))
@@ -304,5 +393,7 @@ pub fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
 
 /// Reads the state of a finished or interrupted run without rebuilding the method.
 pub fn read_state(dir: &Path) -> Result<TrainState> {
-    RunDir::open(dir)?.read_state().context("reading the run's checkpoint state")
+    RunDir::open(dir)?
+        .read_state()
+        .context("reading the run's checkpoint state")
 }

@@ -1,0 +1,17 @@
+//! Allocator tuning for training on CPU.
+//!
+//! Every candle op allocates a fresh output buffer (up to ~170 MB per activation at batch 512).
+//! glibc serves such sizes with `mmap` and returns them with `munmap`, so the kernel zeroes fresh
+//! pages on every op; on a 2-core machine that was 40 % of a training step's time. Keeping freed
+//! memory in the heap lets the next step reuse it (measured: 0.75 → 1.25 steps/s at batch 128).
+
+/// Tells glibc malloc never to use `mmap` for large blocks and never to trim the heap, so freed
+/// buffers are reused instead of unmapped and re-zeroed. No-op on other platforms.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

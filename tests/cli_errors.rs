@@ -1,0 +1,202 @@
+//! Bad command lines get one clear line on stderr and a non-zero exit, never a panic.
+
+use std::process::Command;
+
+mod common;
+
+fn codats(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .args(args)
+        .env(
+            "CODATS_DATA_DIR",
+            common::real_archive_dir().parent().expect("data root"),
+        )
+        .output()
+        .expect("run codats");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn train(extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "ucihar",
+        "--offline",
+        "--quiet",
+        "--steps",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, err) = codats(&args);
+    assert_ne!(code, 0, "expected failure for {extra:?}");
+    assert!(!err.contains("panicked"), "panic for {extra:?}: {err}");
+    err.trim_end().to_string()
+}
+
+#[test]
+fn target_that_is_also_a_source() {
+    assert_eq!(
+        train(&["--sources", "1,3,5", "--target", "3"]),
+        "error: target 3 is also a source; pick a target outside --sources"
+    );
+}
+
+#[test]
+fn domain_outside_the_dataset() {
+    assert_eq!(
+        train(&["--sources", "1,31", "--target", "7"]),
+        "error: domain 31 is not in ucihar (its domains are 1..30)"
+    );
+    assert_eq!(
+        train(&["--sources", "1", "--target", "0"]),
+        "error: domain 0 is not in ucihar (its domains are 1..30)"
+    );
+}
+
+#[test]
+fn duplicate_sources() {
+    assert_eq!(
+        train(&["--sources", "1,3,1", "--target", "7"]),
+        "error: source 1 is listed twice in --sources"
+    );
+}
+
+#[test]
+fn zero_steps() {
+    let (code, _, err) = codats(&[
+        "train",
+        "--dataset",
+        "ucihar",
+        "--sources",
+        "1",
+        "--target",
+        "2",
+        "--steps",
+        "0",
+        "--offline",
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(err.trim_end(), "error: --steps must be at least 1 (got 0)");
+}
+
+#[test]
+fn invalid_target_proportions() {
+    let base = [
+        "--sources",
+        "1",
+        "--target",
+        "2",
+        "--method",
+        "codats_ws",
+        "--target-proportions",
+    ];
+    let with = |p: &str| {
+        let mut a = base.to_vec();
+        a.push(p);
+        train(&a)
+    };
+    assert_eq!(
+        with("0.5,0.5"),
+        "error: --target-proportions has 2 values but the dataset has 6 classes"
+    );
+    assert_eq!(
+        with("0.5,0.5,0.1,0.1,0.1,-0.3"),
+        "error: --target-proportions value -0.3 is not a non-negative number"
+    );
+    assert_eq!(
+        with("0.2,0.2,0.2,0.2,0.1,0.2"),
+        "error: --target-proportions sum to 1.100000, not 1 (±1e-6)"
+    );
+}
+
+#[test]
+fn unknown_dataset_and_method_list_the_valid_ones() {
+    let (code, _, err) = codats(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--sources",
+        "1",
+        "--target",
+        "2",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("invalid value 'mnist' for '--dataset <DATASET>'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[possible values: ucihar, synthetic]"),
+        "{err}"
+    );
+    let (code, _, err) = codats(&[
+        "train",
+        "--dataset",
+        "ucihar",
+        "--sources",
+        "1",
+        "--target",
+        "2",
+        "--method",
+        "dann2",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("[possible values: none, upper, codats, codats_ws]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_archive_offline_says_where_to_put_it() {
+    let dir = common::TempDir::new("cli-missing");
+    let (code, _, err) = codats(&[
+        "train",
+        "--dataset",
+        "ucihar",
+        "--sources",
+        "1",
+        "--target",
+        "2",
+        "--offline",
+        "--data-dir",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}",
+            dir.path().join("UCI HAR Dataset.zip").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("codats datasets download ucihar"), "{err}");
+}
+
+#[test]
+fn resume_without_a_run() {
+    let dir = common::TempDir::new("cli-noresume");
+    let out = dir.path().join("nothing");
+    let (code, _, err) = codats(&[
+        "train",
+        "--dataset",
+        "ucihar",
+        "--sources",
+        "1",
+        "--target",
+        "2",
+        "--resume",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.starts_with("error: reading ") && err.contains("config.toml"),
+        "{err}"
+    );
+}
