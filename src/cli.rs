@@ -9,6 +9,7 @@ use crate::config::{code_version, TrainConfig};
 use crate::data::batch::BatchDivision;
 use crate::data::registry::{self, DatasetName};
 use crate::methods::MethodKind;
+use crate::nn::Kernels;
 use crate::problem::{describe_ids, Problem};
 use crate::train::{self, RunOptions, Trainer};
 
@@ -97,6 +98,9 @@ pub struct TrainArgs {
     /// CPU threads for tensor kernels (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// FCN implementation: fast (hand-written CPU kernels) or candle (plain candle ops, the reference).
+    #[arg(long, value_enum, default_value_t = Kernels::Fast)]
+    pub kernels: Kernels,
     /// No progress bar or log lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -216,6 +220,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every).max(1),
         target_proportions: a.target_proportions.clone(),
         threads,
+        kernels: a.kernels,
         code_version: code_version(),
     };
     cfg.validate()?;

@@ -79,6 +79,9 @@ pub struct TrainConfig {
     pub target_proportions: Option<Vec<f64>>,
     /// CPU threads for tensor kernels.
     pub threads: usize,
+    /// FCN implementation (`fast` hand-written CPU kernels, or plain `candle` ops).
+    #[serde(default)]
+    pub kernels: crate::nn::Kernels,
     /// codats version and git commit that produced the run (informational).
     pub code_version: String,
 }
@@ -168,6 +171,7 @@ mod tests {
             checkpoint_every: 50,
             target_proportions: None,
             threads: 2,
+            kernels: crate::nn::Kernels::Fast,
             code_version: code_version(),
         }
     }

@@ -22,6 +22,7 @@ impl Codats {
             channels: setup.channels,
             classes: setup.classes,
             domains: Some(setup.n_sources + 1),
+            kernels: setup.kernels,
         };
         let proportions = match (kind, &setup.target_proportions) {
             (MethodKind::CodatsWs, Some(p)) => {

@@ -166,6 +166,8 @@ pub struct MethodSetup {
     pub n_sources: usize,
     /// Target label proportions for DA-WS.
     pub target_proportions: Option<Vec<f64>>,
+    /// FCN implementation.
+    pub kernels: crate::nn::Kernels,
 }
 
 /// Builds the method `kind` with its variables in `varmap` (uninitialised: the trainer seeds them).

@@ -23,6 +23,7 @@ impl Supervised {
             channels: setup.channels,
             classes: setup.classes,
             domains: None,
+            kernels: setup.kernels,
         };
         Ok(Self {
             kind,

@@ -5,6 +5,7 @@
 //! defaults (running-stat momentum 0.99, i.e. 0.01 in candle terms, ε = 1e-3).
 
 pub mod dropout;
+pub mod fast;
 pub mod grl;
 pub mod init;
 pub mod model;
@@ -12,4 +13,4 @@ pub mod model;
 pub use dropout::Dropout;
 pub use grl::{grl_lambda, GradReverse};
 pub use init::glorot_init;
-pub use model::{CodatsModel, ModelConfig};
+pub use model::{CodatsModel, Kernels, ModelConfig};

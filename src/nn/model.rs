@@ -4,7 +4,30 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
 use rand_chacha::ChaCha8Rng;
 
+use super::fast::{BnRelu, ConvSameCl};
 use super::{Dropout, GradReverse};
+
+/// Which implementation runs the FCN: the fast hand-written CPU kernels, or plain candle ops
+/// (the reference, and the path for devices without the fast kernels).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// Channels-last GEMM convolutions and fused BN+ReLU (see `nn::fast`).
+    #[default]
+    Fast,
+    /// candle-nn's conv1d and BatchNorm.
+    Candle,
+}
 
 /// Keras BatchNormalization defaults: momentum 0.99 (0.01 in candle terms), ε = 1e-3.
 pub fn keras_bn() -> BatchNormConfig {
@@ -25,6 +48,8 @@ pub struct ModelConfig {
     pub classes: usize,
     /// Domain-classifier outputs (n_sources + 1), or `None` when the method has no domain head.
     pub domains: Option<usize>,
+    /// FCN implementation.
+    pub kernels: Kernels,
 }
 
 /// A 1D convolution without bias and with TensorFlow "same" padding (kernel 8: 3 left, 4 right).
@@ -57,13 +82,19 @@ impl SameConv1d {
 }
 
 impl Module for SameConv1d {
+    /// Reference convolution from plain candle ops: pad, unfold the K shifted views into
+    /// `[B, Cin·K, T]`, one matmul. (candle 0.11's `conv1d` gives wrong kernel gradients on CPU
+    /// for batches > 1 — its backward convolves with a non-contiguous kernel; see
+    /// docs/ARCHITECTURE.md — so the reference path does not use it.)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = if self.left + self.right > 0 {
-            x.pad_with_zeros(2, self.left, self.right)?
-        } else {
-            x.clone()
-        };
-        x.conv1d(&self.weight, 0, 1, 1, 1)
+        let (b, c_in, t) = x.dims3()?;
+        let (c_out, _, k) = self.weight.dims3()?;
+        let xp = x.pad_with_zeros(2, self.left, self.right)?;
+        let views: Vec<Tensor> = (0..k).map(|j| xp.narrow(2, j, t)).collect::<Result<_>>()?;
+        let cols = Tensor::stack(&views, 2)?.reshape((b, c_in * k, t))?;
+        self.weight
+            .reshape((1, c_out, c_in * k))?
+            .broadcast_matmul(&cols)
     }
 }
 
@@ -72,6 +103,8 @@ impl Module for SameConv1d {
 pub struct Fcn {
     convs: Vec<SameConv1d>,
     bns: Vec<BatchNorm>,
+    fast_bns: Vec<BnRelu>,
+    kernels: Kernels,
 }
 
 /// (filters, kernel) of the three FCN blocks.
@@ -83,9 +116,10 @@ pub const DOMAIN_HIDDEN: usize = 500;
 
 impl Fcn {
     /// Builds the FCN for `channels` input channels under `vb` (`conv1`, `bn1`, ...).
-    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(channels: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
         let mut convs = Vec::new();
         let mut bns = Vec::new();
+        let mut fast_bns = Vec::new();
         let mut c_in = channels;
         for (i, (filters, kernel)) in FCN_LAYERS.iter().enumerate() {
             convs.push(SameConv1d::new(
@@ -99,13 +133,36 @@ impl Fcn {
                 keras_bn(),
                 vb.pp(format!("bn{}", i + 1)),
             )?);
+            fast_bns.push(BnRelu::new(
+                *filters,
+                keras_bn(),
+                vb.pp(format!("bn{}", i + 1)),
+            )?);
             c_in = *filters;
         }
-        Ok(Self { convs, bns })
+        Ok(Self {
+            convs,
+            bns,
+            fast_bns,
+            kernels,
+        })
     }
 
     /// `[B, C, T]` → `[B, 128]` features; `train` selects batch statistics and updates running ones.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if self.kernels == Kernels::Fast {
+            // Channels-last from here on: [B, T, C].
+            let mut h = x.transpose(1, 2)?.contiguous()?;
+            for (conv, bn) in self.convs.iter().zip(self.fast_bns.iter()) {
+                let z = ConvSameCl::apply(&h, conv.weight())?;
+                h = if train {
+                    bn.forward_train(&z)?
+                } else {
+                    bn.forward_eval(&z)?
+                };
+            }
+            return h.mean(1);
+        }
         let mut h = x.clone();
         for (conv, bn) in self.convs.iter().zip(self.bns.iter()) {
             h = bn.forward_t(&conv.forward(&h)?, train)?.relu()?;
@@ -188,7 +245,7 @@ pub struct CodatsModel {
 impl CodatsModel {
     /// Builds the model's variables under `vb` (initialise them with [`super::glorot_init`]).
     pub fn new(cfg: ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let fe = Fcn::new(cfg.channels, vb.pp("fe"))?;
+        let fe = Fcn::new(cfg.channels, cfg.kernels, vb.pp("fe"))?;
         let task = linear(FEATURES, cfg.classes, true, vb.pp("task"))?;
         let domain = match cfg.domains {
             Some(d) => Some(DomainHead::new(d, vb.pp("domain"))?),

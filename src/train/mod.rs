@@ -103,6 +103,7 @@ fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
                 .clone()
                 .unwrap_or_else(|| problem.target_train_proportions()),
         ),
+        kernels: cfg.kernels,
     }
 }
 

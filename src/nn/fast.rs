@@ -1,0 +1,526 @@
+//! Fast CPU kernels for the CoDATS FCN, as candle custom ops with hand-written backward passes.
+//!
+//! Activations are kept channels-last (`[B, T, C]`, i.e. a `[B·T, C]` matrix) between layers, so
+//! each "same"-padded convolution and both of its gradients are single large GEMMs over the whole
+//! batch (im2col of the batch: `[B·T, K·Cin]`):
+//!
+//! * forward      `Y  = col · Wᵀ`            `[B·T, Cout]`
+//! * weight grad  `dW = dYᵀ · col`           `[Cout, K·Cin]`
+//! * input grad   `dcol = dY · W`, then col2im (skipped when the input needs no gradient,
+//!   as for the first layer's data).
+//!
+//! Batch norm (training mode) and ReLU are fused into one op with an analytic backward:
+//! `dx = γ·inv/N · (N·dz − Σdz − x̂·Σ(dz·x̂))` with `dz = dy·[y > 0]`.
+//! Reductions use a fixed chunking, so results do not depend on the thread count.
+//! Parameter layouts and names are those of the plain candle path, so checkpoints are
+//! interchangeable; `tests/fast_kernels.rs` checks both paths agree.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
+use rayon::prelude::*;
+
+/// Rows per chunk in the per-channel reductions (fixed, for thread-count-independent sums).
+const ROW_CHUNK: usize = 512;
+
+fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+/// `dst[m×n] (+)= A[m×k] · B[k×n]` with arbitrary row/column strides (in elements).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k > 0 {
+        assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+        assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    }
+    let par = if m * n * k >= 1 << 18 {
+        gemm_crate::Parallelism::Rayon(threads())
+    } else {
+        gemm_crate::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the kernel touches inside the slices;
+    // dst is row-major [m, n] and does not alias a or b (distinct borrows).
+    unsafe {
+        gemm_crate::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Borrows a contiguous f32 CPU tensor's data.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
+        candle_core::bail!("fast kernels need f32 CPU tensors")
+    };
+    let Some((a, b)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fast kernels need contiguous tensors")
+    };
+    Ok(f(&v[a..b]))
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("fast kernels need f32 tensors")
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("fast kernels need contiguous tensors")
+    };
+    Ok(&v[a..b])
+}
+
+fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu)
+}
+
+/// A "same"-padded, bias-free 1D convolution on channels-last input `[B, T, Cin]` with the
+/// kernel `[Cout, Cin, K]` (candle/PyTorch layout); output `[B, T, Cout]`.
+pub struct ConvSameCl {
+    left: usize,
+    /// im2col of the forward input, kept for the weight gradient.
+    col: Mutex<Option<Arc<Vec<f32>>>>,
+}
+
+impl ConvSameCl {
+    /// Applies the convolution to `x` `[B, T, Cin]` with `weight` `[Cout, Cin, K]` (TF "same" padding).
+    pub fn apply(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        let k = weight.dim(2)?;
+        x.contiguous()?.apply_op2(
+            &weight.contiguous()?,
+            ConvSameCl {
+                left: (k - 1) / 2,
+                col: Mutex::new(None),
+            },
+        )
+    }
+}
+
+/// `[Cout, Cin, K]` → `[Cout, K, Cin]` (rows match the channels-last im2col layout).
+fn kernel_to_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for o in 0..cout {
+        for c in 0..cin {
+            for j in 0..k {
+                out[(o * k + j) * cin + c] = w[(o * cin + c) * k + j];
+            }
+        }
+    }
+    out
+}
+
+/// `[Cout, K, Cin]` → `[Cout, Cin, K]`.
+fn kernel_from_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for o in 0..cout {
+        for j in 0..k {
+            for c in 0..cin {
+                out[(o * cin + c) * k + j] = w[(o * k + j) * cin + c];
+            }
+        }
+    }
+    out
+}
+
+/// im2col of channels-last `x` `[B, T, Cin]` → `[B·T, K·Cin]` with `left` zeros before each sequence.
+fn im2col(x: &[f32], b: usize, t: usize, cin: usize, k: usize, left: usize) -> Vec<f32> {
+    let row = k * cin;
+    let mut col = vec![0.0f32; b * t * row];
+    col.par_chunks_mut(t * row)
+        .enumerate()
+        .for_each(|(bi, dst)| {
+            let xs = &x[bi * t * cin..(bi + 1) * t * cin];
+            for ti in 0..t {
+                for j in 0..k {
+                    let src = ti as isize + j as isize - left as isize;
+                    if src >= 0 && (src as usize) < t {
+                        let s = src as usize;
+                        dst[ti * row + j * cin..ti * row + (j + 1) * cin]
+                            .copy_from_slice(&xs[s * cin..(s + 1) * cin]);
+                    }
+                }
+            }
+        });
+    col
+}
+
+/// Adjoint of [`im2col`]: sums `dcol` `[B·T, K·Cin]` back into `[B, T, Cin]`.
+fn col2im(dcol: &[f32], b: usize, t: usize, cin: usize, k: usize, left: usize) -> Vec<f32> {
+    let row = k * cin;
+    let mut dx = vec![0.0f32; b * t * cin];
+    dx.par_chunks_mut(t * cin)
+        .enumerate()
+        .for_each(|(bi, dst)| {
+            let src = &dcol[bi * t * row..(bi + 1) * t * row];
+            for ti in 0..t {
+                for j in 0..k {
+                    let to = ti as isize + j as isize - left as isize;
+                    if to >= 0 && (to as usize) < t {
+                        let to = to as usize;
+                        let d = &mut dst[to * cin..(to + 1) * cin];
+                        let s = &src[ti * row + j * cin..ti * row + (j + 1) * cin];
+                        for (a, b) in d.iter_mut().zip(s) {
+                            *a += *b;
+                        }
+                    }
+                }
+            }
+        });
+    dx
+}
+
+impl CustomOp2 for ConvSameCl {
+    fn name(&self) -> &'static str {
+        "conv1d-same-channels-last"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, t, cin) = l1.shape().dims3()?;
+        let (cout, cin2, k) = l2.shape().dims3()?;
+        if cin != cin2 {
+            candle_core::bail!("conv: input has {cin} channels, kernel expects {cin2}");
+        }
+        let x = slice(s1, l1)?;
+        let w = kernel_to_kc(slice(s2, l2)?, cout, cin, k);
+        let col = im2col(x, b, t, cin, k, self.left);
+        let mut y = vec![0.0f32; b * t * cout];
+        // Y[B·T, Cout] = col[B·T, K·Cin] · W_kcᵀ
+        gemm(
+            b * t,
+            cout,
+            k * cin,
+            &mut y,
+            &col,
+            (k * cin, 1),
+            &w,
+            (1, k * cin),
+            false,
+        );
+        *self.col.lock().expect("col lock") = Some(Arc::new(col));
+        Ok((CpuStorage::F32(y), Shape::from((b, t, cout))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (b, t, cin) = x.dims3()?;
+        let (cout, _, k) = w.dims3()?;
+        let dy = dy.contiguous()?;
+        let col = match self.col.lock().expect("col lock").clone() {
+            Some(c) => c,
+            None => Arc::new(with_f32(x, |x| im2col(x, b, t, cin, k, self.left))?),
+        };
+        let rows = b * t;
+        let (dw, dx) = with_f32(&dy, |dy| -> Result<(Tensor, Option<Tensor>)> {
+            // dW_kc[Cout, K·Cin] = dYᵀ · col
+            let mut dw = vec![0.0f32; cout * k * cin];
+            gemm(
+                cout,
+                k * cin,
+                rows,
+                &mut dw,
+                dy,
+                (1, cout),
+                &col,
+                (k * cin, 1),
+                false,
+            );
+            let dw = tensor(kernel_from_kc(&dw, cout, cin, k), (cout, cin, k))?;
+            let dx = if x.track_op() {
+                let w_kc = with_f32(&w.contiguous()?, |w| kernel_to_kc(w, cout, cin, k))?;
+                // dcol[B·T, K·Cin] = dY · W_kc
+                let mut dcol = vec![0.0f32; rows * k * cin];
+                gemm(
+                    rows,
+                    k * cin,
+                    cout,
+                    &mut dcol,
+                    dy,
+                    (cout, 1),
+                    &w_kc,
+                    (k * cin, 1),
+                    false,
+                );
+                Some(tensor(col2im(&dcol, b, t, cin, k, self.left), (b, t, cin))?)
+            } else {
+                None
+            };
+            Ok((dw, dx))
+        })??;
+        Ok((dx, Some(dw)))
+    }
+}
+
+/// Per-channel sums over rows of a `[N, C]` matrix, in fixed chunks combined in order.
+fn column_sums(
+    n: usize,
+    c: usize,
+    f: impl Fn(usize, &mut [f64], &mut [f64]) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
+    let chunks = n.div_ceil(ROW_CHUNK);
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..chunks)
+        .into_par_iter()
+        .map(|ch| {
+            let mut s1 = vec![0.0f64; c];
+            let mut s2 = vec![0.0f64; c];
+            for r in ch * ROW_CHUNK..((ch + 1) * ROW_CHUNK).min(n) {
+                f(r, &mut s1, &mut s2);
+            }
+            (s1, s2)
+        })
+        .collect();
+    let mut s1 = vec![0.0f64; c];
+    let mut s2 = vec![0.0f64; c];
+    for (a, b) in parts {
+        for i in 0..c {
+            s1[i] += a[i];
+            s2[i] += b[i];
+        }
+    }
+    (s1, s2)
+}
+
+/// Training-mode batch norm fused with ReLU on channels-last `[.., C]` input, with γ and β.
+/// The batch mean and biased variance it used are left in `stats` for the running averages.
+pub struct BnReluTrain {
+    eps: f64,
+    stats: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
+}
+
+impl CustomOp3 for BnReluTrain {
+    fn name(&self) -> &'static str {
+        "batchnorm-relu-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims();
+        let c = *dims.last().expect("rank >= 1");
+        let n = l1.shape().elem_count() / c;
+        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (sum, _) = column_sums(n, c, |r, s, _| {
+            for (acc, v) in s.iter_mut().zip(&x[r * c..(r + 1) * c]) {
+                *acc += *v as f64;
+            }
+        });
+        let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
+        let (sq, _) = column_sums(n, c, |r, s, _| {
+            for ((acc, v), m) in s.iter_mut().zip(&x[r * c..(r + 1) * c]).zip(&mean) {
+                let d = *v as f64 - m;
+                *acc += d * d;
+            }
+        });
+        let var: Vec<f64> = sq.iter().map(|s| s / n as f64).collect();
+        let scale: Vec<f32> = (0..c)
+            .map(|i| (gamma[i] as f64 / (var[i] + self.eps).sqrt()) as f32)
+            .collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|i| beta[i] - (mean[i] as f32) * scale[i])
+            .collect();
+        let mut y = vec![0.0f32; n * c];
+        y.par_chunks_mut(ROW_CHUNK * c)
+            .zip(x.par_chunks(ROW_CHUNK * c))
+            .for_each(|(yo, xi)| {
+                for (yr, xr) in yo.chunks_mut(c).zip(xi.chunks(c)) {
+                    for i in 0..c {
+                        yr[i] = (xr[i] * scale[i] + shift[i]).max(0.0);
+                    }
+                }
+            });
+        *self.stats.lock().expect("stats lock") = Some((mean, var));
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = x.dim(candle_core::D::Minus1)?;
+        let n = x.elem_count() / c;
+        let (mean, var) = self
+            .stats
+            .lock()
+            .expect("stats lock")
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("batch-norm backward before forward".into()))?;
+        let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let dy = dy.contiguous()?;
+        let gamma_v = gamma.to_vec1::<f32>()?;
+        let out = with_f32(x, |x| {
+            with_f32(res, |y| {
+                with_f32(&dy, |dy| {
+                    // Σ dz and Σ dz·x̂ per channel, dz = dy·[y > 0]
+                    let (s1, s2) = column_sums(n, c, |r, a, b| {
+                        for i in 0..c {
+                            let k = r * c + i;
+                            if y[k] > 0.0 {
+                                let dz = dy[k] as f64;
+                                a[i] += dz;
+                                b[i] += dz * (x[k] as f64 - mean[i]) * inv[i];
+                            }
+                        }
+                    });
+                    let nf = n as f64;
+                    let coef: Vec<f32> = (0..c)
+                        .map(|i| (gamma_v[i] as f64 * inv[i] / nf) as f32)
+                        .collect();
+                    let m1: Vec<f32> = (0..c).map(|i| s1[i] as f32).collect();
+                    let m2: Vec<f32> = (0..c).map(|i| s2[i] as f32).collect();
+                    let meanf: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+                    let invf: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
+                    let mut dx = vec![0.0f32; n * c];
+                    dx.par_chunks_mut(ROW_CHUNK * c)
+                        .enumerate()
+                        .for_each(|(ch, out)| {
+                            let base = ch * ROW_CHUNK * c;
+                            for (j, o) in out.iter_mut().enumerate() {
+                                let k = base + j;
+                                let i = k % c;
+                                let dz = if y[k] > 0.0 { dy[k] } else { 0.0 };
+                                let xh = (x[k] - meanf[i]) * invf[i];
+                                *o = coef[i] * (nf as f32 * dz - m1[i] - xh * m2[i]);
+                            }
+                        });
+                    (dx, s1, s2)
+                })
+            })
+        })???;
+        let (dx, s1, s2) = out;
+        let dgamma = tensor(s2.iter().map(|&v| v as f32).collect(), c)?;
+        let dbeta = tensor(s1.iter().map(|&v| v as f32).collect(), c)?;
+        Ok((Some(tensor(dx, x.shape())?), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Batch norm + ReLU over the last axis of channels-last activations, sharing its parameters
+/// and running statistics (names `weight`, `bias`, `running_mean`, `running_var`) with
+/// `candle_nn::BatchNorm`.
+#[derive(Debug, Clone)]
+pub struct BnRelu {
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BnRelu {
+    /// Builds from the variables under `vb` (created by `candle_nn::batch_norm` or here).
+    pub fn new(
+        c: usize,
+        cfg: candle_nn::BatchNormConfig,
+        vb: candle_nn::VarBuilder,
+    ) -> Result<Self> {
+        use candle_nn::Init;
+        let running_mean =
+            Var::from_tensor(&vb.get_with_hints(c, "running_mean", Init::Const(0.0))?)?;
+        let running_var =
+            Var::from_tensor(&vb.get_with_hints(c, "running_var", Init::Const(1.0))?)?;
+        let gamma = vb.get_with_hints(c, "weight", Init::Const(1.0))?;
+        let beta = vb.get_with_hints(c, "bias", Init::Const(0.0))?;
+        Ok(Self {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            eps: cfg.eps,
+            momentum: cfg.momentum,
+        })
+    }
+
+    /// Training mode: batch statistics, running averages updated as candle's BatchNorm does.
+    pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let stats = Arc::new(Mutex::new(None));
+        let y = x.contiguous()?.apply_op3(
+            &self.gamma,
+            &self.beta,
+            BnReluTrain {
+                eps: self.eps,
+                stats: stats.clone(),
+            },
+        )?;
+        let (mean, var) = stats
+            .lock()
+            .expect("stats lock")
+            .clone()
+            .expect("forward ran");
+        let c = mean.len();
+        let n = (x.elem_count() / c) as f64;
+        let m = self.momentum;
+        let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
+        let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
+        let rm: Vec<f32> = (0..c)
+            .map(|i| (rm[i] as f64 * (1.0 - m) + mean[i] * m) as f32)
+            .collect();
+        let rv: Vec<f32> = (0..c)
+            .map(|i| (rv[i] as f64 * (1.0 - m) + var[i] * n / (n - 1.0) * m) as f32)
+            .collect();
+        self.running_mean.set(&tensor(rm, c)?)?;
+        self.running_var.set(&tensor(rv, c)?)?;
+        Ok(y)
+    }
+
+    /// Eval mode: running statistics.
+    pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let inv = (self.running_var.as_detached_tensor() + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let scale = (inv * self.gamma.detach())?;
+        let shift = (self.beta.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
+        x.broadcast_mul(&scale)?.broadcast_add(&shift)?.relu()
+    }
+}
