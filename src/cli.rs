@@ -32,6 +32,55 @@ pub enum Command {
     /// List, describe and download datasets.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Time the CoDATS training step, inference and data loading (optionally beside PyTorch).
+    Bench(BenchArgs),
+}
+
+/// `codats bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example (side by side with the PyTorch anchor, same run, same threads):\n  \
+codats bench --batch 128,512 --sources 3 --threads 1,2 --torch-python /tmp/torch-venv/bin/python\n\n\
+Each configuration runs in its own process; --json prints one JSON line per configuration with\n\
+samples_per_s and ms_per_step (and GFLOP/s of the convolution work, peak RSS)."
+)]
+pub struct BenchArgs {
+    /// Total samples per step over all domains (comma list); divided evenly over sources + target.
+    #[arg(long, value_delimiter = ',', default_values_t = [128usize, 512])]
+    pub batch: Vec<usize>,
+    /// Number of source domains (the target adds one more).
+    #[arg(long, default_value_t = 3)]
+    pub sources: usize,
+    /// Thread counts to measure (comma list).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize])]
+    pub threads: Vec<usize>,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// FCN implementations to time (comma list: fast, candle).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kernels::Fast])]
+    pub kernels: Vec<Kernels>,
+    /// Print one JSON line per configuration instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Python interpreter with torch installed: also run the PyTorch anchor with the same settings.
+    #[arg(long)]
+    pub torch_python: Option<PathBuf>,
+    /// The PyTorch anchor script.
+    #[arg(long, default_value_os_t = crate::bench::default_anchor())]
+    pub anchor: PathBuf,
+    /// UCI HAR folder for the load-time measurement (default: the usual data lookup).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Skip the inference, GEMM and load measurements.
+    #[arg(long)]
+    pub train_only: bool,
+    /// Internal: measure one configuration in this process and print its JSON line.
+    #[arg(long, hide = true, value_enum)]
+    pub one: Option<crate::bench::What>,
 }
 
 /// `codats train`.
@@ -150,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train_cmd(a),
         Command::Eval(a) => eval_cmd(a),
         Command::Datasets(c) => datasets_cmd(c),
+        Command::Bench(a) => bench_cmd(a),
     }
 }
 
@@ -385,6 +435,104 @@ fn datasets_cmd(c: DatasetsCommand) -> Result<()> {
                 }
             };
             println!("{} is ready at {}", name.as_str(), path.display());
+        }
+    }
+    Ok(())
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    use crate::bench::{self, Measurement, One, What};
+    if let Some(what) = a.one {
+        let threads = a.threads.first().copied().unwrap_or(1);
+        set_threads(threads);
+        let m = bench::run_one(One {
+            what,
+            batch: a.batch.first().copied().unwrap_or(128),
+            sources: a.sources,
+            threads,
+            steps: a.steps,
+            warmup: a.warmup,
+            kernels: a.kernels.first().copied().unwrap_or_default(),
+        })?;
+        println!("{}", serde_json::to_string(&m)?);
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("locating the codats executable")?;
+    let emit = |m: &Measurement| -> Result<()> {
+        if a.json {
+            println!("{}", serde_json::to_string(m)?);
+        } else {
+            println!("{}", bench::format_row(m));
+        }
+        Ok(())
+    };
+    if !a.json {
+        println!("{}", bench::header());
+    }
+    let one = |what, batch, threads, kernels| One {
+        what,
+        batch,
+        sources: a.sources,
+        threads,
+        steps: a.steps,
+        warmup: a.warmup,
+        kernels,
+    };
+    let mut ratios = Vec::new();
+    for &batch in &a.batch {
+        for &threads in &a.threads {
+            let mut fast = None;
+            for &k in &a.kernels {
+                let m = bench::spawn_one(&exe, one(What::TrainStep, batch, threads, k))?;
+                emit(&m)?;
+                if k == Kernels::Fast {
+                    fast = Some(m);
+                }
+            }
+            if let Some(py) = &a.torch_python {
+                let t = bench::run_torch(py, &a.anchor, batch, a.sources, threads, a.steps)?;
+                emit(&t)?;
+                if let Some(f) = &fast {
+                    ratios.push((
+                        batch,
+                        threads,
+                        f.samples_per_s / t.samples_per_s,
+                        f.peak_rss_mib,
+                        t.peak_rss_mib,
+                    ));
+                }
+            }
+        }
+    }
+    if !a.train_only {
+        let max_threads = a.threads.iter().copied().max().unwrap_or(1);
+        for &threads in &a.threads {
+            emit(&bench::spawn_one(
+                &exe,
+                one(What::Gemm, 2048, threads, Kernels::Fast),
+            )?)?;
+        }
+        for &batch in &a.batch {
+            emit(&bench::spawn_one(
+                &exe,
+                one(What::Inference, batch, max_threads, Kernels::Fast),
+            )?)?;
+        }
+        let dir = registry::dataset_dir(DatasetName::Ucihar, a.data_dir.as_deref());
+        match bench::load_ucihar(&dir) {
+            Ok(m) => emit(&m)?,
+            Err(e) => eprintln!("(UCI HAR load not timed: {e})"),
+        }
+    }
+    for (batch, threads, r, ours, theirs) in ratios {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"framework": "ratio", "batch": batch, "threads": threads,
+                    "codats_over_pytorch_samples_per_s": r, "codats_peak_rss_mib": ours, "pytorch_peak_rss_mib": theirs})
+            );
+        } else {
+            println!("batch {batch}, {threads} threads: codats is {r:.2}x PyTorch's samples/s");
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! [`methods`] (a [`methods::Method`] computes losses) → [`train`] (the loop, checkpoints,
 //! metrics) → run directory. See `docs/ARCHITECTURE.md`.
 pub mod alloc;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

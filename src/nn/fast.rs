@@ -15,10 +15,32 @@
 //! Parameter layouts and names are those of the plain candle path, so checkpoints are
 //! interchangeable; `tests/fast_kernels.rs` checks both paths agree.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
+
+/// Nanoseconds spent inside the fast convolutions (forward and backward), for `codats bench`.
+static CONV_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Time spent in the fast convolution kernels since the last [`reset_conv_time`].
+pub fn conv_time() -> std::time::Duration {
+    std::time::Duration::from_nanos(CONV_NANOS.load(Ordering::Relaxed))
+}
+
+/// Resets the counter behind [`conv_time`].
+pub fn reset_conv_time() {
+    CONV_NANOS.store(0, Ordering::Relaxed);
+}
+
+struct ConvTimer(std::time::Instant);
+
+impl Drop for ConvTimer {
+    fn drop(&mut self) {
+        CONV_NANOS.fetch_add(self.0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
 
 /// Rows per chunk in the per-channel reductions (fixed, for thread-count-independent sums).
 const ROW_CHUNK: usize = 512;
@@ -213,6 +235,7 @@ impl CustomOp2 for ConvSameCl {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = ConvTimer(std::time::Instant::now());
         let (b, t, cin) = l1.shape().dims3()?;
         let (cout, cin2, k) = l2.shape().dims3()?;
         if cin != cin2 {
@@ -245,6 +268,7 @@ impl CustomOp2 for ConvSameCl {
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _timer = ConvTimer(std::time::Instant::now());
         let (b, t, cin) = x.dims3()?;
         let (cout, _, k) = w.dims3()?;
         let dy = dy.contiguous()?;

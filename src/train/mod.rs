@@ -189,7 +189,12 @@ impl Trainer {
         })
     }
 
-    fn optimisers(cfg: &TrainConfig, varmap: &VarMap, method: &dyn Method) -> Vec<(String, Adam)> {
+    /// One Adam per optimiser group of `method`, over its trainable variables in `varmap`.
+    pub fn optimisers(
+        cfg: &TrainConfig,
+        varmap: &VarMap,
+        method: &dyn Method,
+    ) -> Vec<(String, Adam)> {
         method
             .param_groups()
             .into_iter()
@@ -305,22 +310,14 @@ impl Trainer {
                 total_steps: total,
                 rng: &mut self.state.rng,
             };
-            let out = self.method.step(&batch, &mut ctx)?;
-            let loss = out.loss.to_scalar::<f32>()?;
-            if !loss.is_finite() {
-                anyhow::bail!(
-                    "training diverged: loss is {loss} at step {}",
-                    self.state.step + 1
-                );
-            }
-            let grads = out.loss.backward()?;
-            for (i, (_, opt)) in self.groups.iter_mut().enumerate() {
-                opt.step(&grads)?;
+            let (loss, scalars) =
+                train_step(self.method.as_mut(), &mut self.groups, &batch, &mut ctx)?;
+            for (i, (_, opt)) in self.groups.iter().enumerate() {
                 self.state.optimiser_steps[i] = opt.t();
             }
             self.state.step += 1;
             timed_steps += 1;
-            acc.add(loss, &out.scalars);
+            acc.add(loss, &scalars);
             bar.inc(1);
 
             let step = self.state.step;
@@ -368,6 +365,26 @@ impl Trainer {
         self.dir.write_result(&result)?;
         Ok(Some(result))
     }
+}
+
+/// One optimisation step: the method's loss for `batch`, one backward pass, then every
+/// optimiser group steps on those gradients. Returns the loss and the method's scalars.
+pub fn train_step(
+    method: &mut dyn Method,
+    groups: &mut [(String, Adam)],
+    batch: &Batch,
+    ctx: &mut StepContext,
+) -> Result<(f32, Vec<(&'static str, f32)>)> {
+    let out = method.step(batch, ctx)?;
+    let loss = out.loss.to_scalar::<f32>()?;
+    if !loss.is_finite() {
+        anyhow::bail!("training diverged: loss is {loss} at step {}", ctx.step + 1);
+    }
+    let grads = out.loss.backward()?;
+    for (_, opt) in groups.iter_mut() {
+        opt.step(&grads)?;
+    }
+    Ok((loss, out.scalars))
 }
 
 /// Where a run goes when `--out` is not given: `runs/<dataset>-<method>-<sources>-to-<target>-s<seed>`.
