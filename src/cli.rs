@@ -92,14 +92,15 @@ downloaded (verified) unless --offline."
 )]
 pub struct TrainArgs {
     /// Dataset name.
-    #[arg(long, value_enum)]
-    pub dataset: DatasetName,
-    /// Source domain ids, comma separated (UCI HAR: subjects 1..30). Not used by `upper`.
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    pub dataset: Option<DatasetName>,
+    /// Source domain ids, comma separated (UCI HAR: subjects 1..30). `upper` does not train on
+    /// them, but still reports its accuracy on their test windows.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub sources: Vec<u32>,
     /// Target domain id.
-    #[arg(long)]
-    pub target: u32,
+    #[arg(long, required_unless_present = "resume")]
+    pub target: Option<u32>,
     /// Method: none (source only), upper (train on target), codats, codats_ws.
     #[arg(long, value_enum, default_value_t = MethodKind::Codats)]
     pub method: MethodKind,
@@ -135,8 +136,9 @@ pub struct TrainArgs {
     /// Run directory (default: runs/<dataset>-<method>-<sources>-to-<target>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the interrupted run in --out from its last checkpoint.
-    #[arg(long)]
+    /// Continue the interrupted run in --out from its last checkpoint (its config.toml decides
+    /// everything else).
+    #[arg(long, requires = "out")]
     pub resume: bool,
     /// Folder holding this dataset's files.
     #[arg(long)]
@@ -245,18 +247,16 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             &out,
         );
     }
+    let (Some(dataset), Some(target)) = (a.dataset, a.target) else {
+        anyhow::bail!("--dataset and --target are required unless --resume is given");
+    };
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
     set_threads(threads);
-    let sources = if a.method == MethodKind::Upper {
-        Vec::new()
-    } else {
-        a.sources.clone()
-    };
     let cfg = TrainConfig {
-        dataset: a.dataset.as_str().to_string(),
+        dataset: dataset.as_str().to_string(),
         data_dir: a.data_dir.clone(),
         sources: a.sources.clone(),
-        target: a.target,
+        target,
         method: a.method,
         steps: a.steps,
         batch_size: a.batch_size,
@@ -280,11 +280,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             a.method
         );
     }
-    let dataset = registry::load(a.dataset, a.data_dir.as_deref(), a.offline, progress)?;
+    let dataset = registry::load(dataset, a.data_dir.as_deref(), a.offline, progress)?;
     if let Some(p) = &cfg.target_proportions {
         TrainConfig::check_proportions(p, dataset.n_classes())?;
     }
-    let _ = sources;
     let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
     let out = a
         .out
