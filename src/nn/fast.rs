@@ -45,13 +45,15 @@ impl Drop for ConvTimer {
 /// Rows per chunk in the per-channel reductions (fixed, for thread-count-independent sums).
 const ROW_CHUNK: usize = 512;
 
+#[cfg_attr(feature = "openblas", allow(dead_code))]
 fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
 
-/// `dst[m×n] (+)= A[m×k] · B[k×n]` with arbitrary row/column strides (in elements).
+/// `dst[m×n] (+)= A[m×k] · B[k×n]`, `dst` row-major; A and B are given with their row and column
+/// strides (in elements): `(ld, 1)` for row-major, `(1, ld)` for a transposed row-major matrix.
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(crate) fn gemm(
     m: usize,
     n: usize,
     k: usize,
@@ -70,35 +72,125 @@ fn gemm(
         assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
         assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     }
-    let par = if m * n * k >= 1 << 18 {
-        gemm_crate::Parallelism::Rayon(threads())
-    } else {
-        gemm_crate::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every index the kernel touches inside the slices;
-    // dst is row-major [m, n] and does not alias a or b (distinct borrows).
-    unsafe {
-        gemm_crate::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
+    #[cfg(feature = "openblas")]
+    {
+        blas::sgemm(m, n, k, dst, a, (a_rs, a_cs), b, (b_rs, b_cs), accumulate);
+    }
+    #[cfg(not(feature = "openblas"))]
+    {
+        let par = if m * n * k >= 1 << 18 {
+            gemm_crate::Parallelism::Rayon(threads())
+        } else {
+            gemm_crate::Parallelism::None
+        };
+        // SAFETY: the asserts above keep every index the kernel touches inside the slices;
+        // dst is row-major [m, n] and does not alias a or b (distinct borrows).
+        unsafe {
+            gemm_crate::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.as_ptr(),
+                a_cs as isize,
+                a_rs as isize,
+                b.as_ptr(),
+                b_cs as isize,
+                b_rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+}
+
+/// GEMM through the system's CBLAS (Debian's libopenblas-dev), behind the `openblas` feature.
+#[cfg(feature = "openblas")]
+pub mod blas {
+    const ROW_MAJOR: i32 = 101;
+    const NO_TRANS: i32 = 111;
+    const TRANS: i32 = 112;
+
+    #[link(name = "openblas")]
+    extern "C" {
+        fn cblas_sgemm(
+            layout: i32,
+            trans_a: i32,
+            trans_b: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            b: *const f32,
+            ldb: i32,
+            beta: f32,
+            c: *mut f32,
+            ldc: i32,
         );
+    }
+
+    extern "C" {
+        fn openblas_set_num_threads(n: i32);
+    }
+
+    /// Sets OpenBLAS' own thread count (it reads its environment before `main`).
+    pub fn set_threads(n: usize) {
+        // SAFETY: a plain setter in the OpenBLAS runtime.
+        unsafe { openblas_set_num_threads(n as i32) }
+    }
+
+    /// (transpose flag, leading dimension) of a matrix given by its strides.
+    fn op((rs, cs): (usize, usize), cols: usize) -> (i32, i32) {
+        if cs == 1 {
+            (NO_TRANS, rs.max(cols) as i32)
+        } else {
+            assert_eq!(rs, 1, "CBLAS needs one unit stride");
+            (TRANS, cs as i32)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sgemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: &mut [f32],
+        a: &[f32],
+        a_s: (usize, usize),
+        b: &[f32],
+        b_s: (usize, usize),
+        accumulate: bool,
+    ) {
+        let (ta, lda) = op(a_s, k);
+        let (tb, ldb) = op(b_s, n);
+        // SAFETY: the caller checked that every index lies inside the slices; C is row-major m×n.
+        unsafe {
+            cblas_sgemm(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m as i32,
+                n as i32,
+                k as i32,
+                1.0,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ldb,
+                if accumulate { 1.0 } else { 0.0 },
+                dst.as_mut_ptr(),
+                n as i32,
+            );
+        }
     }
 }
 
