@@ -59,12 +59,65 @@ pub(crate) fn gemm(
     k: usize,
     dst: &mut [f32],
     a: &[f32],
+    a_s: (usize, usize),
+    b: &[f32],
+    b_s: (usize, usize),
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: dst holds at least m·n initialised floats.
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), a, a_s, b, b_s, accumulate) }
+}
+
+/// `A[m×k] · B[k×n]` into a new row-major vector, without zero-filling it first (the product
+/// overwrites every element; zeroing fresh buffers was ~10 % of a training step).
+fn gemm_new(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_s: (usize, usize),
+    b: &[f32],
+    b_s: (usize, usize),
+) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(m * n);
+    if k == 0 {
+        v.resize(m * n, 0.0);
+        return v;
+    }
+    // SAFETY: the spare capacity holds m·n floats; with `accumulate = false` (and k > 0) the
+    // kernel only writes dst, every element of it, before `set_len` exposes them.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            v.spare_capacity_mut().as_mut_ptr().cast::<f32>(),
+            a,
+            a_s,
+            b,
+            b_s,
+            false,
+        );
+        v.set_len(m * n);
+    }
+    v
+}
+
+/// # Safety
+/// `dst` must be valid for writes of `m·n` floats (and reads, when `accumulate`).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    a: &[f32],
     (a_rs, a_cs): (usize, usize),
     b: &[f32],
     (b_rs, b_cs): (usize, usize),
     accumulate: bool,
 ) {
-    assert!(dst.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -90,7 +143,7 @@ pub(crate) fn gemm(
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
+                dst,
                 1,
                 n as isize,
                 accumulate,
@@ -159,11 +212,11 @@ pub mod blas {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn sgemm(
+    pub(super) unsafe fn sgemm(
         m: usize,
         n: usize,
         k: usize,
-        dst: &mut [f32],
+        dst: *mut f32,
         a: &[f32],
         a_s: (usize, usize),
         b: &[f32],
@@ -187,7 +240,7 @@ pub mod blas {
                 b.as_ptr(),
                 ldb,
                 if accumulate { 1.0 } else { 0.0 },
-                dst.as_mut_ptr(),
+                dst,
                 n as i32,
             );
         }
@@ -336,19 +389,8 @@ impl CustomOp2 for ConvSameCl {
         let x = slice(s1, l1)?;
         let w = kernel_to_kc(slice(s2, l2)?, cout, cin, k);
         let col = im2col(x, b, t, cin, k, self.left);
-        let mut y = vec![0.0f32; b * t * cout];
         // Y[B·T, Cout] = col[B·T, K·Cin] · W_kcᵀ
-        gemm(
-            b * t,
-            cout,
-            k * cin,
-            &mut y,
-            &col,
-            (k * cin, 1),
-            &w,
-            (1, k * cin),
-            false,
-        );
+        let y = gemm_new(b * t, cout, k * cin, &col, (k * cin, 1), &w, (1, k * cin));
         *self.col.lock().expect("col lock") = Some(Arc::new(col));
         Ok((CpuStorage::F32(y), Shape::from((b, t, cout))))
     }
@@ -371,34 +413,12 @@ impl CustomOp2 for ConvSameCl {
         let rows = b * t;
         let (dw, dx) = with_f32(&dy, |dy| -> Result<(Tensor, Option<Tensor>)> {
             // dW_kc[Cout, K·Cin] = dYᵀ · col
-            let mut dw = vec![0.0f32; cout * k * cin];
-            gemm(
-                cout,
-                k * cin,
-                rows,
-                &mut dw,
-                dy,
-                (1, cout),
-                &col,
-                (k * cin, 1),
-                false,
-            );
+            let dw = gemm_new(cout, k * cin, rows, dy, (1, cout), &col, (k * cin, 1));
             let dw = tensor(kernel_from_kc(&dw, cout, cin, k), (cout, cin, k))?;
             let dx = if x.track_op() {
                 let w_kc = with_f32(&w.contiguous()?, |w| kernel_to_kc(w, cout, cin, k))?;
                 // dcol[B·T, K·Cin] = dY · W_kc
-                let mut dcol = vec![0.0f32; rows * k * cin];
-                gemm(
-                    rows,
-                    k * cin,
-                    cout,
-                    &mut dcol,
-                    dy,
-                    (cout, 1),
-                    &w_kc,
-                    (k * cin, 1),
-                    false,
-                );
+                let dcol = gemm_new(rows, k * cin, cout, dy, (cout, 1), &w_kc, (k * cin, 1));
                 Some(tensor(col2im(&dcol, b, t, cin, k, self.left), (b, t, cin))?)
             } else {
                 None
@@ -409,21 +429,26 @@ impl CustomOp2 for ConvSameCl {
     }
 }
 
-/// Per-channel sums over rows of a `[N, C]` matrix, in fixed chunks combined in order.
+/// Per-channel sums over the rows of a row-major `[N, C]` matrix: `f(chunk_rows, acc1, acc2)`
+/// accumulates one chunk of at most [`ROW_CHUNK`] rows in f32; chunks are combined in f64, in
+/// order, so the result does not depend on the number of threads.
 fn column_sums(
-    n: usize,
+    data_len: usize,
     c: usize,
-    f: impl Fn(usize, &mut [f64], &mut [f64]) + Sync,
+    f: impl Fn(std::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
+    let n = data_len / c;
     let chunks = n.div_ceil(ROW_CHUNK);
-    let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..chunks)
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
         .into_par_iter()
         .map(|ch| {
-            let mut s1 = vec![0.0f64; c];
-            let mut s2 = vec![0.0f64; c];
-            for r in ch * ROW_CHUNK..((ch + 1) * ROW_CHUNK).min(n) {
-                f(r, &mut s1, &mut s2);
-            }
+            let mut s1 = vec![0.0f32; c];
+            let mut s2 = vec![0.0f32; c];
+            f(
+                ch * ROW_CHUNK..((ch + 1) * ROW_CHUNK).min(n),
+                &mut s1,
+                &mut s2,
+            );
             (s1, s2)
         })
         .collect();
@@ -431,11 +456,20 @@ fn column_sums(
     let mut s2 = vec![0.0f64; c];
     for (a, b) in parts {
         for i in 0..c {
-            s1[i] += a[i];
-            s2[i] += b[i];
+            s1[i] += a[i] as f64;
+            s2[i] += b[i] as f64;
         }
     }
     (s1, s2)
+}
+
+/// A vector of `n` floats whose contents the caller overwrites completely before reading.
+fn filled_by(n: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    // Zeroing large fresh buffers costs as much as a pass over them; the fills below write
+    // every element, so start from a zeroed buffer only where that is cheap to avoid.
+    let mut v = vec![0.0f32; n];
+    fill(&mut v);
+    v
 }
 
 /// Training-mode batch norm fused with ReLU on channels-last `[.., C]` input, with γ and β.
@@ -459,39 +493,42 @@ impl CustomOp3 for BnReluTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims();
-        let c = *dims.last().expect("rank >= 1");
+        let c = *l1.shape().dims().last().expect("rank >= 1");
         let n = l1.shape().elem_count() / c;
         let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (sum, _) = column_sums(n, c, |r, s, _| {
-            for (acc, v) in s.iter_mut().zip(&x[r * c..(r + 1) * c]) {
-                *acc += *v as f64;
+        let (sum, _) = column_sums(x.len(), c, |rows, s, _| {
+            for row in x[rows.start * c..rows.end * c].chunks_exact(c) {
+                for (acc, v) in s.iter_mut().zip(row) {
+                    *acc += v;
+                }
             }
         });
         let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
-        let (sq, _) = column_sums(n, c, |r, s, _| {
-            for ((acc, v), m) in s.iter_mut().zip(&x[r * c..(r + 1) * c]).zip(&mean) {
-                let d = *v as f64 - m;
-                *acc += d * d;
+        let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let (sq, _) = column_sums(x.len(), c, |rows, s, _| {
+            for row in x[rows.start * c..rows.end * c].chunks_exact(c) {
+                for ((acc, v), m) in s.iter_mut().zip(row).zip(&mean32) {
+                    let d = v - m;
+                    *acc += d * d;
+                }
             }
         });
         let var: Vec<f64> = sq.iter().map(|s| s / n as f64).collect();
         let scale: Vec<f32> = (0..c)
             .map(|i| (gamma[i] as f64 / (var[i] + self.eps).sqrt()) as f32)
             .collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|i| beta[i] - (mean[i] as f32) * scale[i])
-            .collect();
-        let mut y = vec![0.0f32; n * c];
-        y.par_chunks_mut(ROW_CHUNK * c)
-            .zip(x.par_chunks(ROW_CHUNK * c))
-            .for_each(|(yo, xi)| {
-                for (yr, xr) in yo.chunks_mut(c).zip(xi.chunks(c)) {
-                    for i in 0..c {
-                        yr[i] = (xr[i] * scale[i] + shift[i]).max(0.0);
+        let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean32[i] * scale[i]).collect();
+        let y = filled_by(n * c, |y| {
+            y.par_chunks_mut(ROW_CHUNK * c)
+                .zip(x.par_chunks(ROW_CHUNK * c))
+                .for_each(|(yo, xi)| {
+                    for (yr, xr) in yo.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
+                        for (((o, v), sc), sh) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
+                            *o = (v * sc + sh).max(0.0);
+                        }
                     }
-                }
-            });
+                })
+        });
         *self.stats.lock().expect("stats lock") = Some((mean, var));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -512,49 +549,62 @@ impl CustomOp3 for BnReluTrain {
             .expect("stats lock")
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("batch-norm backward before forward".into()))?;
-        let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let inv: Vec<f32> = var
+            .iter()
+            .map(|v| (1.0 / (v + self.eps).sqrt()) as f32)
+            .collect();
+        let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
         let dy = dy.contiguous()?;
         let gamma_v = gamma.to_vec1::<f32>()?;
-        let out = with_f32(x, |x| {
+        let (dx, s1, s2) = with_f32(x, |x| {
             with_f32(res, |y| {
                 with_f32(&dy, |dy| {
-                    // Σ dz and Σ dz·x̂ per channel, dz = dy·[y > 0]
-                    let (s1, s2) = column_sums(n, c, |r, a, b| {
-                        for i in 0..c {
-                            let k = r * c + i;
-                            if y[k] > 0.0 {
-                                let dz = dy[k] as f64;
+                    // Σ dz and Σ dz·(x − μ) per channel, dz = dy·[y > 0]; x̂ = (x − μ)·inv.
+                    let (s1, s2) = column_sums(x.len(), c, |rows, a, b| {
+                        let r = rows.start * c..rows.end * c;
+                        for ((xr, yr), gr) in x[r.clone()]
+                            .chunks_exact(c)
+                            .zip(y[r.clone()].chunks_exact(c))
+                            .zip(dy[r].chunks_exact(c))
+                        {
+                            for i in 0..c {
+                                let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
                                 a[i] += dz;
-                                b[i] += dz * (x[k] as f64 - mean[i]) * inv[i];
+                                b[i] += dz * (xr[i] - mean[i]);
                             }
                         }
                     });
-                    let nf = n as f64;
-                    let coef: Vec<f32> = (0..c)
-                        .map(|i| (gamma_v[i] as f64 * inv[i] / nf) as f32)
-                        .collect();
-                    let m1: Vec<f32> = (0..c).map(|i| s1[i] as f32).collect();
-                    let m2: Vec<f32> = (0..c).map(|i| s2[i] as f32).collect();
-                    let meanf: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-                    let invf: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
-                    let mut dx = vec![0.0f32; n * c];
-                    dx.par_chunks_mut(ROW_CHUNK * c)
-                        .enumerate()
-                        .for_each(|(ch, out)| {
-                            let base = ch * ROW_CHUNK * c;
-                            for (j, o) in out.iter_mut().enumerate() {
-                                let k = base + j;
-                                let i = k % c;
-                                let dz = if y[k] > 0.0 { dy[k] } else { 0.0 };
-                                let xh = (x[k] - meanf[i]) * invf[i];
-                                *o = coef[i] * (nf as f32 * dz - m1[i] - xh * m2[i]);
-                            }
-                        });
+                    let s2: Vec<f64> = s2.iter().zip(&inv).map(|(s, &v)| s * v as f64).collect();
+                    let nf = n as f32;
+                    let coef: Vec<f32> = (0..c).map(|i| gamma_v[i] * inv[i] / nf).collect();
+                    let m1: Vec<f32> = s1.iter().map(|&v| v as f32).collect();
+                    let m2: Vec<f32> = s2.iter().map(|&v| v as f32).collect();
+                    let dx = filled_by(n * c, |dx| {
+                        dx.par_chunks_mut(ROW_CHUNK * c)
+                            .zip(x.par_chunks(ROW_CHUNK * c))
+                            .zip(
+                                y.par_chunks(ROW_CHUNK * c)
+                                    .zip(dy.par_chunks(ROW_CHUNK * c)),
+                            )
+                            .for_each(|((out, xc), (yc, gc))| {
+                                for (((o, xr), yr), gr) in out
+                                    .chunks_exact_mut(c)
+                                    .zip(xc.chunks_exact(c))
+                                    .zip(yc.chunks_exact(c))
+                                    .zip(gc.chunks_exact(c))
+                                {
+                                    for i in 0..c {
+                                        let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
+                                        let xh = (xr[i] - mean[i]) * inv[i];
+                                        o[i] = coef[i] * (nf * dz - m1[i] - xh * m2[i]);
+                                    }
+                                }
+                            })
+                    });
                     (dx, s1, s2)
                 })
             })
         })???;
-        let (dx, s1, s2) = out;
         let dgamma = tensor(s2.iter().map(|&v| v as f32).collect(), c)?;
         let dbeta = tensor(s1.iter().map(|&v| v as f32).collect(), c)?;
         Ok((Some(tensor(dx, x.shape())?), Some(dgamma), Some(dbeta)))
