@@ -429,6 +429,108 @@ impl CustomOp2 for ConvSameCl {
     }
 }
 
+/// Defines `$name`, which runs `$generic` compiled for AVX2+FMA when the CPU has them (checked at
+/// run time) and as plain code otherwise. The row kernels below vectorise across channels, so
+/// both versions add in the same order and give bit-identical results.
+macro_rules! simd_dispatch {
+    ($name:ident => $generic:ident ($($arg:ident : $ty:ty),*)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn avx2($($arg: $ty),*) {
+                        $generic($($arg),*)
+                    }
+                    // SAFETY: the CPU supports the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+/// `s[i] += Σ_rows x[r][i]`.
+#[inline(always)]
+fn sum_rows_generic(x: &[f32], s: &mut [f32]) {
+    for row in x.chunks_exact(s.len()) {
+        for (acc, v) in s.iter_mut().zip(row) {
+            *acc += v;
+        }
+    }
+}
+simd_dispatch!(sum_rows => sum_rows_generic(x: &[f32], s: &mut [f32]));
+
+/// `s[i] += Σ_rows (x[r][i] − mean[i])²`.
+#[inline(always)]
+fn sq_dev_rows_generic(x: &[f32], mean: &[f32], s: &mut [f32]) {
+    for row in x.chunks_exact(s.len()) {
+        for ((acc, v), m) in s.iter_mut().zip(row).zip(mean) {
+            let d = v - m;
+            *acc += d * d;
+        }
+    }
+}
+simd_dispatch!(sq_dev_rows => sq_dev_rows_generic(x: &[f32], mean: &[f32], s: &mut [f32]));
+
+/// `y = max(0, x·scale + shift)` row by row.
+#[inline(always)]
+fn scale_shift_relu_generic(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    let c = scale.len();
+    for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        for (((o, v), sc), sh) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
+            *o = (v * sc + sh).max(0.0);
+        }
+    }
+}
+simd_dispatch!(scale_shift_relu => scale_shift_relu_generic(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]));
+
+/// `a[i] += Σ dz`, `b[i] += Σ dz·(x − mean)` with `dz = dy·[y > 0]`.
+#[inline(always)]
+fn bn_bwd_sums_generic(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    a: &mut [f32],
+    b: &mut [f32],
+) {
+    let c = mean.len();
+    for ((xr, yr), gr) in x
+        .chunks_exact(c)
+        .zip(y.chunks_exact(c))
+        .zip(dy.chunks_exact(c))
+    {
+        for i in 0..c {
+            let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
+            a[i] += dz;
+            b[i] += dz * (xr[i] - mean[i]);
+        }
+    }
+}
+simd_dispatch!(bn_bwd_sums => bn_bwd_sums_generic(x: &[f32], y: &[f32], dy: &[f32], mean: &[f32], a: &mut [f32], b: &mut [f32]));
+
+/// `dx = coef·(N·dz − m1 − x̂·m2)` with `x̂ = (x − mean)·inv`; `p = [mean, inv, coef, m1, m2]`.
+#[inline(always)]
+fn bn_bwd_dx_generic(x: &[f32], y: &[f32], dy: &[f32], p: &[&[f32]; 5], nf: f32, out: &mut [f32]) {
+    let [mean, inv, coef, m1, m2] = *p;
+    let c = mean.len();
+    for (((o, xr), yr), gr) in out
+        .chunks_exact_mut(c)
+        .zip(x.chunks_exact(c))
+        .zip(y.chunks_exact(c))
+        .zip(dy.chunks_exact(c))
+    {
+        for i in 0..c {
+            let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
+            let xh = (xr[i] - mean[i]) * inv[i];
+            o[i] = coef[i] * (nf * dz - m1[i] - xh * m2[i]);
+        }
+    }
+}
+simd_dispatch!(bn_bwd_dx => bn_bwd_dx_generic(x: &[f32], y: &[f32], dy: &[f32], p: &[&[f32]; 5], nf: f32, out: &mut [f32]));
+
 /// Per-channel sums over the rows of a row-major `[N, C]` matrix: `f(chunk_rows, acc1, acc2)`
 /// accumulates one chunk of at most [`ROW_CHUNK`] rows in f32; chunks are combined in f64, in
 /// order, so the result does not depend on the number of threads.
@@ -497,21 +599,12 @@ impl CustomOp3 for BnReluTrain {
         let n = l1.shape().elem_count() / c;
         let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (sum, _) = column_sums(x.len(), c, |rows, s, _| {
-            for row in x[rows.start * c..rows.end * c].chunks_exact(c) {
-                for (acc, v) in s.iter_mut().zip(row) {
-                    *acc += v;
-                }
-            }
+            sum_rows(&x[rows.start * c..rows.end * c], s)
         });
         let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
         let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
         let (sq, _) = column_sums(x.len(), c, |rows, s, _| {
-            for row in x[rows.start * c..rows.end * c].chunks_exact(c) {
-                for ((acc, v), m) in s.iter_mut().zip(row).zip(&mean32) {
-                    let d = v - m;
-                    *acc += d * d;
-                }
-            }
+            sq_dev_rows(&x[rows.start * c..rows.end * c], &mean32, s)
         });
         let var: Vec<f64> = sq.iter().map(|s| s / n as f64).collect();
         let scale: Vec<f32> = (0..c)
@@ -521,13 +614,7 @@ impl CustomOp3 for BnReluTrain {
         let y = filled_by(n * c, |y| {
             y.par_chunks_mut(ROW_CHUNK * c)
                 .zip(x.par_chunks(ROW_CHUNK * c))
-                .for_each(|(yo, xi)| {
-                    for (yr, xr) in yo.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
-                        for (((o, v), sc), sh) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
-                            *o = (v * sc + sh).max(0.0);
-                        }
-                    }
-                })
+                .for_each(|(yo, xi)| scale_shift_relu(xi, &scale, &shift, yo))
         });
         *self.stats.lock().expect("stats lock") = Some((mean, var));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -562,17 +649,7 @@ impl CustomOp3 for BnReluTrain {
                     // Σ dz and Σ dz·(x − μ) per channel, dz = dy·[y > 0]; x̂ = (x − μ)·inv.
                     let (s1, s2) = column_sums(x.len(), c, |rows, a, b| {
                         let r = rows.start * c..rows.end * c;
-                        for ((xr, yr), gr) in x[r.clone()]
-                            .chunks_exact(c)
-                            .zip(y[r.clone()].chunks_exact(c))
-                            .zip(dy[r].chunks_exact(c))
-                        {
-                            for i in 0..c {
-                                let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
-                                a[i] += dz;
-                                b[i] += dz * (xr[i] - mean[i]);
-                            }
-                        }
+                        bn_bwd_sums(&x[r.clone()], &y[r.clone()], &dy[r], &mean, a, b)
                     });
                     let s2: Vec<f64> = s2.iter().zip(&inv).map(|(s, &v)| s * v as f64).collect();
                     let nf = n as f32;
@@ -587,18 +664,8 @@ impl CustomOp3 for BnReluTrain {
                                     .zip(dy.par_chunks(ROW_CHUNK * c)),
                             )
                             .for_each(|((out, xc), (yc, gc))| {
-                                for (((o, xr), yr), gr) in out
-                                    .chunks_exact_mut(c)
-                                    .zip(xc.chunks_exact(c))
-                                    .zip(yc.chunks_exact(c))
-                                    .zip(gc.chunks_exact(c))
-                                {
-                                    for i in 0..c {
-                                        let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
-                                        let xh = (xr[i] - mean[i]) * inv[i];
-                                        o[i] = coef[i] * (nf * dz - m1[i] - xh * m2[i]);
-                                    }
-                                }
+                                let p = [&mean[..], &inv[..], &coef[..], &m1[..], &m2[..]];
+                                bn_bwd_dx(xc, yc, gc, &p, nf, out)
                             })
                     });
                     (dx, s1, s2)
