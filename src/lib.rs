@@ -5,6 +5,7 @@
 //! metrics) → run directory. See `docs/ARCHITECTURE.md`.
 pub mod alloc;
 pub mod cli;
+pub mod cli_data;
 pub mod config;
 pub mod data;
 pub mod losses;
