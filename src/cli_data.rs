@@ -697,6 +697,12 @@ fn bench(a: BenchArgs) -> Result<()> {
         csv.display(),
         t.elapsed().as_secs_f64()
     );
+    let (hsecs, _) = best_of(a.repeat, || Ok(source::sha256_file(&csv)?))?;
+    println!(
+        "  sha256 of the file (cache key)       {:>8.3} s  {:>7.1} MB/s",
+        hsecs,
+        mb / hsecs
+    );
     let card = Card::builtin("ucihhar")?;
     let (secs, (ds, report)) = best_of(a.repeat, || {
         let mut f = std::fs::File::open(&csv)?;

@@ -197,35 +197,44 @@ pub fn write(
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let path = entry_path(dir, &ds.name, key);
     let window = ds.channels * ds.length;
-    let n = ds.n_windows();
     let padded = ds.domains.iter().any(|d| d.valid_lengths.is_some());
-    let mut domain = Vec::with_capacity(n);
-    let mut label = Vec::with_capacity(n);
-    let mut valid = Vec::with_capacity(n);
-    let mut x = ListPrimitiveChunkedBuilder::<Float32Type>::new(
-        "x".into(),
-        n,
-        n * window,
-        DataType::Float32,
-    );
+    // One record batch per domain: the IPC encoder then buffers one domain at a time.
+    let mut df: Option<DataFrame> = None;
     for d in &ds.domains {
-        for (i, &y) in d.y.iter().enumerate() {
-            domain.push(d.id);
-            label.push(y);
-            valid.push(d.valid_lengths.as_ref().map_or(ds.length as u32, |v| v[i]));
-            x.append_slice(&d.x[i * window..(i + 1) * window]);
+        let m = d.y.len();
+        let mut x = ListPrimitiveChunkedBuilder::<Float32Type>::new(
+            "x".into(),
+            m,
+            m * window,
+            DataType::Float32,
+        );
+        for w in d.x.chunks_exact(window.max(1)).take(m) {
+            x.append_slice(w);
+        }
+        let valid: Vec<u32> = match &d.valid_lengths {
+            Some(v) => v.clone(),
+            None => vec![ds.length as u32; m],
+        };
+        let part = DataFrame::new(
+            m,
+            vec![
+                Column::new("domain".into(), vec![d.id; m]),
+                Column::new("label".into(), d.y.clone()),
+                Column::new("valid".into(), valid),
+                x.finish().into_column(),
+            ],
+        )
+        .map_err(|e| cache_err(&path, e))?;
+        match df.as_mut() {
+            None => df = Some(part),
+            Some(all) => {
+                all.vstack_mut(&part).map_err(|e| cache_err(&path, e))?;
+            }
         }
     }
-    let mut df = DataFrame::new(
-        n,
-        vec![
-            Column::new("domain".into(), domain),
-            Column::new("label".into(), label),
-            Column::new("valid".into(), valid),
-            x.finish().into_column(),
-        ],
-    )
-    .map_err(|e| cache_err(&path, e))?;
+    let Some(mut df) = df else {
+        return Err(cache_err(&path, "no domains to cache"));
+    };
     let meta = CacheMeta {
         format_version: FORMAT_VERSION,
         key: key.to_string(),

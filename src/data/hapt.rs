@@ -14,7 +14,7 @@ use super::card::{Card, HaptCard};
 use super::parse::{for_each_line, parse_f32, parse_i64, run_parallel, show};
 use super::report::LoadReport;
 use super::source::Tree;
-use super::window::{cut, WindowSink};
+use super::window::{cut, shrunk, WindowSink};
 use super::{DataError, Dataset, DomainData};
 
 fn hapt_card(card: &Card) -> Result<&HaptCard, DataError> {
@@ -412,7 +412,7 @@ pub fn load(
         .filter(|(_, s)| !s.y.is_empty())
         .map(|(id, s)| DomainData {
             id,
-            x: s.x,
+            x: shrunk(s.x),
             y: s.y,
             valid_lengths: None,
         })

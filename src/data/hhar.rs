@@ -15,7 +15,7 @@ use super::card::Card;
 use super::parse::{for_each_line, parse_f32, show, split_fields};
 use super::report::{LoadReport, SkipCounter};
 use super::source::{locate_member, Input};
-use super::window::{WindowSink, Windower};
+use super::window::{shrunk, WindowSink, Windower};
 use super::{DataError, Dataset, DomainData};
 
 /// Reasons rows are skipped.
@@ -172,7 +172,7 @@ pub fn parse(
         }
         domains.push(DomainData {
             id: i as u32,
-            x: sink.x,
+            x: shrunk(sink.x),
             y: sink.y,
             valid_lengths: None,
         });

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::parse::read_maybe_gz;
 use super::report::LoadReport;
-use super::window::{cut, LabelRule, WindowSink, WindowSpec};
+use super::window::{cut, shrunk, LabelRule, WindowSink, WindowSpec};
 use super::{DataError, Dataset, DomainData};
 
 /// Which columns hold what, and how to window: everything needed to rebuild the dataset.
@@ -463,7 +463,7 @@ pub fn load(path: &Path, opts: &TabularOptions) -> Result<(Dataset, LoadReport),
         .filter(|(_, s)| !s.y.is_empty())
         .map(|(id, s)| DomainData {
             id,
-            x: s.x,
+            x: shrunk(s.x),
             y: s.y,
             valid_lengths: None,
         })

@@ -178,6 +178,12 @@ impl Windower {
     }
 }
 
+/// `v` with its spare capacity released (sinks grow by doubling; a loaded dataset lives long).
+pub fn shrunk(mut v: Vec<f32>) -> Vec<f32> {
+    v.shrink_to_fit();
+    v
+}
+
 /// Cuts a whole in-memory recording (interleaved `[t, channels]`, one label per sample) into `out`.
 pub fn cut(
     samples: &[f32],

@@ -29,7 +29,7 @@ use super::card::{Card, WisdmCard};
 use super::parse::{for_each_line, parse_f32, parse_i64, show, split_fields};
 use super::report::{LoadReport, SkipCounter};
 use super::source::{locate_member, Input};
-use super::window::{cut, WindowSink};
+use super::window::{cut, shrunk, WindowSink};
 use super::{DataError, Dataset, DomainData};
 
 /// Reasons lines are skipped (indexes used below).
@@ -248,7 +248,7 @@ pub fn parse(
         }
         domains.push(DomainData {
             id: i as u32,
-            x: sink.x,
+            x: shrunk(sink.x),
             y: sink.y,
             valid_lengths: None,
         });
