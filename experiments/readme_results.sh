@@ -7,7 +7,8 @@ out=${1:?usage: readme_results.sh OUT_DIR [STEPS]}
 steps=${2:-500}
 codats=${CODATS:-target/release/codats}
 mkdir -p "$out"
-problems=("2:11" "7:13" "12:16" "1,3,5:7")
+# PROBLEMS="src:tgt ..." overrides the list (sources comma separated).
+read -r -a problems <<< "${PROBLEMS:-2:11 1,3,5:7 7:13 12:16}"
 for p in "${problems[@]}"; do
   src=${p%%:*}; tgt=${p##*:}
   for m in none codats codats_ws upper; do

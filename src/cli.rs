@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::cli_data::{self, DataArgs, DatasetsCommand};
 use crate::config::{code_version, TrainConfig};
 use crate::data::batch::BatchDivision;
-use crate::data::registry::{self, DatasetName};
+use crate::data::registry::DatasetName;
 use crate::methods::MethodKind;
 use crate::nn::Kernels;
 use crate::problem::{describe_ids, Problem};
@@ -158,6 +159,8 @@ pub struct TrainArgs {
     /// Stop after N steps without a final checkpoint, as if killed (for testing --resume).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 /// `codats eval`.
@@ -170,37 +173,12 @@ pub struct EvalArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// `codats datasets ...`.
-#[derive(Debug, Subcommand)]
-pub enum DatasetsCommand {
-    /// List the datasets codats knows.
-    List,
-    /// Domains, windows per domain and class balance of a dataset.
-    Info {
-        /// Dataset name.
-        #[arg(value_enum)]
-        name: DatasetName,
-        /// Folder holding this dataset's files.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Download a dataset's published archive and verify it.
-    Download {
-        /// Dataset name.
-        #[arg(value_enum)]
-        name: DatasetName,
-        /// Folder to put it in (default: $CODATS_DATA_DIR/<name>, else the user cache).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
-
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train_cmd(a),
         Command::Eval(a) => eval_cmd(a),
-        Command::Datasets(c) => datasets_cmd(c),
+        Command::Datasets(c) => cli_data::run(c),
         Command::Bench(a) => bench_cmd(a),
     }
 }
@@ -224,11 +202,13 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         let out = a.out.context("--resume needs --out RUN_DIR")?;
         let cfg = train::checkpoint::read_config(&out)?;
         set_threads(cfg.threads);
-        let dataset = registry::load(
+        let dataset = cli_data::load_for_run(
             DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
             cfg.data_dir.as_deref(),
             a.offline,
-            progress,
+            a.quiet,
+            &cfg.data,
+            a.data.no_cache,
         )?;
         let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
         let mut trainer = Trainer::resume(problem, &out)?;
@@ -274,6 +254,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         threads,
         kernels: a.kernels,
         code_version: code_version(),
+        data: a.data.options(dataset)?,
     };
     cfg.validate()?;
     if a.method.data_needs().sources && cfg.sources.is_empty() {
@@ -282,7 +263,14 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             a.method
         );
     }
-    let dataset = registry::load(dataset, a.data_dir.as_deref(), a.offline, progress)?;
+    let dataset = cli_data::load_for_run(
+        dataset,
+        a.data_dir.as_deref(),
+        a.offline,
+        a.quiet,
+        &cfg.data,
+        a.data.no_cache,
+    )?;
     if let Some(p) = &cfg.target_proportions {
         TrainConfig::check_proportions(p, dataset.n_classes())?;
     }
@@ -368,7 +356,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     set_threads(cfg.threads);
     let name = DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?;
     let data_dir = a.data_dir.or(cfg.data_dir.clone());
-    let dataset = registry::load(name, data_dir.as_deref(), true, false)?;
+    let dataset = cli_data::load_for_run(name, data_dir.as_deref(), true, true, &cfg.data, false)?;
     let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
     let dir = train::checkpoint::RunDir::open(&a.run_dir)?;
     dir.check_splits(&problem)?;
@@ -387,60 +375,6 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     println!("{}", summary(&result));
     Ok(())
 }
-
-fn datasets_cmd(c: DatasetsCommand) -> Result<()> {
-    match c {
-        DatasetsCommand::List => {
-            for d in DatasetName::all() {
-                let help = <DatasetName as clap::ValueEnum>::to_possible_value(d)
-                    .and_then(|v| v.get_help().map(|h| h.to_string()))
-                    .unwrap_or_default();
-                println!("{:<10} {help}", d.as_str());
-            }
-        }
-        DatasetsCommand::Info { name, data_dir } => {
-            let ds = registry::load(name, data_dir.as_deref(), true, false)?;
-            println!(
-                "{}: {} domains, {} windows, {} channels x {} samples, {} classes",
-                ds.name,
-                ds.domains.len(),
-                ds.n_windows(),
-                ds.channels,
-                ds.length,
-                ds.n_classes()
-            );
-            println!("classes: {}", ds.class_names.join(", "));
-            let header: Vec<String> = (0..ds.n_classes()).map(|c| format!("{:>6}", c)).collect();
-            println!(
-                "{:>6} {:>7}  per class {}",
-                "domain",
-                "windows",
-                header.join("")
-            );
-            for d in &ds.domains {
-                let mut counts = vec![0usize; ds.n_classes()];
-                for &y in &d.y {
-                    counts[y as usize] += 1;
-                }
-                let cells: Vec<String> = counts.iter().map(|c| format!("{c:>6}")).collect();
-                println!("{:>6} {:>7}            {}", d.id, d.len(), cells.join(""));
-            }
-        }
-        DatasetsCommand::Download { name, data_dir } => {
-            let dir = registry::dataset_dir(name, data_dir.as_deref());
-            let path = match name {
-                DatasetName::Ucihar => crate::data::download::ensure_ucihar(&dir, false, true)?,
-                DatasetName::Synthetic => {
-                    println!("synthetic is generated on the fly; nothing to download");
-                    return Ok(());
-                }
-            };
-            println!("{} is ready at {}", name.as_str(), path.display());
-        }
-    }
-    Ok(())
-}
-
 fn bench_cmd(a: BenchArgs) -> Result<()> {
     use crate::bench::{self, Measurement, One, What};
     if let Some(what) = a.one {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::batch::BatchDivision;
+use crate::data::registry::DataOptions;
 use crate::methods::MethodKind;
 
 /// Why a configuration is invalid.
@@ -84,6 +85,10 @@ pub struct TrainConfig {
     pub kernels: crate::nn::Kernels,
     /// codats version and git commit that produced the run (informational).
     pub code_version: String,
+    /// Loader options (tabular columns and windows, synthetic settings, WISDM/HAPT switches), saved
+    /// as `[data]` so that `codats eval` and `--resume` rebuild the same dataset.
+    #[serde(default, skip_serializing_if = "DataOptions::is_empty")]
+    pub data: DataOptions,
 }
 
 /// This build's version string: crate version and git commit.
@@ -173,6 +178,7 @@ mod tests {
             threads: 2,
             kernels: crate::nn::Kernels::Fast,
             code_version: code_version(),
+            data: DataOptions::default(),
         }
     }
 
@@ -186,6 +192,48 @@ mod tests {
         assert!(s.contains("batch_division = \"all\""), "{s}");
         let back: TrainConfig = toml::from_str(&s).unwrap();
         assert_eq!(back, c);
+        assert!(!s.contains("[data"), "{s}");
+    }
+
+    #[test]
+    fn data_options_round_trip_as_a_data_table() {
+        use crate::data::synthetic::SyntheticConfig;
+        use crate::data::tabular::TabularOptions;
+        use crate::data::window::{LabelRule, WindowSpec};
+        let mut c = cfg();
+        c.dataset = "tabular".into();
+        c.data.tabular = Some(TabularOptions {
+            domain_col: "subject".into(),
+            label_col: "label".into(),
+            channels: vec!["ax".into(), "ay".into()],
+            time_col: None,
+            group_col: Some("series_id".into()),
+            window: WindowSpec {
+                length: 64,
+                stride: 32,
+                label: LabelRule::Majority,
+                reference_bounds: false,
+            },
+            sample_rate_hz: Some(50.0),
+            zscore: true,
+        });
+        let s = toml::to_string(&c).unwrap();
+        assert!(s.contains("[data.tabular]"), "{s}");
+        let back: TrainConfig = toml::from_str(&s).unwrap();
+        assert_eq!(back, c);
+        let mut c = cfg();
+        c.data.synthetic = Some(SyntheticConfig {
+            domains: 4,
+            ..Default::default()
+        });
+        c.data.wisdm_all_users = true;
+        let s = toml::to_string(&c).unwrap();
+        let back: TrainConfig = toml::from_str(&s).unwrap();
+        assert_eq!(back, c);
+        // Older config files without [data] still load.
+        let old = toml::to_string(&cfg()).unwrap();
+        let back: TrainConfig = toml::from_str(&old).unwrap();
+        assert!(back.data.is_empty());
     }
 
     #[test]

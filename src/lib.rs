@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod cli;
+pub mod cli_data;
 pub mod config;
 pub mod data;
 pub mod losses;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::split::{split_domain, zscore_domain, DomainSplit};
+use crate::data::split::{split_domain, zscore_domain, zscore_domain_padded, DomainSplit};
 use crate::data::{Dataset, DomainData};
 
 /// Why a (sources, target) choice cannot be trained.
@@ -153,7 +153,16 @@ impl Problem {
             let split = split_domain(&d.y, seed, d.id);
             let mut x = d.x.clone();
             if dataset.zscore {
-                zscore_domain(&mut x, dataset.channels, dataset.length, &split.train);
+                match &d.valid_lengths {
+                    None => zscore_domain(&mut x, dataset.channels, dataset.length, &split.train),
+                    Some(valid) => zscore_domain_padded(
+                        &mut x,
+                        dataset.channels,
+                        dataset.length,
+                        &split.train,
+                        valid,
+                    ),
+                }
             }
             Ok(PreparedDomain {
                 id: d.id,
@@ -221,6 +230,7 @@ mod tests {
             id,
             x: (0..n * 2 * 3).map(|v| v as f32).collect(),
             y: (0..n).map(|i| (i % 2) as u32).collect(),
+            valid_lengths: None,
         };
         Dataset {
             name: "toy".into(),

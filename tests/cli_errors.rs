@@ -130,7 +130,9 @@ fn unknown_dataset_and_method_list_the_valid_ones() {
         "{err}"
     );
     assert!(
-        err.contains("[possible values: ucihar, synthetic]"),
+        err.contains(
+            "[possible values: ucihar, ucihhar, wisdm_ar, wisdm_at, uwave, ucihapt, tabular, synthetic]"
+        ),
         "{err}"
     );
     let (code, _, err) = codats(&[

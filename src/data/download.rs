@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::card::Card;
+use super::registry::DatasetName;
+use super::source;
 use super::spec::DatasetSpec;
 use super::ucihar::{self, verify_archive};
 use super::DataError;
@@ -25,6 +28,24 @@ pub fn download(
     spec: &DatasetSpec,
     progress: bool,
 ) -> Result<(), DataError> {
+    download_verified(
+        url,
+        dest,
+        &spec.archive,
+        |p| verify_archive(p, spec),
+        progress,
+    )
+}
+
+/// Downloads `url` to `dest` through a temp file checked by `verify`; on any error nothing is left at
+/// `dest` (`fallback_name` names the temp file when `dest` has no file name).
+pub fn download_verified(
+    url: &str,
+    dest: &Path,
+    fallback_name: &str,
+    verify: impl FnOnce(&Path) -> Result<(), DataError>,
+    progress: bool,
+) -> Result<(), DataError> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -33,7 +54,7 @@ pub fn download(
     let file_name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| spec.archive.clone());
+        .unwrap_or_else(|| fallback_name.to_string());
     let (temp, file) = TempFile::create(&dir, &file_name)?;
 
     let fail = |reason: String| DataError::Download {
@@ -42,7 +63,7 @@ pub fn download(
         reason,
     };
     fetch(url, file, temp.path(), progress).map_err(fail)?;
-    verify_archive(temp.path(), spec).map_err(|e| DataError::DownloadVerify {
+    verify(temp.path()).map_err(|e| DataError::DownloadVerify {
         url: url.to_string(),
         path: dest.to_path_buf(),
         source: Box::new(e),
@@ -65,6 +86,35 @@ pub fn ensure_ucihar(dir: &Path, offline: bool, progress: bool) -> Result<PathBu
         }
         Err(other) => Err(other),
     }
+}
+
+/// Downloads dataset `name`'s published archive into `dir` (verified against its card, atomically),
+/// unless it is already there; returns the archive's path.
+pub fn ensure(
+    name: DatasetName,
+    card: &Card,
+    dir: &Path,
+    progress: bool,
+) -> Result<PathBuf, DataError> {
+    if name == DatasetName::Ucihar {
+        return ensure_ucihar(dir, false, progress);
+    }
+    let source = card
+        .source
+        .as_ref()
+        .ok_or_else(|| DataError::Options(format!("{} has nothing to download", card.name)))?;
+    let dest = dir.join(&source.archive);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    download_verified(
+        &source.effective_url(),
+        &dest,
+        &source.archive,
+        |p| source::verify_archive(p, source).map(|_| ()),
+        progress,
+    )?;
+    Ok(dest)
 }
 
 /// Streams the HTTP body of `url` into `file`; errors are one-line reasons.

@@ -225,6 +225,92 @@ pub enum DataError {
         reason: String,
     },
 
+    /// A malformed line in a text input: wrong number of fields, a value that is not a number, an
+    /// unknown name. The reason names the field and the offending value.
+    #[error("{file}: line {line}: {reason}")]
+    BadLine {
+        /// File (or archive member) being parsed.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong, with the offending value.
+        reason: String,
+    },
+
+    /// A read or decompression error part-way through a file.
+    #[error("{file}: cannot read past line {line}: {source}")]
+    Read {
+        /// File (or archive member) being read.
+        file: String,
+        /// Lines read successfully before the error.
+        line: usize,
+        /// The underlying error.
+        source: io::Error,
+    },
+
+    /// A dataset's files are not where they should be.
+    #[error("{title}: no data found in {}: {hint}", dir.display())]
+    NotFound {
+        /// Human name of the dataset.
+        title: String,
+        /// The folder (or file) that was searched.
+        dir: PathBuf,
+        /// What was looked for, and how to get it.
+        hint: String,
+    },
+
+    /// An input codats cannot read as is and the user must convert first (uWave's `.rar` files).
+    #[error("{}: {reason}", path.display())]
+    NeedsExtraction {
+        /// The file that needs converting.
+        path: PathBuf,
+        /// What to do.
+        reason: String,
+    },
+
+    /// A problem with a whole file: a table's missing column, wrong type, null or non-finite value
+    /// (naming column and row), a gesture file name without a gesture index, an empty recording.
+    #[error("{file}: {reason}")]
+    BadFile {
+        /// The file.
+        file: String,
+        /// What is wrong, naming the column, row or value.
+        reason: String,
+    },
+
+    /// Loader options that cannot work (a window of length 0, a tabular run without columns...).
+    #[error("{0}")]
+    Options(String),
+
+    /// The input parsed, but no window could be cut from it.
+    #[error("{name}: no windows: {reason}")]
+    NoWindows {
+        /// Dataset name.
+        name: String,
+        /// Why (too short, every row skipped, ...).
+        reason: String,
+    },
+
+    /// A file's sha256 differs from the one the dataset description records.
+    #[error("{}: sha256 is {found}, expected {expected}; the file is damaged or not the published archive", path.display())]
+    Sha256Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// Recorded sha256 (hex).
+        expected: String,
+        /// Computed sha256 (hex).
+        found: String,
+    },
+
+    /// The preprocessed-window cache could not be read back or written.
+    #[error("cache {}: {reason}", path.display())]
+    Cache {
+        /// Cache file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// An I/O error on a named path.
     #[error("{}: {source}", path.display())]
     Io {

@@ -4,14 +4,26 @@
 //! (row-major f32) and class labels `0..n_classes`.
 
 pub mod batch;
+pub mod cache;
+pub mod card;
 pub mod download;
 pub mod error;
+pub mod hapt;
+pub mod hhar;
 pub mod location;
+pub(crate) mod parse;
+pub mod plot;
 pub mod registry;
+pub mod report;
+pub mod source;
 pub mod spec;
 pub mod split;
 pub mod synthetic;
+pub mod tabular;
 pub mod ucihar;
+pub mod uwave;
+pub mod window;
+pub mod wisdm;
 
 pub use error::DataError;
 
@@ -24,6 +36,9 @@ pub struct DomainData {
     pub x: Vec<f32>,
     /// Class per window, `0..n_classes`.
     pub y: Vec<u32>,
+    /// Valid samples per window when windows are zero-padded at the end (uWave gestures); `None` when
+    /// every window is full. Z-scoring fits and applies to the valid samples only, so padding stays 0.
+    pub valid_lengths: Option<Vec<u32>>,
 }
 
 impl DomainData {

@@ -1,19 +1,54 @@
-//! The datasets `--dataset` accepts, and loading one by name from its data folder.
+//! The datasets `--dataset` accepts, and loading one by name: find (or download) its files, read the
+//! window cache or parse and cache, and say what was skipped.
 
 use std::path::{Path, PathBuf};
 
-use super::{download, location, synthetic, ucihar, DataError, Dataset};
+use serde::{Deserialize, Serialize};
+
+use super::card::Card;
+use super::report::LoadReport;
+use super::synthetic::SyntheticConfig;
+use super::tabular::TabularOptions;
+use super::{cache, download, hapt, hhar, location, synthetic, tabular, ucihar, uwave, wisdm};
+use super::{DataError, Dataset};
 
 /// Dataset names accepted on the command line.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
 pub enum DatasetName {
     /// UCI HAR (Anguita et al. 2013): 30 subjects, 6 activities, 9 channels × 128 samples at 50 Hz.
+    #[value(name = "ucihar")]
+    #[serde(rename = "ucihar")]
     Ucihar,
-    /// Built-in synthetic sum-of-sines activities, 10 domains (0..9) with shifted cadence,
-    /// orientation and noise; generated from a seed, no download.
+    /// UCI HHAR phones accelerometer: 9 users, 6 activities, 3 channels.
+    #[value(name = "ucihhar")]
+    #[serde(rename = "ucihhar")]
+    Ucihhar,
+    /// WISDM activity prediction v1.1: 6 activities, 3 channels.
+    #[value(name = "wisdm_ar")]
+    #[serde(rename = "wisdm_ar")]
+    WisdmAr,
+    /// WISDM Actitracker v2.0: 6 activities, 3 channels.
+    #[value(name = "wisdm_at")]
+    #[serde(rename = "wisdm_at")]
+    WisdmAt,
+    /// uWave gestures: 8 users, 8 gestures, 3 channels, padded to 315.
+    #[value(name = "uwave")]
+    #[serde(rename = "uwave")]
+    Uwave,
+    /// UCI HAPT raw signals: 30 users, 6 (or 12) activities, 6 channels.
+    #[value(name = "ucihapt")]
+    #[serde(rename = "ucihapt")]
+    Ucihapt,
+    /// Your own long-format CSV / Parquet (`--domain-col`, `--label-col`, `--channels`).
+    #[value(name = "tabular")]
+    #[serde(rename = "tabular")]
+    Tabular,
+    /// Built-in synthetic sum-of-sines activities, 10 domains (0..9) by default, with shifted
+    /// cadence, orientation and noise; generated from a seed, no download.
+    #[value(name = "synthetic")]
+    #[serde(rename = "synthetic")]
     Synthetic,
 }
 
@@ -22,6 +57,12 @@ impl DatasetName {
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetName::Ucihar => "ucihar",
+            DatasetName::Ucihhar => "ucihhar",
+            DatasetName::WisdmAr => "wisdm_ar",
+            DatasetName::WisdmAt => "wisdm_at",
+            DatasetName::Uwave => "uwave",
+            DatasetName::Ucihapt => "ucihapt",
+            DatasetName::Tabular => "tabular",
             DatasetName::Synthetic => "synthetic",
         }
     }
@@ -39,8 +80,135 @@ impl DatasetName {
 
     /// Every dataset.
     pub fn all() -> &'static [DatasetName] {
-        &[DatasetName::Ucihar, DatasetName::Synthetic]
+        &[
+            DatasetName::Ucihar,
+            DatasetName::Ucihhar,
+            DatasetName::WisdmAr,
+            DatasetName::WisdmAt,
+            DatasetName::Uwave,
+            DatasetName::Ucihapt,
+            DatasetName::Tabular,
+            DatasetName::Synthetic,
+        ]
     }
+
+    /// This dataset's card.
+    pub fn card(self) -> Result<Card, DataError> {
+        Card::builtin(self.as_str())
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Loader options that change the windows: recorded in a run's `config.toml` (`[data]`) so that
+/// `codats eval` and `--resume` rebuild the same dataset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataOptions {
+    /// WISDM: keep every user (turns off the reference's more-than-19200-records rule).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub wisdm_all_users: bool,
+    /// UCI HAPT: add the postural transitions (activities 7–12).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hapt_transitions: bool,
+    /// Tabular: columns and windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tabular: Option<TabularOptions>,
+    /// Synthetic: generator settings (default: `datasets/synthetic.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticConfig>,
+}
+
+impl DataOptions {
+    /// True when no option is set.
+    pub fn is_empty(&self) -> bool {
+        *self == DataOptions::default()
+    }
+}
+
+/// How to load: where the files are, whether to download, where the cache is.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Never download.
+    pub offline: bool,
+    /// Show download progress.
+    pub progress: bool,
+    /// Cache folder; `None` turns the cache off.
+    pub cache: Option<PathBuf>,
+    /// Loader options.
+    pub data: DataOptions,
+}
+
+impl LoadOptions {
+    /// Options with the default cache folder.
+    pub fn new(data_dir: Option<&Path>, offline: bool, progress: bool, data: DataOptions) -> Self {
+        LoadOptions {
+            data_dir: data_dir.map(Path::to_path_buf),
+            offline,
+            progress,
+            cache: Some(cache::default_dir()),
+            data,
+        }
+    }
+}
+
+/// Where a load's windows came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Read from this cache entry.
+    Hit(PathBuf),
+    /// Parsed, and written to this cache entry.
+    Written(PathBuf),
+    /// Parsed; the cache could not be written (the reason).
+    WriteFailed(String),
+    /// Parsed; the cache entry was unreadable (the reason) and was rebuilt at this path.
+    Rebuilt(PathBuf, String),
+    /// Parsed; the cache is off.
+    Off,
+    /// Generated (synthetic data is never cached).
+    Generated,
+}
+
+impl std::fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheStatus::Hit(p) => write!(f, "read from cache {}", p.display()),
+            CacheStatus::Written(p) => write!(f, "parsed and cached at {}", p.display()),
+            CacheStatus::WriteFailed(r) => write!(f, "parsed; could not write the cache: {r}"),
+            CacheStatus::Rebuilt(p, r) => {
+                write!(
+                    f,
+                    "parsed (the cache entry was unreadable: {r}); cached at {}",
+                    p.display()
+                )
+            }
+            CacheStatus::Off => write!(f, "parsed (cache off)"),
+            CacheStatus::Generated => write!(f, "generated"),
+        }
+    }
+}
+
+/// A loaded dataset with its description and the account of the load.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The windows.
+    pub dataset: Dataset,
+    /// What the loader read and skipped.
+    pub report: LoadReport,
+    /// The dataset's card.
+    pub card: Card,
+    /// Channel names, in window order.
+    pub channel_names: Vec<String>,
+    /// Sampling rate in words.
+    pub sample_rate: String,
+    /// The folder (or file) the data came from.
+    pub source: PathBuf,
+    /// Cache hit or miss.
+    pub cache: CacheStatus,
 }
 
 /// Where this dataset's files are looked for (`--data-dir`, else `$CODATS_DATA_DIR/<name>`, else the user cache).
@@ -48,19 +216,223 @@ pub fn dataset_dir(name: DatasetName, data_dir: Option<&Path>) -> PathBuf {
     location::dataset_dir(name.as_str(), data_dir)
 }
 
-/// Loads `name`, downloading it first when missing unless `offline`.
+/// Loads `name` with default options, downloading it first when missing unless `offline`.
 pub fn load(
     name: DatasetName,
     data_dir: Option<&Path>,
     offline: bool,
     progress: bool,
 ) -> Result<Dataset, DataError> {
-    let dir = dataset_dir(name, data_dir);
+    open(
+        name,
+        &LoadOptions::new(data_dir, offline, progress, DataOptions::default()),
+    )
+    .map(|l| l.dataset)
+}
+
+/// Checks that `opts` fits `name` (tabular needs its columns; other datasets take no tabular options).
+pub fn check_options(name: DatasetName, opts: &DataOptions) -> Result<(), DataError> {
+    let misplaced = |what: &str, owner: &str| {
+        Err(DataError::Options(format!(
+            "{what} applies to --dataset {owner}, not {}",
+            name.as_str()
+        )))
+    };
+    if opts.tabular.is_some() && name != DatasetName::Tabular {
+        return misplaced(
+            "tabular options (--domain-col, --window-length, ...)",
+            "tabular",
+        );
+    }
+    if opts.synthetic.is_some() && name != DatasetName::Synthetic {
+        return misplaced("--synthetic-* options", "synthetic");
+    }
+    if opts.wisdm_all_users && !matches!(name, DatasetName::WisdmAr | DatasetName::WisdmAt) {
+        return misplaced("--wisdm-all-users", "wisdm_ar or wisdm_at");
+    }
+    if opts.hapt_transitions && name != DatasetName::Ucihapt {
+        return misplaced("--hapt-transitions", "ucihapt");
+    }
+    match (name, &opts.tabular) {
+        (DatasetName::Tabular, None) => Err(DataError::Options(
+            "--dataset tabular needs --domain-col, --label-col and --channels (and --data-dir FILE)"
+                .into(),
+        )),
+        (DatasetName::Tabular, Some(t)) => t.check(),
+        _ => Ok(()),
+    }
+}
+
+/// The files whose contents determine `name`'s windows, found in `dir`.
+fn inputs(name: DatasetName, card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     match name {
         DatasetName::Ucihar => {
-            download::ensure_ucihar(&dir, offline, progress)?;
-            ucihar::load(&dir)
+            let spec = super::spec::DatasetSpec::ucihar()?;
+            Ok(match ucihar::find(dir, &spec)? {
+                ucihar::Source::Archive(p) => vec![p],
+                ucihar::Source::Folder(root) => spec
+                    .members()
+                    .map(|m| m.path.split('/').fold(root.clone(), |p, part| p.join(part)))
+                    .collect(),
+            })
         }
-        DatasetName::Synthetic => Ok(synthetic::generate(&synthetic::SyntheticConfig::default())),
+        DatasetName::Ucihhar => hhar::inputs(dir, card),
+        DatasetName::WisdmAr | DatasetName::WisdmAt => wisdm::inputs(dir, card),
+        DatasetName::Uwave => uwave::inputs(dir, card),
+        DatasetName::Ucihapt => hapt::inputs(dir, card),
+        DatasetName::Tabular => tabular::inputs(dir),
+        DatasetName::Synthetic => Ok(Vec::new()),
     }
+}
+
+/// Parses `name` from `dir` (no cache).
+fn parse(
+    name: DatasetName,
+    card: &Card,
+    dir: &Path,
+    opts: &DataOptions,
+) -> Result<(Dataset, LoadReport), DataError> {
+    match name {
+        DatasetName::Ucihar => {
+            let ds = ucihar::load(dir)?;
+            let mut report = LoadReport {
+                rows: ds.n_windows() as u64,
+                inputs: vec![dir.display().to_string()],
+                ..Default::default()
+            };
+            report.note("windows used as published (train and test merged per subject)");
+            Ok((ds, report))
+        }
+        DatasetName::Ucihhar => hhar::load(dir, card),
+        DatasetName::WisdmAr | DatasetName::WisdmAt => wisdm::load(dir, card, opts.wisdm_all_users),
+        DatasetName::Uwave => uwave::load(dir, card),
+        DatasetName::Ucihapt => hapt::load(dir, card, opts.hapt_transitions),
+        DatasetName::Tabular => match &opts.tabular {
+            Some(t) => tabular::load(dir, t),
+            None => Err(DataError::Options(
+                "--dataset tabular needs its columns".into(),
+            )),
+        },
+        DatasetName::Synthetic => Err(DataError::Options("synthetic data is generated".into())),
+    }
+}
+
+/// The options that change `name`'s windows, as text for the cache key.
+fn params(name: DatasetName, opts: &DataOptions) -> String {
+    let relevant = match name {
+        DatasetName::WisdmAr | DatasetName::WisdmAt => {
+            format!("all_users={}", opts.wisdm_all_users)
+        }
+        DatasetName::Ucihapt => format!("transitions={}", opts.hapt_transitions),
+        DatasetName::Tabular => serde_json::to_string(&opts.tabular).unwrap_or_default(),
+        _ => String::new(),
+    };
+    format!("{}\n{relevant}", Card::builtin_text(name.as_str()))
+}
+
+/// True for errors that mean "the files are not there" (so a download may help).
+fn is_missing(e: &DataError) -> bool {
+    matches!(
+        e,
+        DataError::NotFound { .. } | DataError::ArchiveNotFound { .. }
+    )
+}
+
+/// Loads `name` as `opts` say: finds the files (downloading them when missing, unless offline), then
+/// reads the cache entry for these inputs and options, or parses and writes one.
+pub fn open(name: DatasetName, opts: &LoadOptions) -> Result<Loaded, DataError> {
+    check_options(name, &opts.data)?;
+    let card = name.card()?;
+    if name == DatasetName::Synthetic {
+        let cfg = opts
+            .data
+            .synthetic
+            .clone()
+            .or_else(|| card.synthetic.clone())
+            .unwrap_or_default();
+        cfg.validate().map_err(DataError::Options)?;
+        let ds = synthetic::generate(&cfg);
+        let mut report = LoadReport {
+            rows: ds.n_windows() as u64,
+            inputs: vec!["(generated)".into()],
+            ..Default::default()
+        };
+        report.note(format!(
+            "seed {}, shift {} (freq shift {}, freq scale {}, rotation {}, noise spread {}), noise {}",
+            cfg.seed, cfg.shift, cfg.freq_shift, cfg.freq_scale, cfg.rotation, cfg.noise_spread, cfg.noise
+        ));
+        return Ok(Loaded {
+            channel_names: (0..ds.channels).map(|c| format!("ch{c}")).collect(),
+            sample_rate: card.sample_rate_text(),
+            dataset: ds,
+            report,
+            card,
+            source: PathBuf::from("(generated)"),
+            cache: CacheStatus::Generated,
+        });
+    }
+    let dir = dataset_dir(name, opts.data_dir.as_deref());
+    let files = match inputs(name, &card, &dir) {
+        Ok(f) => f,
+        Err(e) if is_missing(&e) && !opts.offline && card.source.is_some() => {
+            download::ensure(name, &card, &dir, opts.progress)?;
+            inputs(name, &card, &dir)?
+        }
+        Err(e) => return Err(e),
+    };
+    let (channel_names, sample_rate) = match (&opts.data.tabular, name) {
+        (Some(t), DatasetName::Tabular) => (
+            t.channels.clone(),
+            t.sample_rate_hz.map_or_else(
+                || "unknown (set --sample-rate)".into(),
+                |hz| format!("{hz} Hz"),
+            ),
+        ),
+        _ => (card.channels.clone(), card.sample_rate_text()),
+    };
+    let source = dir.clone();
+    let build =
+        |status: &dyn Fn(&Dataset, &LoadReport) -> CacheStatus| -> Result<Loaded, DataError> {
+            let (ds, report) = parse(name, &card, &dir, &opts.data)?;
+            let cache = status(&ds, &report);
+            Ok(Loaded {
+                dataset: ds,
+                report,
+                card: card.clone(),
+                channel_names: channel_names.clone(),
+                sample_rate: sample_rate.clone(),
+                source: source.clone(),
+                cache,
+            })
+        };
+    let Some(cache_dir) = &opts.cache else {
+        return build(&|_, _| CacheStatus::Off);
+    };
+    let key = cache::key(name.as_str(), &params(name, &opts.data), &files)?;
+    let mut unreadable = None;
+    match cache::read(cache_dir, name.as_str(), &key) {
+        Ok(Some((ds, meta))) => {
+            return Ok(Loaded {
+                dataset: ds,
+                report: meta.report,
+                card: card.clone(),
+                channel_names,
+                sample_rate,
+                source,
+                cache: CacheStatus::Hit(cache::entry_path(cache_dir, name.as_str(), &key)),
+            })
+        }
+        Ok(None) => {}
+        Err(e) => unreadable = Some(e.to_string()),
+    }
+    let src = dir.display().to_string();
+    build(
+        &|ds, report| match cache::write(cache_dir, &key, ds, report, &src) {
+            Ok(path) => match &unreadable {
+                Some(r) => CacheStatus::Rebuilt(path, r.clone()),
+                None => CacheStatus::Written(path),
+            },
+            Err(e) => CacheStatus::WriteFailed(e.to_string()),
+        },
+    )
 }

@@ -126,6 +126,49 @@ pub fn zscore_domain(x: &mut [f32], channels: usize, length: usize, train: &[usi
     }
 }
 
+/// Like [`zscore_domain`] for zero-padded windows: window `i` holds `valid[i]` real samples per channel
+/// followed by padding. Statistics use the real samples of the `train` windows only; real samples are
+/// normalised and padding stays exactly zero (the reference normalises uWave gestures before padding).
+pub fn zscore_domain_padded(
+    x: &mut [f32],
+    channels: usize,
+    length: usize,
+    train: &[usize],
+    valid: &[u32],
+) {
+    let mut stats = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let (mut s, mut s2, mut n) = (0.0f64, 0.0f64, 0usize);
+        for &i in train {
+            let v = (valid[i] as usize).min(length);
+            let row = &x[(i * channels + c) * length..(i * channels + c) * length + v];
+            for &a in row {
+                s += a as f64;
+                s2 += (a as f64) * (a as f64);
+            }
+            n += v;
+        }
+        let mean = if n > 0 { s / n as f64 } else { 0.0 };
+        let var = if n > 0 {
+            (s2 / n as f64 - mean * mean).max(0.0)
+        } else {
+            0.0
+        };
+        stats.push((mean, var.sqrt()));
+    }
+    for (k, chunk) in x.chunks_mut(length).enumerate() {
+        let (mean, std) = stats[k % channels];
+        let inv = if std < 1e-8 { 1.0 } else { 1.0 / std };
+        let v = (valid[k / channels] as usize).min(length);
+        for a in &mut chunk[..v] {
+            *a = ((*a as f64 - mean) * inv) as f32;
+        }
+        for a in &mut chunk[v..] {
+            *a = 0.0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +254,14 @@ mod tests {
         for (a, b) in x.iter().zip(want.iter()) {
             assert!((a - b).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn padded_zscore_ignores_and_keeps_the_padding() {
+        // 2 windows, 1 channel, length 4: [1, 3, pad, pad], [5, 7, 9, pad].
+        let mut x = vec![1.0f32, 3.0, 0.0, 0.0, 5.0, 7.0, 9.0, 0.0];
+        zscore_domain_padded(&mut x, 1, 4, &[0], &[2, 3]);
+        // train = window 0 only: mean 2, std 1
+        assert_eq!(x, [-1.0, 1.0, 0.0, 0.0, 3.0, 5.0, 7.0, 0.0]);
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use zip::result::ZipError;
 use zip::ZipArchive;
 
+use super::parse::{parse_f32, run_parallel};
 use super::spec::{DatasetSpec, MemberSpec};
 use super::{DataError, Dataset, DomainData};
 
@@ -481,6 +482,7 @@ fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Datas
                     id,
                     x: Vec::with_capacity(n * channels * length),
                     y: Vec::with_capacity(n),
+                    valid_lengths: None,
                 },
             )
         })
@@ -505,55 +507,6 @@ fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Datas
         zscore: spec.zscore,
         domains: domains.into_values().collect(),
     })
-}
-
-/// Runs `f` over `items` on up to `available_parallelism` scoped threads; results keep `items`' order.
-fn run_parallel<T, C, R>(
-    items: &[T],
-    context: impl Fn() -> C + Sync,
-    f: impl Fn(&mut C, &T) -> R + Sync,
-) -> Vec<R>
-where
-    T: Sync,
-    R: Send,
-{
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut ctx = context();
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= items.len() {
-                            break done;
-                        }
-                        done.push((i, f(&mut ctx, &items[i])));
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            match handle.join() {
-                Ok(done) => {
-                    for (i, r) in done {
-                        slots[i] = Some(r);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    slots
-        .into_iter()
-        .map(|r| r.expect("every job ran on some worker"))
-        .collect()
 }
 
 /// True for the bytes that separate values on a line.
@@ -690,178 +643,9 @@ pub(crate) fn parse_ints(text: &[u8], file: &str) -> Result<Vec<i64>, DataError>
     Ok(out)
 }
 
-/// Exact powers of ten representable in `f64`.
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-];
-
-/// Parses a decimal token to the nearest `f32` (same result as `str::parse::<f32>`); `None` if not a number.
-#[inline]
-pub(crate) fn parse_f32(tok: &[u8]) -> Option<f32> {
-    match parse_f32_fast(tok) {
-        Some(v) => Some(v),
-        None => std::str::from_utf8(tok).ok()?.parse::<f32>().ok(),
-    }
-}
-
-/// Fast exact path for plain decimals (`-1.2345678e-004`); `None` means "use the general parser".
-///
-/// The mantissa (at most 15 digits) and the power of ten (|k| <= 22) are exact in `f64`, so one
-/// multiplication or division is correctly rounded; rounding that `f64` to `f32` then gives the correctly
-/// rounded `f32` unless the `f64` lies exactly halfway between two `f32`s, which falls back.
-#[inline]
-fn parse_f32_fast(tok: &[u8]) -> Option<f32> {
-    let n = tok.len();
-    let mut i = 0;
-    let neg = match tok.first() {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let mut mant: u64 = 0;
-    let mut digits = 0u32;
-    let mut scale: i32 = 0;
-    while i < n && tok[i].is_ascii_digit() {
-        mant = mant * 10 + u64::from(tok[i] - b'0');
-        digits += 1;
-        i += 1;
-        if digits > 15 {
-            return None;
-        }
-    }
-    if i < n && tok[i] == b'.' {
-        i += 1;
-        while i < n && tok[i].is_ascii_digit() {
-            mant = mant * 10 + u64::from(tok[i] - b'0');
-            digits += 1;
-            scale -= 1;
-            i += 1;
-            if digits > 15 {
-                return None;
-            }
-        }
-    }
-    if digits == 0 {
-        return None;
-    }
-    if i < n && (tok[i] == b'e' || tok[i] == b'E') {
-        i += 1;
-        let eneg = match tok.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = i;
-        let mut e: i32 = 0;
-        while i < n && tok[i].is_ascii_digit() {
-            e = e * 10 + i32::from(tok[i] - b'0');
-            i += 1;
-            if i - start > 4 {
-                return None;
-            }
-        }
-        if i == start {
-            return None;
-        }
-        scale += if eneg { -e } else { e };
-    }
-    if i != n {
-        return None;
-    }
-    if mant == 0 {
-        return Some(if neg { -0.0 } else { 0.0 });
-    }
-    if !(-22..=22).contains(&scale) {
-        return None;
-    }
-    let m = mant as f64;
-    let y = if scale < 0 {
-        m / POW10[(-scale) as usize]
-    } else {
-        m * POW10[scale as usize]
-    };
-    // Outside the normal f32 range, or exactly on an f32 rounding midpoint: let the general parser decide.
-    if !(f32::MIN_POSITIVE as f64..=f32::MAX as f64).contains(&y) {
-        return None;
-    }
-    let dropped = y.to_bits() & ((1u64 << 29) - 1);
-    if dropped == 1u64 << 28 {
-        return None;
-    }
-    let v = y as f32;
-    Some(if neg { -v } else { v })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_float_path_agrees_with_std_parse() {
-        // Deterministic pseudo-random tokens in the published format and a few others.
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..200_000 {
-            let r = next();
-            let mant = 10_000_000 + r % 90_000_000;
-            let exp = (r >> 32) % 30;
-            let sign = if (r >> 40) & 1 == 1 { "-" } else { "" };
-            let esign = if (r >> 41) & 1 == 1 { "-" } else { "+" };
-            let s = format!(
-                "{sign}{}.{:07}e{esign}{:03}",
-                mant / 10_000_000,
-                mant % 10_000_000,
-                exp
-            );
-            let want: f32 = s.parse().expect("valid");
-            let got = parse_f32(s.as_bytes()).expect("parses");
-            assert_eq!(got.to_bits(), want.to_bits(), "{s}");
-        }
-        for s in [
-            "0",
-            "-0.0",
-            "1",
-            "+2.5",
-            "1e5",
-            "3.4028235e38",
-            "1.1754944e-38",
-            "1e-45",
-            "7e-46",
-            "123456789012345678",
-            "0.1",
-            ".5",
-            "5.",
-            "1E-3",
-        ] {
-            let want: f32 = s.parse().expect("valid");
-            assert_eq!(
-                parse_f32(s.as_bytes()).map(f32::to_bits),
-                Some(want.to_bits()),
-                "{s}"
-            );
-        }
-        for s in ["abc", "1e", "e5", "-", "1.2.3", "1e+-3", "--1", ""] {
-            assert_eq!(parse_f32(s.as_bytes()), None, "{s}");
-        }
-    }
 
     #[test]
     fn scanner_counts_lines_and_tokens() {

@@ -209,3 +209,29 @@ pub fn assert_same(a: &codats::data::Dataset, b: &codats::data::Dataset) {
         );
     }
 }
+
+pub mod loaders;
+
+/// The folder holding the real datasets: `$CODATS_DATA_DIR`, default `../shared/data`. Panics if absent.
+pub fn real_data_root() -> PathBuf {
+    let root = std::env::var_os("CODATS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        root.is_dir(),
+        "the real datasets are required for this test but {} does not exist; set CODATS_DATA_DIR",
+        root.display()
+    );
+    root
+}
+
+/// A real dataset's folder (`<root>/<name>`), checked to exist (the test fails, never skips).
+pub fn real_dataset(name: &str) -> PathBuf {
+    let dir = real_data_root().join(name);
+    assert!(
+        dir.exists(),
+        "the real {name} data is required for this test but {} does not exist; set CODATS_DATA_DIR",
+        dir.display()
+    );
+    dir
+}

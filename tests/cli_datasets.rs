@@ -1,0 +1,514 @@
+//! `codats datasets list | info | download | verify | cache` and short `codats train` runs on every
+//! dataset with data: the real UCI HAR, UCI HAPT and watch copies, HHAR/WISDM/uWave fixtures in the
+//! published formats, and synthetic with no data at all.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+use common::loaders::*;
+use common::TempDir;
+
+/// Runs codats with its data and cache folders set; returns (exit code, stdout, stderr).
+fn run(
+    args: &[&str],
+    data_root: &Path,
+    cache: &Path,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codats"));
+    cmd.args(args)
+        .env("CODATS_DATA_DIR", data_root)
+        .env("CODATS_CACHE_DIR", cache)
+        .env("RAYON_NUM_THREADS", "2");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run codats");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(!e.contains("panicked"), "codats {args:?} panicked: {e}");
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+/// Runs codats and expects success; returns stdout.
+fn ok(args: &[&str], data_root: &Path, cache: &Path) -> String {
+    let (code, out, err) = run(args, data_root, cache, &[]);
+    assert_eq!(code, 0, "codats {args:?} failed: {err}");
+    out
+}
+
+/// Runs codats and expects failure; returns the one-line error.
+fn fails(args: &[&str], data_root: &Path, cache: &Path) -> String {
+    let (code, _, err) = run(args, data_root, cache, &[]);
+    assert_ne!(code, 0, "codats {args:?} should fail");
+    err.trim_end().to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn list_names_every_dataset() {
+    let tmp = TempDir::new("cli-list");
+    let out = ok(&["datasets", "list"], tmp.path(), tmp.path());
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ucihar",
+            "ucihhar",
+            "wisdm_ar",
+            "wisdm_at",
+            "uwave",
+            "ucihapt",
+            "tabular",
+            "synthetic"
+        ]
+    );
+}
+
+#[test]
+fn info_reports_the_real_counts_and_uses_the_cache() {
+    let tmp = TempDir::new("cli-info");
+    let root = common::real_data_root();
+    let cache = tmp.path().join("cache");
+    let har = root.join("ucihar");
+    let out = ok(
+        &["datasets", "info", "ucihar", "--data-dir", s(&har)],
+        &root,
+        &cache,
+    );
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("ucihar: 30 domains, 10299 windows, 9 channels x 128 samples, 6 classes")
+    );
+    assert!(out.contains("sampling rate: 50 Hz"), "{out}");
+    assert!(out.contains("parsed and cached at"), "{out}");
+    assert!(out.contains("\n     1     347 "), "{out}");
+    let again = ok(
+        &["datasets", "info", "ucihar", "--data-dir", s(&har)],
+        &root,
+        &cache,
+    );
+    assert!(again.contains("read from cache"), "{again}");
+
+    let out = ok(&["datasets", "info", "ucihapt"], &root, &cache);
+    assert!(
+        out.starts_with(
+            "ucihapt: 30 domains, 10411 windows, 6 channels x 128 samples, 6 classes\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("acc_x, acc_y, acc_z, gyro_x, gyro_y, gyro_z"),
+        "{out}"
+    );
+
+    let watch = root.join("seglearn_watch/watch_dataset.csv.gz");
+    let png = tmp.path().join("balance.png");
+    let out = ok(
+        &[
+            "datasets",
+            "info",
+            "tabular",
+            "--data-dir",
+            s(&watch),
+            "--domain-col",
+            "subject",
+            "--label-col",
+            "label_name",
+            "--channels",
+            "ax,ay,az,wx,wy,wz",
+            "--group-col",
+            "series_id",
+            "--time-col",
+            "sample",
+            "--sample-rate",
+            "50",
+            "--plot",
+            s(&png),
+        ],
+        &root,
+        &cache,
+    );
+    assert!(
+        out.starts_with("tabular: 10 domains, 1833 windows, 6 channels x 128 samples, 7 classes\n"),
+        "{out}"
+    );
+    assert!(out.contains("read 244102 rows"), "{out}");
+    let bytes = std::fs::read(&png).expect("plot written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// HHAR, WISDM AR and uWave fixtures under one data root, as `$CODATS_DATA_DIR/<name>/`.
+fn fixture_root(root: &Path) {
+    let mut rows = Vec::new();
+    let acts = [
+        "walk",
+        "sit",
+        "stand",
+        "bike",
+        "null",
+        "stairsup",
+        "stairsdown",
+    ];
+    for i in 0..6000 {
+        rows.push((["a", "b"][(i / 100) % 2], acts[(i / 37) % 7]));
+    }
+    write_zip(
+        &root.join("ucihhar/Activity recognition exp.zip"),
+        &[(
+            "Activity recognition exp/Phones_accelerometer.csv",
+            hhar_text(&rows).as_bytes(),
+        )],
+    );
+    let mut raw = String::new();
+    let acts = [
+        "Walking",
+        "Jogging",
+        "Sitting",
+        "Standing",
+        "Upstairs",
+        "Downstairs",
+    ];
+    for i in 0..3000 {
+        raw.push_str(&wisdm_record([3, 8][(i / 50) % 2], acts[(i / 33) % 6], i));
+        raw.push('\n');
+        if i % 500 == 0 {
+            raw.push_str("577,,;\n");
+        }
+    }
+    write_tar_gz(
+        &root.join("wisdm_ar/WISDM_ar_latest.tar.gz"),
+        &[("WISDM_ar_v1.1/WISDM_ar_v1.1_raw.txt", raw.as_bytes())],
+    );
+    for user in 1..=2 {
+        for day in 1..=2 {
+            for g in 1..=8 {
+                write(
+                    &root.join(format!(
+                        "uwave/U{user} ({day})/X_Template_Acceleration{g}-1.txt"
+                    )),
+                    uwave_gesture(20 + g * 3 + day, user * 100 + day * 10 + g),
+                );
+            }
+        }
+    }
+}
+
+/// A short training run; returns the run directory.
+fn train(
+    root: &Path,
+    cache: &Path,
+    out: &Path,
+    dataset: &str,
+    domains: (&str, &str),
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        dataset,
+        "--sources",
+        domains.0,
+        "--target",
+        domains.1,
+        "--method",
+        "codats",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "2",
+        "--threads",
+        "2",
+        "--offline",
+        "--quiet",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    let stdout = ok(&args, root, cache);
+    assert!(
+        stdout.contains("target-test accuracy"),
+        "{dataset}: {stdout}"
+    );
+    assert!(
+        out.join("result.json").is_file(),
+        "{dataset}: no result.json"
+    );
+}
+
+#[test]
+fn short_training_runs_on_every_dataset_with_data() {
+    let tmp = TempDir::new("cli-train");
+    let cache = tmp.path().join("cache");
+    let runs = tmp.path().join("runs");
+    // synthetic: no data anywhere.
+    let empty = tmp.path().join("no-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    train(
+        &empty,
+        &cache,
+        &runs.join("syn"),
+        "synthetic",
+        ("1,2", "0"),
+        &["--synthetic-domains", "3", "--synthetic-shift", "0.5"],
+    );
+    let cfg = std::fs::read_to_string(runs.join("syn/config.toml")).unwrap();
+    assert!(
+        cfg.contains("[data.synthetic]") && cfg.contains("domains = 3"),
+        "{cfg}"
+    );
+    // eval rebuilds the same synthetic data from config.toml.
+    ok(&["eval", s(&runs.join("syn"))], &empty, &cache);
+
+    let real = common::real_data_root();
+    train(
+        &real,
+        &cache,
+        &runs.join("hapt"),
+        "ucihapt",
+        ("1", "2"),
+        &[],
+    );
+    let watch = real.join("seglearn_watch/watch_dataset.csv.gz");
+    train(
+        &real,
+        &cache,
+        &runs.join("tab"),
+        "tabular",
+        ("1", "2"),
+        &[
+            "--data-dir",
+            s(&watch),
+            "--domain-col",
+            "subject",
+            "--label-col",
+            "label",
+            "--channels",
+            "ax,ay,az,wx,wy,wz",
+            "--group-col",
+            "series_id",
+            "--window-length",
+            "64",
+        ],
+    );
+    let cfg = std::fs::read_to_string(runs.join("tab/config.toml")).unwrap();
+    assert!(
+        cfg.contains("[data.tabular]") && cfg.contains("group_col = \"series_id\""),
+        "{cfg}"
+    );
+    ok(&["eval", s(&runs.join("tab"))], &real, &cache);
+
+    let fixtures = tmp.path().join("fixtures");
+    fixture_root(&fixtures);
+    train(
+        &fixtures,
+        &cache,
+        &runs.join("hhar"),
+        "ucihhar",
+        ("0", "1"),
+        &[],
+    );
+    train(
+        &fixtures,
+        &cache,
+        &runs.join("wisdm"),
+        "wisdm_ar",
+        ("0", "1"),
+        &["--wisdm-all-users"],
+    );
+    let cfg = std::fs::read_to_string(runs.join("wisdm/config.toml")).unwrap();
+    assert!(cfg.contains("wisdm_all_users = true"), "{cfg}");
+    train(
+        &fixtures,
+        &cache,
+        &runs.join("uwave"),
+        "uwave",
+        ("1", "2"),
+        &[],
+    );
+}
+
+#[test]
+fn data_option_mistakes_are_one_line_errors() {
+    let tmp = TempDir::new("cli-errors");
+    let root = tmp.path();
+    let e = fails(
+        &[
+            "train",
+            "--dataset",
+            "ucihar",
+            "--sources",
+            "1",
+            "--target",
+            "2",
+            "--domain-col",
+            "x",
+        ],
+        root,
+        root,
+    );
+    assert!(
+        e.starts_with("error: --domain-col, --label-col")
+            && e.ends_with("apply to --dataset tabular, not ucihar"),
+        "{e}"
+    );
+    let e = fails(
+        &[
+            "train",
+            "--dataset",
+            "tabular",
+            "--sources",
+            "1",
+            "--target",
+            "2",
+            "--label-col",
+            "y",
+        ],
+        root,
+        root,
+    );
+    assert_eq!(e, "error: --dataset tabular needs --domain-col, --channels (and --data-dir pointing at the CSV/Parquet file)");
+    let e = fails(
+        &["datasets", "info", "synthetic", "--synthetic-domains", "0"],
+        root,
+        root,
+    );
+    assert_eq!(e, "error: synthetic domains must be at least 1 (got 0)");
+    let e = fails(
+        &["datasets", "info", "ucihar", "--hapt-transitions"],
+        root,
+        root,
+    );
+    assert_eq!(
+        e,
+        "error: --hapt-transitions applies to --dataset ucihapt, not ucihar"
+    );
+    write(&root.join("uwave/U1 (1).rar"), b"Rar!");
+    let e = fails(&["datasets", "info", "uwave"], root, root);
+    assert!(e.contains("unrar x"), "{e}");
+    let e = fails(&["datasets", "info", "wisdm_at"], root, root);
+    assert!(e.contains("codats datasets download wisdm_at"), "{e}");
+}
+
+/// Serves `body` to each of `n` connections on a local port; returns the URL.
+fn serve(body: Vec<u8>, n: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/WISDM_ar_latest.tar.gz",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        for _ in 0..n {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+#[test]
+fn download_and_verify_check_the_archive() {
+    let tmp = TempDir::new("cli-download");
+    let src = tmp.path().join("src");
+    let raw = (0..400)
+        .map(|i| wisdm_record(1, "Walking", i) + "\n")
+        .collect::<String>();
+    let good = write_tar_gz(
+        &src.join("good.tar.gz"),
+        &[("WISDM_ar_v1.1/WISDM_ar_v1.1_raw.txt", raw.as_bytes())],
+    );
+    let wrong = write_tar_gz(
+        &src.join("wrong.tar.gz"),
+        &[("other/file.txt", b"x".as_slice())],
+    );
+    let dest = tmp.path().join("data");
+    // An archive without the expected member is refused and nothing is saved.
+    let url = serve(std::fs::read(&wrong).unwrap(), 1);
+    let (code, _, err) = run(
+        &["datasets", "download", "wisdm_ar", "--data-dir", s(&dest)],
+        tmp.path(),
+        tmp.path(),
+        &[("CODATS_WISDM_AR_URL", &url)],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("member \"WISDM_ar_v1.1/WISDM_ar_v1.1_raw.txt\" is missing"),
+        "{err}"
+    );
+    assert!(!dest.join("WISDM_ar_latest.tar.gz").exists());
+    assert_eq!(
+        std::fs::read_dir(&dest).map(|d| d.count()).unwrap_or(0),
+        0,
+        "temp files left"
+    );
+    // The good one is saved, then verified on demand.
+    let url = serve(std::fs::read(&good).unwrap(), 1);
+    let (code, out, err) = run(
+        &["datasets", "download", "wisdm_ar", "--data-dir", s(&dest)],
+        tmp.path(),
+        tmp.path(),
+        &[("CODATS_WISDM_AR_URL", &url)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("is ready at"), "{out}");
+    let out = ok(
+        &[
+            "datasets",
+            "verify",
+            "wisdm_ar",
+            "--data-dir",
+            s(&dest),
+            "--wisdm-all-users",
+        ],
+        tmp.path(),
+        tmp.path(),
+    );
+    assert!(out.contains("ok (1 members"), "{out}");
+    assert!(
+        out.contains("every file parses: 1 domains, 3 windows"),
+        "{out}"
+    );
+    // A damaged archive fails verification.
+    let path = dest.join("WISDM_ar_latest.tar.gz");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    bytes[mid + 1] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = fails(
+        &["datasets", "verify", "wisdm_ar", "--data-dir", s(&dest)],
+        tmp.path(),
+        tmp.path(),
+    );
+    assert!(e.contains("WISDM_ar_latest.tar.gz"), "{e}");
+    // cache clear removes entries.
+    let cache = tmp.path().join("cache");
+    let root = common::real_data_root();
+    ok(&["datasets", "info", "ucihapt"], &root, &cache);
+    let out = ok(&["datasets", "cache", "clear", "ucihapt"], &root, &cache);
+    assert!(out.starts_with("removed 1 cache entries"), "{out}");
+}
