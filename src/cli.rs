@@ -42,8 +42,8 @@ Data: --data-dir DIR, else $CODATS_DATA_DIR/<dataset>/, else the user cache; a m
 downloaded (verified) unless --offline."
 )]
 pub struct TrainArgs {
-    /// Dataset name.
-    #[arg(long, value_enum)]
+    /// Dataset name (`codats datasets list`); synthetic needs no data.
+    #[arg(long, value_enum, default_value_t = DatasetName::Synthetic)]
     pub dataset: DatasetName,
     /// Source domain ids, comma separated (UCI HAR: subjects 1..30). Not used by `upper`.
     #[arg(long, value_delimiter = ',', num_args = 1..)]

@@ -55,24 +55,32 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
-fn list_names_every_dataset() {
+fn list_names_every_dataset_and_whether_its_files_are_found() {
     let tmp = TempDir::new("cli-list");
-    let out = ok(&["datasets", "list"], tmp.path(), tmp.path());
-    let names: Vec<&str> = out
+    let root = common::real_data_root();
+    let out = ok(
+        &["datasets", "list", "--data-dir", s(&root)],
+        tmp.path(),
+        tmp.path(),
+    );
+    let rows: Vec<(&str, &str)> = out
         .lines()
-        .filter_map(|l| l.split_whitespace().next())
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap_or(""), w.next().unwrap_or(""))
+        })
         .collect();
     assert_eq!(
-        names,
+        rows,
         [
-            "ucihar",
-            "ucihhar",
-            "wisdm_ar",
-            "wisdm_at",
-            "uwave",
-            "ucihapt",
-            "tabular",
-            "synthetic"
+            ("ucihar", "found"),
+            ("ucihhar", "missing"),
+            ("wisdm_ar", "missing"),
+            ("wisdm_at", "missing"),
+            ("uwave", "missing"),
+            ("ucihapt", "found"),
+            ("tabular", "missing"),
+            ("synthetic", "built-in")
         ]
     );
 }
@@ -256,16 +264,40 @@ fn short_training_runs_on_every_dataset_with_data() {
     let tmp = TempDir::new("cli-train");
     let cache = tmp.path().join("cache");
     let runs = tmp.path().join("runs");
-    // synthetic: no data anywhere.
+    // synthetic, the default dataset: no data anywhere.
     let empty = tmp.path().join("no-data");
     std::fs::create_dir_all(&empty).unwrap();
-    train(
+    let out = runs.join("syn");
+    let stdout = ok(
+        &[
+            "train",
+            "--sources",
+            "1,2",
+            "--target",
+            "0",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "2",
+            "--threads",
+            "2",
+            "--offline",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--synthetic-domains",
+            "3",
+            "--synthetic-shift",
+            "0.5",
+        ],
         &empty,
         &cache,
-        &runs.join("syn"),
-        "synthetic",
-        ("1,2", "0"),
-        &["--synthetic-domains", "3", "--synthetic-shift", "0.5"],
+    );
+    assert!(
+        stdout.starts_with("synthetic codats sources [1,2] -> target 0"),
+        "{stdout}"
     );
     let cfg = std::fs::read_to_string(runs.join("syn/config.toml")).unwrap();
     assert!(
