@@ -304,6 +304,57 @@ fn short_training_runs_on_every_dataset_with_data() {
         cfg.contains("[data.synthetic]") && cfg.contains("domains = 3"),
         "{cfg}"
     );
+    // --resume rebuilds the same synthetic data from config.toml: a killed and resumed run ends
+    // exactly like an uninterrupted one.
+    let resumable = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--sources",
+            "2",
+            "--target",
+            "1",
+            "--steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "2",
+            "--threads",
+            "2",
+            "--quiet",
+            "--out",
+            s(out),
+            "--synthetic-domains",
+            "4",
+            "--synthetic-seed",
+            "7",
+            "--synthetic-windows",
+            "12",
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args, &empty, &cache, &[]);
+        assert_eq!(code, 0, "{err}");
+    };
+    resumable(&runs.join("whole"), &[]);
+    resumable(&runs.join("killed"), &["--stop-after", "2"]);
+    assert!(!runs.join("killed/result.json").exists());
+    ok(
+        &[
+            "train",
+            "--target",
+            "1",
+            "--resume",
+            "--quiet",
+            "--out",
+            s(&runs.join("killed")),
+        ],
+        &empty,
+        &cache,
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.join("whole/result.json")).unwrap(),
+        std::fs::read_to_string(runs.join("killed/result.json")).unwrap()
+    );
     // eval rebuilds the same synthetic data from config.toml.
     ok(&["eval", s(&runs.join("syn"))], &empty, &cache);
 

@@ -461,8 +461,11 @@ pub fn verify_archive(path: &Path, source: &SourceCard) -> Result<ArchiveCheck, 
             drain(&mut rest, "(end of archive)")?;
         }
     }
+    // An expected member may also sit under a top folder (an archive re-zipped with its folder).
     for member in &source.members {
-        if !names.iter().any(|n| n == normalize_member(member)) {
+        let m = normalize_member(member);
+        let suffix = format!("/{m}");
+        if !names.iter().any(|n| n == m || n.ends_with(&suffix)) {
             return Err(DataError::MissingMember {
                 archive: path.to_path_buf(),
                 member: member.clone(),
