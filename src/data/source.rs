@@ -313,10 +313,9 @@ impl Tree {
             let mut out = Vec::with_capacity(bytes.len() * 4);
             flate2::read::MultiGzDecoder::new(&bytes[..])
                 .read_to_end(&mut out)
-                .map_err(|e| DataError::Read {
+                .map_err(|e| DataError::BadFile {
                     file: self.display(rel),
-                    line: 0,
-                    source: e,
+                    reason: format!("cannot decompress: {e}"),
                 })?;
             return Ok(out);
         }
