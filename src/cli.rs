@@ -92,8 +92,8 @@ Data: --data-dir DIR, else $CODATS_DATA_DIR/<dataset>/, else the user cache; a m
 downloaded (verified) unless --offline."
 )]
 pub struct TrainArgs {
-    /// Dataset name.
-    #[arg(long, value_enum, required_unless_present = "resume")]
+    /// Dataset name (`codats datasets list`); default: synthetic, which needs no data.
+    #[arg(long, value_enum)]
     pub dataset: Option<DatasetName>,
     /// Source domain ids, comma separated (UCI HAR: subjects 1..30). `upper` does not train on
     /// them, but still reports its accuracy on their test windows.
@@ -229,8 +229,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             &out,
         );
     }
-    let (Some(dataset), Some(target)) = (a.dataset, a.target) else {
-        anyhow::bail!("--dataset and --target are required unless --resume is given");
+    let dataset = a.dataset.unwrap_or(DatasetName::Synthetic);
+    let Some(target) = a.target else {
+        anyhow::bail!("--target is required unless --resume is given");
     };
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
     set_threads(threads);

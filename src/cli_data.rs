@@ -246,8 +246,12 @@ pub fn load_for_run(
 /// `codats datasets ...`.
 #[derive(Debug, Subcommand)]
 pub enum DatasetsCommand {
-    /// List every dataset codats knows.
-    List,
+    /// List every dataset codats knows, and whether its files are found.
+    List {
+        /// Folder holding one sub-folder per dataset (default: $CODATS_DATA_DIR, else the user cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Domains, windows per domain, class balance, channels, window length, sampling rate and what
     /// the loader skipped.
     Info(InfoArgs),
@@ -335,10 +339,21 @@ pub struct BenchArgs {
 /// Runs `codats datasets ...`.
 pub fn run(c: DatasetsCommand) -> Result<()> {
     match c {
-        DatasetsCommand::List => {
-            for d in DatasetName::all() {
+        DatasetsCommand::List { data_dir } => {
+            for &d in DatasetName::all() {
                 let card = d.card()?;
-                println!("{:<10} {}", d.as_str(), card.summary);
+                let dir = match &data_dir {
+                    Some(root) => root.join(d.as_str()),
+                    None => registry::dataset_dir(d, None),
+                };
+                let status = match d {
+                    DatasetName::Synthetic => "built-in",
+                    _ => match registry::find_inputs(d, &dir) {
+                        Ok(_) => "found",
+                        Err(_) => "missing",
+                    },
+                };
+                println!("{:<10} {status:<8} {}", d.as_str(), card.summary);
             }
             Ok(())
         }

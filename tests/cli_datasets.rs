@@ -55,24 +55,32 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
-fn list_names_every_dataset() {
+fn list_names_every_dataset_and_whether_its_files_are_found() {
     let tmp = TempDir::new("cli-list");
-    let out = ok(&["datasets", "list"], tmp.path(), tmp.path());
-    let names: Vec<&str> = out
+    let root = common::real_data_root();
+    let out = ok(
+        &["datasets", "list", "--data-dir", s(&root)],
+        tmp.path(),
+        tmp.path(),
+    );
+    let rows: Vec<(&str, &str)> = out
         .lines()
-        .filter_map(|l| l.split_whitespace().next())
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap_or(""), w.next().unwrap_or(""))
+        })
         .collect();
     assert_eq!(
-        names,
+        rows,
         [
-            "ucihar",
-            "ucihhar",
-            "wisdm_ar",
-            "wisdm_at",
-            "uwave",
-            "ucihapt",
-            "tabular",
-            "synthetic"
+            ("ucihar", "found"),
+            ("ucihhar", "missing"),
+            ("wisdm_ar", "missing"),
+            ("wisdm_at", "missing"),
+            ("uwave", "missing"),
+            ("ucihapt", "found"),
+            ("tabular", "missing"),
+            ("synthetic", "built-in")
         ]
     );
 }
@@ -256,21 +264,96 @@ fn short_training_runs_on_every_dataset_with_data() {
     let tmp = TempDir::new("cli-train");
     let cache = tmp.path().join("cache");
     let runs = tmp.path().join("runs");
-    // synthetic: no data anywhere.
+    // synthetic, the default dataset: no data anywhere.
     let empty = tmp.path().join("no-data");
     std::fs::create_dir_all(&empty).unwrap();
-    train(
+    let out = runs.join("syn");
+    let stdout = ok(
+        &[
+            "train",
+            "--sources",
+            "1,2",
+            "--target",
+            "0",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "2",
+            "--threads",
+            "2",
+            "--offline",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--synthetic-domains",
+            "3",
+            "--synthetic-shift",
+            "0.5",
+        ],
         &empty,
         &cache,
-        &runs.join("syn"),
-        "synthetic",
-        ("1,2", "0"),
-        &["--synthetic-domains", "3", "--synthetic-shift", "0.5"],
+    );
+    assert!(
+        stdout.starts_with("synthetic codats sources [1,2] -> target 0"),
+        "{stdout}"
     );
     let cfg = std::fs::read_to_string(runs.join("syn/config.toml")).unwrap();
     assert!(
         cfg.contains("[data.synthetic]") && cfg.contains("domains = 3"),
         "{cfg}"
+    );
+    // --resume rebuilds the same synthetic data from config.toml: a killed and resumed run ends
+    // exactly like an uninterrupted one.
+    let resumable = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--sources",
+            "2",
+            "--target",
+            "1",
+            "--steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "2",
+            "--threads",
+            "2",
+            "--quiet",
+            "--out",
+            s(out),
+            "--synthetic-domains",
+            "4",
+            "--synthetic-seed",
+            "7",
+            "--synthetic-windows",
+            "12",
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args, &empty, &cache, &[]);
+        assert_eq!(code, 0, "{err}");
+    };
+    resumable(&runs.join("whole"), &[]);
+    resumable(&runs.join("killed"), &["--stop-after", "2"]);
+    assert!(!runs.join("killed/result.json").exists());
+    ok(
+        &[
+            "train",
+            "--target",
+            "1",
+            "--resume",
+            "--quiet",
+            "--out",
+            s(&runs.join("killed")),
+        ],
+        &empty,
+        &cache,
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.join("whole/result.json")).unwrap(),
+        std::fs::read_to_string(runs.join("killed/result.json")).unwrap()
     );
     // eval rebuilds the same synthetic data from config.toml.
     ok(&["eval", s(&runs.join("syn"))], &empty, &cache);

@@ -132,10 +132,9 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::new();
     open_maybe_gz(path)?
         .read_to_end(&mut out)
-        .map_err(|e| DataError::Read {
+        .map_err(|e| DataError::BadFile {
             file: path.display().to_string(),
-            line: 0,
-            source: e,
+            reason: format!("cannot read or decompress: {e}"),
         })?;
     Ok(out)
 }

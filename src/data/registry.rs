@@ -263,6 +263,11 @@ pub fn check_options(name: DatasetName, opts: &DataOptions) -> Result<(), DataEr
     }
 }
 
+/// The input files of `name` found in `dir` (without parsing them); an error says what is missing.
+pub fn find_inputs(name: DatasetName, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    inputs(name, &name.card()?, dir)
+}
+
 /// The files whose contents determine `name`'s windows, found in `dir`.
 fn inputs(name: DatasetName, card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     match name {

@@ -313,10 +313,9 @@ impl Tree {
             let mut out = Vec::with_capacity(bytes.len() * 4);
             flate2::read::MultiGzDecoder::new(&bytes[..])
                 .read_to_end(&mut out)
-                .map_err(|e| DataError::Read {
+                .map_err(|e| DataError::BadFile {
                     file: self.display(rel),
-                    line: 0,
-                    source: e,
+                    reason: format!("cannot decompress: {e}"),
                 })?;
             return Ok(out);
         }
@@ -461,8 +460,11 @@ pub fn verify_archive(path: &Path, source: &SourceCard) -> Result<ArchiveCheck, 
             drain(&mut rest, "(end of archive)")?;
         }
     }
+    // An expected member may also sit under a top folder (an archive re-zipped with its folder).
     for member in &source.members {
-        if !names.iter().any(|n| n == normalize_member(member)) {
+        let m = normalize_member(member);
+        let suffix = format!("/{m}");
+        if !names.iter().any(|n| n == m || n.ends_with(&suffix)) {
             return Err(DataError::MissingMember {
                 archive: path.to_path_buf(),
                 member: member.clone(),
