@@ -31,6 +31,11 @@ pub enum Command {
     /// List, describe and download datasets.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Run experiment sweeps (experiments/*.toml) locally or on Slurm, and check on them.
+    #[command(subcommand)]
+    Sweep(crate::cli_sweep::SweepCommand),
+    /// Tables, paired t-tests and figures of a sweep directory.
+    Report(crate::cli_sweep::ReportArgs),
 }
 
 /// `codats train`.
@@ -82,6 +87,10 @@ pub struct TrainArgs {
     /// target's train-split proportions, simulating reported proportions).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub target_proportions: Option<Vec<f64>>,
+    /// DA-WS: perturb the target proportions by this total amount (L1 distance, e.g. 0.1) and
+    /// renormalise, to measure robustness to wrong proportions (deterministic from --seed).
+    #[arg(long)]
+    pub ws_noise: Option<f64>,
     /// Run directory (default: runs/<dataset>-<method>-<sources>-to-<target>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -146,6 +155,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train_cmd(a),
         Command::Eval(a) => eval_cmd(a),
         Command::Datasets(c) => datasets_cmd(c),
+        Command::Sweep(c) => crate::cli_sweep::sweep_cmd(c),
+        Command::Report(a) => crate::cli_sweep::report_cmd(a),
     }
 }
 
@@ -215,6 +226,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         eval_every: a.eval_every,
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every).max(1),
         target_proportions: a.target_proportions.clone(),
+        ws_noise: a.ws_noise,
         threads,
         code_version: code_version(),
     };

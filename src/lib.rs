@@ -5,6 +5,7 @@
 //! metrics) → run directory. See `docs/ARCHITECTURE.md`.
 pub mod alloc;
 pub mod cli;
+pub mod cli_sweep;
 pub mod config;
 pub mod data;
 pub mod losses;
@@ -12,4 +13,6 @@ pub mod methods;
 pub mod metrics;
 pub mod nn;
 pub mod problem;
+pub mod report;
+pub mod sweep;
 pub mod train;
