@@ -138,7 +138,7 @@ methods = ["codats"]
 seeds = [0, 1, 2]
 threads = 1
 [train]
-steps = 60
+steps = 40
 batch_size = 32
 eval_every = 10
 [[problems]]
@@ -216,7 +216,7 @@ fn killing_the_sweep_loses_nothing_finished_and_resumes() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(second.join("result.json")).expect("read"))
             .expect("json");
-    assert_eq!(r["steps"], 60);
+    assert_eq!(r["steps"], 40);
     assert_no_partial_results(&dir);
 }
 

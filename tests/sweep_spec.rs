@@ -116,7 +116,7 @@ fn paper_single_source_has_ten_pairs_per_dataset() {
         .problems
         .get_ref()
         .iter()
-        .map(|p| p.dataset.get_ref().clone())
+        .map(|p| p.get_ref().dataset.get_ref().clone())
         .collect();
     assert_eq!(datasets, ["ucihar", "ucihhar", "wisdm_ar", "wisdm_at"]);
     for p in raw.problems.get_ref() {

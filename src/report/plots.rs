@@ -34,6 +34,22 @@ macro_rules! d {
     };
 }
 
+/// Tick label with as many decimals as the axis span needs (steps as integers, 0.1-wide noise
+/// axes with two decimals).
+fn tick(v: f64, span: f64) -> String {
+    let decimals = if span >= 20.0 {
+        0
+    } else if span >= 2.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.decimals$}")
+}
+
+const LIGHT: RGBColor = RGBColor(238, 238, 238);
+const BOLD: RGBColor = RGBColor(205, 205, 205);
+
 /// Fixed colours per method so every figure agrees; variants cycle through a palette.
 fn color(label: &str, i: usize) -> RGBColor {
     if label.contains(" [") {
@@ -120,6 +136,9 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Bars) -> Res
         })
         .y_desc("Target-test accuracy (%)")
         .x_desc("Dataset")
+        .y_label_formatter(&|y: &f64| format!("{y:.0}"))
+        .light_line_style(LIGHT)
+        .bold_line_style(BOLD)
         .axis_desc_style((FAMILY, 16))
         .label_style((FAMILY, 14))
         .draw());
@@ -230,10 +249,15 @@ fn draw_lines_in<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Lines) -
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d((xmin - pad)..(xmax + pad), ylo..yhi));
+    let (xspan, yspan) = (xmax - xmin + 2.0 * pad, yhi - ylo);
     d!(chart
         .configure_mesh()
         .x_desc(f.x_desc.as_str())
         .y_desc(f.y_desc.as_str())
+        .x_label_formatter(&|x: &f64| tick(*x, xspan))
+        .y_label_formatter(&|y: &f64| tick(*y, yspan))
+        .light_line_style(LIGHT)
+        .bold_line_style(BOLD)
         .axis_desc_style((FAMILY, 16))
         .label_style((FAMILY, 14))
         .draw());
@@ -244,7 +268,11 @@ fn draw_lines_in<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Lines) -
             pts.iter().map(|p| (p.0, p.1)),
             c.stroke_width(2)
         )));
-        d!(chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled()))));
+        let marker = if pts.len() <= 25 { 4 } else { 0 };
+        d!(chart.draw_series(
+            pts.iter()
+                .map(|p| Circle::new((p.0, p.1), marker, c.filled()))
+        ));
         d!(
             chart.draw_series(pts.iter().filter(|p| p.2.is_finite()).map(|p| {
                 ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, c.stroke_width(1), 8)
@@ -300,7 +328,7 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Curves) ->
     let loss = Lines {
         title: "Training loss (mean since last evaluation)".into(),
         x_desc: "Training step".into(),
-        y_desc: "Loss".into(),
+        y_desc: "Training loss (task + domain terms)".into(),
         series: f
             .series
             .iter()

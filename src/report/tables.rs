@@ -44,19 +44,25 @@ fn tex_cell(values: &[f64], bold: bool) -> String {
     }
 }
 
-/// Index of the best adaptation method (highest mean, Train on Target excluded) in `cells`.
-fn best(methods: &[String], cells: &[Vec<f64>]) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, (m, v)) in methods.iter().zip(cells).enumerate() {
-        if m.starts_with("upper") || v.is_empty() {
-            continue;
-        }
-        let x = mean(v);
-        if best.is_none_or(|(_, b)| x > b) {
-            best = Some((i, x));
-        }
-    }
-    best.map(|(i, _)| i)
+/// Indices of the best adaptation methods (highest mean, ties included; Train on Target
+/// excluded) in `cells`.
+fn best(methods: &[String], cells: &[Vec<f64>]) -> Vec<usize> {
+    let means: Vec<Option<f64>> = methods
+        .iter()
+        .zip(cells)
+        .map(|(m, v)| (!m.starts_with("upper") && !v.is_empty()).then(|| mean(v)))
+        .collect();
+    let top = means
+        .iter()
+        .flatten()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max);
+    means
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.is_some_and(|m| m >= top - 1e-9))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn render(
@@ -87,7 +93,7 @@ fn render(
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                if Some(i) == b {
+                if b.contains(&i) {
                     format!("**{}**", cell(v))
                 } else {
                     cell(v)
@@ -98,7 +104,7 @@ fn render(
         let tex_cells: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, v)| tex_cell(v, Some(i) == b))
+            .map(|(i, v)| tex_cell(v, b.contains(&i)))
             .collect();
         tex.push_str(&format!(
             "{} & {} \\\\\n",
@@ -213,7 +219,8 @@ pub fn ttests(g: &Grouped) -> Vec<TTestRow> {
     for (dataset, problems) in &scopes {
         for baseline in ["none", "codats"] {
             for m in &methods {
-                if m == baseline {
+                // The method itself, and No Adaptation vs CoDATS (the mirror of CoDATS vs No Adaptation).
+                if m == baseline || (baseline == "codats" && m == "none") {
                     continue;
                 }
                 let (mut a, mut b) = (Vec::new(), Vec::new());

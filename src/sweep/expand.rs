@@ -458,13 +458,13 @@ pub fn expand(
     for (pi, entry) in raw.problems.get_ref().iter().enumerate() {
         let key = format!("problems[{pi}]");
         let p = entry.get_ref();
-        let dataset = DatasetName::parse(p.dataset.get_ref())
-            .or_else(|e| cx.err(p.dataset.span(), &format!("{key}.dataset"), e))?;
         if let Some(only) = only {
-            if !only.iter().any(|o| o == dataset.as_str()) {
+            if !only.iter().any(|o| o == p.dataset.get_ref()) {
                 continue;
             }
         }
+        let dataset = DatasetName::parse(p.dataset.get_ref())
+            .or_else(|e| cx.err(p.dataset.span(), &format!("{key}.dataset"), e))?;
         let base = resolve(dataset, None);
         let domain_ids = match ids_cache.get(dataset.as_str()) {
             Some(v) => v.clone(),

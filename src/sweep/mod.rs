@@ -105,6 +105,13 @@ fn now() -> u64 {
 }
 
 fn pid_alive(pid: u32) -> bool {
+    // A killed holder whose parent does not reap it stays a zombie: dead for our purposes.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        return !matches!(state, Some('Z') | Some('X') | None);
+    }
     // SAFETY: kill with signal 0 only checks whether the process exists.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -344,18 +351,17 @@ impl SweepDir {
         let resumable = ["resume", "resume.old"]
             .iter()
             .any(|d| run.join("checkpoints").join(d).join("state.json").is_file());
-        let mut args: Vec<String> = if resumable {
-            vec!["train".into(), "--resume".into(), "--offline".into()]
-        } else {
-            if run.exists() {
-                // Started but killed before its first checkpoint: start over.
-                std::fs::remove_dir_all(&run)
-                    .with_context(|| format!("removing {}", run.display()))?;
-            }
-            let mut a = job.train_args();
-            a.extend(["--threads".into(), threads.to_string()]);
-            a
-        };
+        if !resumable && run.exists() {
+            // Started but killed before its first checkpoint: start over.
+            std::fs::remove_dir_all(&run).with_context(|| format!("removing {}", run.display()))?;
+        }
+        // `codats train --resume` reads the settings from the run's config.toml; the job's
+        // arguments are passed all the same (the command line requires them).
+        let mut args = job.train_args();
+        args.extend(["--threads".into(), threads.to_string()]);
+        if resumable {
+            args.insert(1, "--resume".into());
+        }
         args.extend(["--quiet".into(), "--out".into(), run.display().to_string()]);
         let previous = self.read_failed(job);
         let log_path = self.log_path(job);
