@@ -146,6 +146,13 @@ fn report_numbers_tables_and_figures() {
         .expect("run codats report");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = tmp.path().join("report");
+    // CODATS_KEEP_REPORT=DIR keeps a copy of the generated report for looking at the figures.
+    if let Some(keep) = std::env::var_os("CODATS_KEEP_REPORT") {
+        std::fs::create_dir_all(&keep).expect("mkdir");
+        for e in std::fs::read_dir(&out).expect("report dir").flatten() {
+            std::fs::copy(e.path(), Path::new(&keep).join(e.file_name())).expect("copy");
+        }
+    }
     let read = |name: &str| {
         std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     };

@@ -262,28 +262,22 @@ impl Source<'_> {
             .map(|i| pos + i)
             .unwrap_or(self.text.len());
         let line = &self.text[line_start..line_end];
-        let header = self.text[..line_start]
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.starts_with('['))
-            .map(|l| {
-                l.trim_start_matches('[')
-                    .split(']')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string()
-            });
-        let trimmed = line.trim();
-        let key = if trimmed.starts_with('[') {
-            trimmed
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
+        // `[table]` / `[[array]]` headers (not array values that begin a line).
+        let header_name = |l: &str| -> Option<String> {
+            let l = l.trim_end();
+            if !l.starts_with('[') {
+                return None;
+            }
+            let name = l.trim_start_matches('[').split(']').next()?.trim();
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.\" ".contains(c));
+            ok.then(|| name.to_string())
+        };
+        let header = self.text[..line_start].lines().rev().find_map(header_name);
+        let key = if let Some(h) = header_name(line) {
+            h
         } else if let Some((k, _)) = line.split_once('=') {
             let k = k.trim().to_string();
             match &header {
