@@ -195,6 +195,8 @@ struct Lines {
     references: Vec<(String, f64)>,
     y_range: Option<(f64, f64)>,
     legend_title: String,
+    /// Label only whole numbers on the x axis.
+    integer_x: bool,
 }
 
 fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Lines) -> Result<()> {
@@ -229,12 +231,19 @@ fn draw_lines_in<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Lines) -
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
             (a.min(*x), b.max(*x))
         });
-    let pad = ((xmax - xmin) * 0.05).max(0.5);
+    let span = xmax - xmin;
+    let pad = if span > 0.0 { span * 0.08 } else { 0.5 };
     let (ylo, yhi) = f.y_range.unwrap_or_else(|| {
         let ys: Vec<f64> = f
             .series
             .iter()
-            .flat_map(|(_, p)| p.iter().map(|(_, v)| mean(v)))
+            .flat_map(|(_, p)| {
+                p.iter().flat_map(|(_, v)| {
+                    let (m, sd) = (mean(v), std(v));
+                    let sd = if sd.is_finite() { sd } else { 0.0 };
+                    [m - sd, m + sd]
+                })
+            })
             .chain(f.references.iter().map(|r| r.1))
             .filter(|y| y.is_finite())
             .collect();
@@ -254,7 +263,17 @@ fn draw_lines_in<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Lines) -
         .configure_mesh()
         .x_desc(f.x_desc.as_str())
         .y_desc(f.y_desc.as_str())
-        .x_label_formatter(&|x: &f64| tick(*x, xspan))
+        .x_label_formatter(&|x: &f64| {
+            if f.integer_x {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            } else {
+                tick(*x, xspan)
+            }
+        })
         .y_label_formatter(&|y: &f64| tick(*y, yspan))
         .light_line_style(LIGHT)
         .bold_line_style(BOLD)
@@ -263,7 +282,16 @@ fn draw_lines_in<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Lines) -
         .draw());
     for (i, (label, points)) in f.series.iter().enumerate() {
         let c = color(label, i);
-        let pts: Vec<(f64, f64, f64)> = points.iter().map(|(x, v)| (*x, mean(v), std(v))).collect();
+        // Series side by side by a hair so their error bars do not hide each other.
+        let dodge = if f.series.len() > 1 && span > 0.0 {
+            (i as f64 - (f.series.len() - 1) as f64 / 2.0) * span * 0.012
+        } else {
+            0.0
+        };
+        let pts: Vec<(f64, f64, f64)> = points
+            .iter()
+            .map(|(x, v)| (*x + dodge, mean(v), std(v)))
+            .collect();
         d!(chart.draw_series(LineSeries::new(
             pts.iter().map(|p| (p.0, p.1)),
             c.stroke_width(2)
@@ -323,6 +351,7 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Curves) ->
         references: Vec::new(),
         y_range: Some((0.0, 100.0)),
         legend_title: String::new(),
+        integer_x: true,
     };
     draw_lines_in(&panels[0], &acc)?;
     let loss = Lines {
@@ -342,6 +371,7 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Curves) ->
         references: Vec::new(),
         y_range: None,
         legend_title: String::new(),
+        integer_x: true,
     };
     draw_lines_in(&panels[1], &loss)?;
     let items: Vec<(String, RGBColor, bool)> = f
@@ -487,6 +517,7 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
             references: Vec::new(),
             y_range: None,
             legend_title: "Method (mean ± std)".into(),
+            integer_x: true,
         };
         written.extend(both!(
             out,
@@ -590,6 +621,7 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
                 .collect(),
             y_range: None,
             legend_title: "Method (dashed: mean)".into(),
+            integer_x: false,
         };
         written.extend(both!(
             out,
