@@ -257,6 +257,14 @@ pub fn sweep_cmd(c: SweepCommand) -> Result<()> {
             }
             if a.wait && !a.dry_run {
                 print!("{}", dir.status_report(8));
+                let failed = dir
+                    .states()
+                    .iter()
+                    .filter(|(_, s)| matches!(s, crate::sweep::JobState::Failed(_)))
+                    .count();
+                if failed > 0 {
+                    bail!("{failed} job(s) failed under Slurm (see above); resubmit with the same command to retry them");
+                }
             }
             Ok(())
         }
