@@ -269,6 +269,8 @@ fn bench_config(o: One) -> TrainConfig {
         target_proportions: None,
         threads: o.threads,
         kernels: o.kernels,
+        ws_noise: None,
+        data: Default::default(),
         code_version: code_version(),
     }
 }

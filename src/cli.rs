@@ -35,6 +35,11 @@ pub enum Command {
     Datasets(DatasetsCommand),
     /// Time the CoDATS training step, inference and data loading (optionally beside PyTorch).
     Bench(BenchArgs),
+    /// Run experiment sweeps (experiments/*.toml) locally or on Slurm, and check on them.
+    #[command(subcommand)]
+    Sweep(crate::cli_sweep::SweepCommand),
+    /// Tables, paired t-tests and figures of a sweep directory.
+    Report(crate::cli_sweep::ReportArgs),
 }
 
 /// `codats bench`.
@@ -134,6 +139,10 @@ pub struct TrainArgs {
     /// target's train-split proportions, simulating reported proportions).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub target_proportions: Option<Vec<f64>>,
+    /// DA-WS: perturb the target proportions by this total amount (L1 distance, e.g. 0.1) and
+    /// renormalise, to measure robustness to wrong proportions (deterministic from --seed).
+    #[arg(long)]
+    pub ws_noise: Option<f64>,
     /// Run directory (default: runs/<dataset>-<method>-<sources>-to-<target>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -180,6 +189,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval_cmd(a),
         Command::Datasets(c) => cli_data::run(c),
         Command::Bench(a) => bench_cmd(a),
+        Command::Sweep(c) => crate::cli_sweep::sweep_cmd(c),
+        Command::Report(a) => crate::cli_sweep::report_cmd(a),
     }
 }
 
@@ -252,6 +263,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         eval_every: a.eval_every,
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every).max(1),
         target_proportions: a.target_proportions.clone(),
+        ws_noise: a.ws_noise,
         threads,
         kernels: a.kernels,
         code_version: code_version(),
@@ -454,7 +466,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 one(What::Inference, batch, max_threads, Kernels::Fast),
             )?)?;
         }
-        let dir = registry::dataset_dir(DatasetName::Ucihar, a.data_dir.as_deref());
+        let dir = crate::data::registry::dataset_dir(DatasetName::Ucihar, a.data_dir.as_deref());
         match bench::load_ucihar(&dir) {
             Ok(m) => emit(&m)?,
             Err(e) => eprintln!("(UCI HAR load not timed: {e})"),

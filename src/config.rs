@@ -40,6 +40,12 @@ pub enum ConfigError {
     /// Proportions given to a method that does not use them.
     #[error("--target-proportions is only used by codats_ws (method is {0})")]
     ProportionsUnused(String),
+    /// A negative or non-finite `--ws-noise`.
+    #[error("--ws-noise must be a non-negative number (got {0})")]
+    BadWsNoise(f64),
+    /// `--ws-noise` given to a method that does not use proportions.
+    #[error("--ws-noise is only used by codats_ws (method is {0})")]
+    WsNoiseUnused(String),
 }
 
 /// A training run's settings. Serialises to `config.toml`.
@@ -78,6 +84,10 @@ pub struct TrainConfig {
     /// DA-WS target label proportions; `None` = the target train split's proportions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_proportions: Option<Vec<f64>>,
+    /// DA-WS: perturb the target proportions by this total amount (L1 distance) before use, then
+    /// renormalise; deterministic from `seed` (robustness to wrong proportions). `None` = exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_noise: Option<f64>,
     /// CPU threads for tensor kernels.
     pub threads: usize,
     /// FCN implementation (`fast` hand-written CPU kernels, or plain `candle` ops).
@@ -133,6 +143,14 @@ impl TrainConfig {
         if self.target_proportions.is_some() && self.method != MethodKind::CodatsWs {
             return Err(ConfigError::ProportionsUnused(self.method.to_string()));
         }
+        if let Some(noise) = self.ws_noise {
+            if !(noise.is_finite() && noise >= 0.0) {
+                return Err(ConfigError::BadWsNoise(noise));
+            }
+            if self.method != MethodKind::CodatsWs {
+                return Err(ConfigError::WsNoiseUnused(self.method.to_string()));
+            }
+        }
         Ok(())
     }
 
@@ -175,6 +193,7 @@ mod tests {
             eval_every: 50,
             checkpoint_every: 50,
             target_proportions: None,
+            ws_noise: None,
             threads: 2,
             kernels: crate::nn::Kernels::Fast,
             code_version: code_version(),

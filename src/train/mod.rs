@@ -40,6 +40,7 @@ pub fn derive_seed(seed: u64, purpose: u64) -> u64 {
 
 const SEED_INIT: u64 = 1;
 const SEED_DROPOUT: u64 = 2;
+const SEED_WS_NOISE: u64 = 3;
 const SEED_STREAMS: u64 = 100;
 
 /// Best validation accuracy seen so far for one selection rule.
@@ -98,13 +99,44 @@ fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
         channels: problem.channels,
         classes: problem.n_classes(),
         n_sources: problem.sources.len(),
-        target_proportions: Some(
-            cfg.target_proportions
+        target_proportions: Some({
+            let p = cfg
+                .target_proportions
                 .clone()
-                .unwrap_or_else(|| problem.target_train_proportions()),
-        ),
+                .unwrap_or_else(|| problem.target_train_proportions());
+            match cfg.ws_noise {
+                Some(noise) if noise > 0.0 => {
+                    perturb_proportions(&p, noise, derive_seed(cfg.seed, SEED_WS_NOISE))
+                }
+                _ => p,
+            }
+        }),
         kernels: cfg.kernels,
     }
+}
+
+/// Moves proportions `p` by `noise` in total (L1) along a seeded random zero-sum direction, clips
+/// at zero and renormalises to sum 1 (`--ws-noise`: DA-WS given slightly wrong proportions).
+pub fn perturb_proportions(p: &[f64], noise: f64, seed: u64) -> Vec<f64> {
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let raw: Vec<f64> = p.iter().map(|_| rng.random::<f64>() - 0.5).collect();
+    let mean = raw.iter().sum::<f64>() / raw.len().max(1) as f64;
+    let dir: Vec<f64> = raw.iter().map(|v| v - mean).collect();
+    let l1: f64 = dir.iter().map(|v| v.abs()).sum();
+    if l1 == 0.0 {
+        return p.to_vec();
+    }
+    let moved: Vec<f64> = p
+        .iter()
+        .zip(&dir)
+        .map(|(v, d)| (v + noise * d / l1).max(0.0))
+        .collect();
+    let sum: f64 = moved.iter().sum();
+    if sum <= 0.0 {
+        return p.to_vec();
+    }
+    moved.iter().map(|v| v / sum).collect()
 }
 
 /// Builds the method with its variables, seeded initialisation applied.
@@ -414,4 +446,25 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
     RunDir::open(dir)?
         .read_state()
         .context("reading the run's checkpoint state")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::perturb_proportions;
+
+    #[test]
+    fn ws_noise_moves_proportions_by_the_given_amount_and_renormalises() {
+        let p = [0.1, 0.2, 0.3, 0.4];
+        let q = perturb_proportions(&p, 0.1, 7);
+        assert_eq!(q, perturb_proportions(&p, 0.1, 7), "deterministic");
+        assert_ne!(q, perturb_proportions(&p, 0.1, 8), "seeded");
+        assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let l1: f64 = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum();
+        assert!((l1 - 0.1).abs() < 1e-9, "moved by {l1}");
+        // Large noise clips at zero and still sums to one.
+        let r = perturb_proportions(&p, 5.0, 7);
+        assert!(r.iter().all(|v| *v >= 0.0));
+        assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(perturb_proportions(&p, 0.0, 7), p.to_vec());
+    }
 }

@@ -1,0 +1,317 @@
+//! `codats sweep ...` and `codats report`: clap definitions and wiring only.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use crate::sweep::expand::{self, dataset_domain_ids, Plan};
+use crate::sweep::slurm::{self, SlurmOptions};
+use crate::sweep::spec::{self, SlurmSettings, Source};
+use crate::sweep::{local, Outcome, SweepDir};
+
+/// `codats sweep ...`.
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Check a spec and list its jobs without running anything.
+    Plan {
+        /// Sweep spec (experiments/*.toml).
+        spec: PathBuf,
+        /// Keep only these datasets' problems (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+        /// Print every job's id.
+        #[arg(long)]
+        jobs: bool,
+    },
+    /// Run a sweep on this machine: finished jobs are skipped, failed and interrupted ones rerun.
+    Run(RunArgs),
+    /// Done / running / failed / pending jobs of a sweep directory, with failed jobs' last log lines.
+    Status {
+        /// Sweep directory.
+        dir: PathBuf,
+        /// Log lines to show per failed job.
+        #[arg(long, default_value_t = 8)]
+        lines: usize,
+    },
+    /// Write an sbatch job-array script (one task per unfinished job) and submit it.
+    Slurm(SlurmArgs),
+    /// Run one job of a sweep directory (what each Slurm array task calls).
+    #[command(hide = true)]
+    RunJob {
+        /// Sweep directory.
+        dir: PathBuf,
+        /// Job index in jobs.json.
+        #[arg(long, conflicts_with_all = ["index_file", "task"])]
+        index: Option<usize>,
+        /// File of job indices, one per line (with --task).
+        #[arg(long, requires = "task")]
+        index_file: Option<PathBuf>,
+        /// Line (0-based) of --index-file: the array task id.
+        #[arg(long, requires = "index_file")]
+        task: Option<usize>,
+        /// CPU threads for the job.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+/// `codats sweep run`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  codats sweep run experiments/smoke.toml --out sweeps/smoke --jobs 2\n  codats sweep status sweeps/smoke\n  codats report sweeps/smoke"
+)]
+pub struct RunArgs {
+    /// Sweep spec (experiments/*.toml).
+    pub spec: PathBuf,
+    /// Sweep directory (created; re-running the same spec there resumes).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Jobs run at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// CPU threads per job (default: the spec's `threads`, else cores / --jobs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Keep only these datasets' problems (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Only one summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `codats sweep slurm`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  codats sweep slurm experiments/paper_single_source.toml --out /scratch/codats/paper \\\n      --partition cpu --time 12:00:00 --cpus 4 --mem 8G\n  codats sweep status /scratch/codats/paper"
+)]
+pub struct SlurmArgs {
+    /// Sweep spec (experiments/*.toml).
+    pub spec: PathBuf,
+    /// Sweep directory (on a file system the compute nodes share).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Partition (default: the spec's [slurm] partition, else the cluster's default).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per task, e.g. 04:00:00.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per task (also each job's --threads).
+    #[arg(long)]
+    pub cpus: Option<usize>,
+    /// Memory per task, e.g. 8G.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// At most this many tasks at once.
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Tasks per array script (keep below the cluster's MaxArraySize).
+    #[arg(long, default_value_t = slurm::DEFAULT_MAX_ARRAY)]
+    pub max_array: usize,
+    /// Keep only these datasets' problems (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Write the scripts and print the sbatch commands without submitting.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait until every submitted task has ended (sbatch --wait).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `codats report`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Writes results.parquet, results.csv, tables (Markdown, LaTeX), paired t-tests and figures (PNG, SVG)."
+)]
+pub struct ReportArgs {
+    /// Sweep directory.
+    pub dir: PathBuf,
+    /// Output folder (default: DIR/report).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Selection rule(s) of the tables (default: the spec's `selection`).
+    #[arg(long, value_delimiter = ',')]
+    pub rule: Option<Vec<String>>,
+}
+
+/// Reads, checks and expands a spec file.
+pub fn load_plan(path: &Path, only: Option<&[String]>) -> Result<(String, Plan)> {
+    let (text, raw) = spec::read(path)?;
+    let src = Source {
+        file: path.display().to_string(),
+        text: &text,
+    };
+    let mut ids = |d, dir: Option<&Path>| dataset_domain_ids(d, dir);
+    let plan = expand::expand(&src, &raw, only, &mut ids)?;
+    Ok((text, plan))
+}
+
+fn exe() -> Result<PathBuf> {
+    std::env::current_exe().context("locating the codats binary")
+}
+
+/// Runs a `codats sweep` subcommand.
+pub fn sweep_cmd(c: SweepCommand) -> Result<()> {
+    match c {
+        SweepCommand::Plan { spec, only, jobs } => {
+            let (_, plan) = load_plan(&spec, only.as_deref())?;
+            println!("sweep {}: {} jobs", plan.name, plan.jobs.len());
+            for ((d, m), n) in expand::summarize(&plan) {
+                println!("  {d:<10} {m:<28} {n:>5}");
+            }
+            if jobs {
+                for (i, j) in plan.jobs.iter().enumerate() {
+                    println!("{i}\t{}", j.id);
+                }
+            }
+            Ok(())
+        }
+        SweepCommand::Run(a) => {
+            let (text, plan) = load_plan(&a.spec, a.only.as_deref())?;
+            let dir = SweepDir::prepare(&a.out, &text, &plan)?;
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            let workers = a.jobs.max(1);
+            let threads = a
+                .threads
+                .or(plan.threads)
+                .unwrap_or((cores / workers).max(1))
+                .max(1);
+            let s = local::run(&dir, &exe()?, workers, threads, a.quiet)?;
+            println!(
+                "sweep {}: {} jobs: {} ran now, {} were already done, {} failed, {} busy elsewhere",
+                plan.name,
+                plan.jobs.len(),
+                s.succeeded,
+                s.skipped,
+                s.failed.len(),
+                s.busy
+            );
+            if !s.failed.is_empty() {
+                bail!(
+                    "{} job(s) failed: {}; see `codats sweep status {}`, fix the cause and run the same command again",
+                    s.failed.len(),
+                    s.failed.join(", "),
+                    a.out.display()
+                );
+            }
+            Ok(())
+        }
+        SweepCommand::Status { dir, lines } => {
+            let d = SweepDir::open(&dir)?;
+            print!("{}", d.status_report(lines));
+            Ok(())
+        }
+        SweepCommand::Slurm(a) => {
+            let (text, plan) = load_plan(&a.spec, a.only.as_deref())?;
+            let dir = SweepDir::prepare(&a.out, &text, &plan)?;
+            let flags = SlurmSettings {
+                partition: a.partition,
+                time: a.time,
+                cpus_per_task: a.cpus,
+                mem: a.mem,
+                max_parallel: a.max_parallel,
+                extra: Vec::new(),
+            };
+            let opts = SlurmOptions::resolve(&plan.slurm, &flags, a.max_array);
+            let todo: Vec<usize> = dir
+                .states()
+                .into_iter()
+                .filter(|(_, s)| {
+                    matches!(
+                        s,
+                        crate::sweep::JobState::Pending | crate::sweep::JobState::Failed(_)
+                    )
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if todo.is_empty() {
+                println!(
+                    "sweep {}: nothing to submit (every job is done or running)",
+                    plan.name
+                );
+                return Ok(());
+            }
+            let scripts = slurm::write_scripts(&dir, &exe()?, &opts, &todo)?;
+            for s in &scripts {
+                if a.dry_run {
+                    println!(
+                        "wrote {} ({} tasks); submit with: sbatch {}",
+                        s.script.display(),
+                        s.tasks,
+                        s.script.display()
+                    );
+                    continue;
+                }
+                let id = slurm::submit(s, a.wait)?;
+                println!(
+                    "submitted {} as Slurm job {id} ({} array tasks); logs in {}",
+                    s.script.display(),
+                    s.tasks,
+                    dir.path().join("slurm/logs").display()
+                );
+            }
+            if a.wait && !a.dry_run {
+                print!("{}", dir.status_report(8));
+                let failed = dir
+                    .states()
+                    .iter()
+                    .filter(|(_, s)| matches!(s, crate::sweep::JobState::Failed(_)))
+                    .count();
+                if failed > 0 {
+                    bail!("{failed} job(s) failed under Slurm (see above); resubmit with the same command to retry them");
+                }
+            }
+            Ok(())
+        }
+        SweepCommand::RunJob {
+            dir,
+            index,
+            index_file,
+            task,
+            threads,
+        } => {
+            let d = SweepDir::open(&dir)?;
+            let i = match (index, index_file, task) {
+                (Some(i), _, _) => i,
+                (None, Some(f), Some(t)) => slurm::index_of_task(&f, t)?,
+                _ => bail!("give --index N, or --index-file FILE with --task T"),
+            };
+            let job = d.plan().jobs.get(i).with_context(|| {
+                format!(
+                    "job index {i} is beyond the {} jobs of {}",
+                    d.plan().jobs.len(),
+                    dir.display()
+                )
+            })?;
+            match d.execute(job, &exe()?, threads)? {
+                Outcome::AlreadyDone => println!("{}: already done", job.id),
+                Outcome::Succeeded => println!("{}: done", job.id),
+                Outcome::Busy(h) => {
+                    println!("{}: held by pid {} on {}; skipped", job.id, h.pid, h.host)
+                }
+                Outcome::Failed(f) => bail!(
+                    "{} failed ({}); log {}",
+                    job.id,
+                    f.status,
+                    d.log_path(job).display()
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `codats report`.
+pub fn report_cmd(a: ReportArgs) -> Result<()> {
+    let out = a.out.clone().unwrap_or_else(|| a.dir.join("report"));
+    let written = crate::report::make_report(&a.dir, &out, a.rule.as_deref())?;
+    for w in written {
+        println!("wrote {}", w.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Mean ± std tables (Markdown and LaTeX, in the paper's layout: rows datasets or problems,
+//! columns No Adaptation, CoDATS, CoDATS-WS, Train on Target) and paired t-tests.
+
+use super::stats::{mean, paired_t, std, PairedT};
+use super::{dataset_title, method_title, methods_in, Grouped};
+
+/// `85.3 ± 1.2` (percent); `85.3` alone when there is one value.
+pub fn cell(values: &[f64]) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    let m = 100.0 * mean(values);
+    let s = 100.0 * std(values);
+    if s.is_nan() {
+        format!("{m:.1}")
+    } else {
+        format!("{m:.1} ± {s:.1}")
+    }
+}
+
+fn tex_escape(s: &str) -> String {
+    s.replace('\\', r"\textbackslash{}")
+        .replace('_', r"\_")
+        .replace('%', r"\%")
+        .replace('&', r"\&")
+        .replace('#', r"\#")
+}
+
+fn tex_cell(values: &[f64], bold: bool) -> String {
+    if values.is_empty() {
+        return "--".into();
+    }
+    let m = 100.0 * mean(values);
+    let s = 100.0 * std(values);
+    let body = if s.is_nan() {
+        format!("{m:.1}")
+    } else {
+        format!("{m:.1} \\pm {s:.1}")
+    };
+    if bold {
+        format!("$\\mathbf{{{body}}}$")
+    } else {
+        format!("${body}$")
+    }
+}
+
+/// Indices of the best adaptation methods (highest mean, ties included; Train on Target
+/// excluded) in `cells`.
+fn best(methods: &[String], cells: &[Vec<f64>]) -> Vec<usize> {
+    let means: Vec<Option<f64>> = methods
+        .iter()
+        .zip(cells)
+        .map(|(m, v)| (!m.starts_with("upper") && !v.is_empty()).then(|| mean(v)))
+        .collect();
+    let top = means
+        .iter()
+        .flatten()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max);
+    means
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.is_some_and(|m| m >= top - 1e-9))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn render(
+    first: &str,
+    rows: &[(String, Vec<Vec<f64>>)],
+    methods: &[String],
+    caption: &str,
+) -> (String, String) {
+    let titles: Vec<String> = methods.iter().map(|m| method_title(m)).collect();
+    let mut md = format!(
+        "| {first} | {} |\n|---|{}\n",
+        titles.join(" | "),
+        "---|".repeat(titles.len())
+    );
+    let mut tex = format!(
+        "\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{l{}}}\n\\toprule\n{} & {} \\\\\n\\midrule\n",
+        tex_escape(caption),
+        "c".repeat(titles.len()),
+        tex_escape(first),
+        titles.iter().map(|t| tex_escape(t)).collect::<Vec<_>>().join(" & ")
+    );
+    for (name, cells) in rows {
+        if name == "Average" {
+            tex.push_str("\\midrule\n");
+        }
+        let b = best(methods, cells);
+        let md_cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if b.contains(&i) {
+                    format!("**{}**", cell(v))
+                } else {
+                    cell(v)
+                }
+            })
+            .collect();
+        md.push_str(&format!("| {name} | {} |\n", md_cells.join(" | ")));
+        let tex_cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, v)| tex_cell(v, b.contains(&i)))
+            .collect();
+        tex.push_str(&format!(
+            "{} & {} \\\\\n",
+            tex_escape(name),
+            tex_cells.join(" & ")
+        ));
+    }
+    tex.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+    (md, tex)
+}
+
+/// Rows datasets, columns methods: mean ± std over all runs (problems × seeds).
+pub fn dataset_table(g: &Grouped, rule: &str) -> (String, String) {
+    let methods = methods_in(g);
+    let rows: Vec<(String, Vec<Vec<f64>>)> = g
+        .iter()
+        .map(|(d, problems)| {
+            let cells = methods
+                .iter()
+                .map(|m| {
+                    problems
+                        .iter()
+                        .flat_map(|(_, ms)| ms.get(m).cloned().unwrap_or_default())
+                        .collect()
+                })
+                .collect();
+            (dataset_title(d), cells)
+        })
+        .collect();
+    render(
+        "Dataset",
+        &rows,
+        &methods,
+        &format!("Target-test accuracy (%), mean ± std over problems and seeds; selection rule {rule}. Bold: best adaptation method."),
+    )
+}
+
+/// Per dataset, rows problems (and an Average row), columns methods: mean ± std over seeds.
+pub fn problem_table(g: &Grouped, rule: &str) -> (String, String) {
+    let methods = methods_in(g);
+    let mut md = String::new();
+    let mut tex = String::new();
+    for (d, problems) in g {
+        let mut rows: Vec<(String, Vec<Vec<f64>>)> = problems
+            .iter()
+            .map(|(p, ms)| {
+                (
+                    p.replace("->", " → "),
+                    methods
+                        .iter()
+                        .map(|m| ms.get(m).cloned().unwrap_or_default())
+                        .collect(),
+                )
+            })
+            .collect();
+        let avg = methods
+            .iter()
+            .map(|m| {
+                problems
+                    .iter()
+                    .flat_map(|(_, ms)| ms.get(m).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        rows.push(("Average".into(), avg));
+        let (m, t) = render(
+            "Problem",
+            &rows,
+            &methods,
+            &format!(
+                "{}: target-test accuracy (%) per problem (sources → target), mean ± std over seeds; selection rule {rule}.",
+                dataset_title(d)
+            ),
+        );
+        md.push_str(&format!("**{}**\n\n{m}\n", dataset_title(d)));
+        tex.push_str(&t.replace(" → ", " $\\rightarrow$ "));
+        tex.push('\n');
+    }
+    (md, tex)
+}
+
+/// One paired t-test of a method against a baseline across problems.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TTestRow {
+    /// Dataset name, or `all`.
+    pub dataset: String,
+    /// Method label.
+    pub method: String,
+    /// Baseline label (`none` or `codats`).
+    pub baseline: String,
+    /// The test.
+    pub result: PairedT,
+}
+
+/// Paired t-tests of every method against `none` and `codats`, per dataset and over all
+/// datasets, pairing per-problem means over seeds.
+pub fn ttests(g: &Grouped) -> Vec<TTestRow> {
+    let methods = methods_in(g);
+    let mut out = Vec::new();
+    let mut scopes: Vec<(String, Vec<&super::ByMethod>)> = g
+        .iter()
+        .map(|(d, ps)| (d.clone(), ps.iter().map(|(_, ms)| ms).collect()))
+        .collect();
+    if g.len() > 1 {
+        scopes.push((
+            "all".into(),
+            g.values()
+                .flat_map(|ps| ps.iter().map(|(_, ms)| ms))
+                .collect(),
+        ));
+    }
+    for (dataset, problems) in &scopes {
+        for baseline in ["none", "codats"] {
+            for m in &methods {
+                // The method itself, and No Adaptation vs CoDATS (the mirror of CoDATS vs No Adaptation).
+                if m == baseline || (baseline == "codats" && m == "none") {
+                    continue;
+                }
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for ms in problems {
+                    if let (Some(x), Some(y)) = (ms.get(m), ms.get(baseline)) {
+                        a.push(mean(x));
+                        b.push(mean(y));
+                    }
+                }
+                if a.is_empty() {
+                    continue;
+                }
+                out.push(TTestRow {
+                    dataset: dataset.clone(),
+                    method: m.clone(),
+                    baseline: baseline.to_string(),
+                    result: paired_t(&a, &b),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn fmt_p(p: f64) -> String {
+    if p.is_nan() {
+        "–".into()
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// The t-tests as a Markdown table.
+pub fn ttest_markdown(rows: &[TTestRow], rule: &str) -> String {
+    let mut md = format!(
+        "Paired two-sided t-tests across problems (per-problem means over seeds), selection rule {rule}.\n\n\
+         | Dataset | Method | vs | Problems | Mean diff (pp) | t | p |\n|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let ds = if r.dataset == "all" {
+            "All".to_string()
+        } else {
+            dataset_title(&r.dataset)
+        };
+        md.push_str(&format!(
+            "| {ds} | {} | {} | {} | {:+.2} | {:.3} | {} |\n",
+            method_title(&r.method),
+            method_title(&r.baseline),
+            r.result.n,
+            100.0 * r.result.mean_diff,
+            r.result.t,
+            fmt_p(r.result.p)
+        ));
+    }
+    md
+}

@@ -1,0 +1,814 @@
+//! Turns a parsed spec into the checked, ordered job list (the "plan"): problems × methods ×
+//! grid values × seeds, each with its resolved hyper-parameters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use rand::seq::index::sample;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::spec::{
+    parse_method, Hyper, RawHyper, RawProblems, RawSpec, SlurmSettings, Source, SpecError,
+    GRID_KEYS,
+};
+use crate::config::{code_version, TrainConfig};
+use crate::data::batch::BatchDivision;
+use crate::data::registry::DatasetName;
+use crate::methods::MethodKind;
+use crate::problem::describe_ids;
+use crate::train::checkpoint::RULES;
+use crate::train::derive_seed;
+
+/// Defaults of `codats train` that a spec does not set.
+pub const DEFAULT_STEPS: usize = 30_000;
+/// Default total batch size.
+pub const DEFAULT_BATCH: usize = 128;
+/// Default learning rate.
+pub const DEFAULT_LR: f64 = 1e-4;
+/// Default evaluation interval.
+pub const DEFAULT_EVAL_EVERY: usize = 500;
+
+/// One training run of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Unique name; also the run directory's name under `runs/`.
+    pub id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// `sources->target`, e.g. `14->19` (the unit the report pairs methods on).
+    pub problem: String,
+    /// Source domain ids (sorted for generated problems, as written otherwise).
+    pub sources: Vec<u32>,
+    /// Target domain id.
+    pub target: u32,
+    /// Method.
+    pub method: MethodKind,
+    /// Grid values of this job (`ws_noise=0.1`), empty without a grid.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    /// Seed.
+    pub seed: u64,
+    /// Training steps.
+    pub steps: usize,
+    /// Total batch size.
+    pub batch_size: usize,
+    /// Batch division (None: the method's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_division: Option<BatchDivision>,
+    /// Learning rate.
+    pub lr: f64,
+    /// Split seed.
+    pub split_seed: u64,
+    /// Evaluation interval.
+    pub eval_every: usize,
+    /// Checkpoint interval (None: eval_every).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
+    /// DA-WS proportion noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_noise: Option<f64>,
+    /// Data folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Job {
+    /// The `codats train` arguments of this job (without `--out`, `--threads`, `--quiet`).
+    pub fn train_args(&self) -> Vec<String> {
+        let ids = |v: &[u32]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut a: Vec<String> = vec!["train".into(), "--dataset".into(), self.dataset.clone()];
+        if !self.sources.is_empty() {
+            a.extend(["--sources".into(), ids(&self.sources)]);
+        }
+        a.extend([
+            "--target".into(),
+            self.target.to_string(),
+            "--method".into(),
+            self.method.as_str().into(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--steps".into(),
+            self.steps.to_string(),
+            "--batch-size".into(),
+            self.batch_size.to_string(),
+            "--lr".into(),
+            self.lr.to_string(),
+            "--split-seed".into(),
+            self.split_seed.to_string(),
+            "--eval-every".into(),
+            self.eval_every.to_string(),
+        ]);
+        if let Some(d) = self.batch_division {
+            a.extend(["--batch-division".into(), d.as_str().into()]);
+        }
+        if let Some(c) = self.checkpoint_every {
+            a.extend(["--checkpoint-every".into(), c.to_string()]);
+        }
+        if let Some(n) = self.ws_noise {
+            a.extend(["--ws-noise".into(), n.to_string()]);
+        }
+        if let Some(d) = &self.data_dir {
+            a.extend(["--data-dir".into(), d.display().to_string()]);
+        }
+        a.push("--offline".into());
+        a
+    }
+
+    /// The run configuration `codats train` will save for this job (with `threads`).
+    pub fn train_config(&self, threads: usize) -> TrainConfig {
+        TrainConfig {
+            dataset: self.dataset.clone(),
+            data_dir: self.data_dir.clone(),
+            sources: self.sources.clone(),
+            target: self.target,
+            method: self.method,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            batch_division: self
+                .batch_division
+                .unwrap_or(self.method.default_batch_division()),
+            lr: self.lr,
+            seed: self.seed,
+            split_seed: self.split_seed,
+            eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every.unwrap_or(self.eval_every).max(1),
+            target_proportions: None,
+            ws_noise: self.ws_noise,
+            threads,
+            kernels: crate::nn::Kernels::default(),
+            data: Default::default(),
+            code_version: code_version(),
+        }
+    }
+
+    /// Method name with the grid variant, as tables label it (`codats_ws [ws_noise=0.1]`).
+    pub fn method_label(&self) -> String {
+        if self.variant.is_empty() {
+            self.method.as_str().to_string()
+        } else {
+            format!("{} [{}]", self.method.as_str(), self.variant)
+        }
+    }
+}
+
+/// A checked spec expanded into jobs; saved as `jobs.json` in the sweep directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// The spec's name.
+    pub name: String,
+    /// Selection rules the report's tables use.
+    pub selection: Vec<String>,
+    /// Threads per job the spec asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Slurm settings of the spec.
+    #[serde(default)]
+    pub slurm: SlurmSettings,
+    /// The jobs, in run order.
+    pub jobs: Vec<Job>,
+}
+
+/// Looks up a dataset's domain ids (to check problems before any job starts).
+pub type DomainIds<'a> = dyn FnMut(DatasetName, Option<&Path>) -> Result<Vec<u32>, String> + 'a;
+
+/// Domain ids as the dataset defines them: known without loading for `synthetic` and `ucihar`,
+/// else read by loading the dataset (offline) once.
+pub fn dataset_domain_ids(name: DatasetName, data_dir: Option<&Path>) -> Result<Vec<u32>, String> {
+    match name.as_str() {
+        "ucihar" => Ok((1..=30).collect()),
+        "synthetic" => Ok(crate::data::synthetic::generate(
+            &crate::data::synthetic::SyntheticConfig::default(),
+        )
+        .domain_ids()),
+        _ => crate::data::registry::load(name, data_dir, true, false)
+            .map(|d| d.domain_ids())
+            .map_err(|e| {
+                format!(
+                    "cannot check the domain ids of {}: {e} (download it first with `codats datasets download {}`)",
+                    name.as_str(),
+                    name.as_str()
+                )
+            }),
+    }
+}
+
+/// Which datasets of a spec to keep (`--only`); `None` keeps all.
+pub type DatasetFilter<'a> = Option<&'a [String]>;
+
+struct Ctx<'a, 'b> {
+    src: &'a Source<'b>,
+}
+
+impl Ctx<'_, '_> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: impl Into<String>,
+    ) -> Result<T, SpecError> {
+        Err(self.src.err(span, key, msg))
+    }
+}
+
+fn n_choose_k(n: usize, k: usize) -> u128 {
+    if k > n {
+        return 0;
+    }
+    let k = k.min(n - k);
+    let mut r: u128 = 1;
+    for i in 0..k {
+        r = r * (n - i) as u128 / (i + 1) as u128;
+        if r > u64::MAX as u128 {
+            return r;
+        }
+    }
+    r
+}
+
+/// `subsets` distinct random `n`-subsets (each sorted) of `pool`, seeded per (seed, target, n).
+pub fn random_subsets(
+    pool: &[u32],
+    n: usize,
+    subsets: usize,
+    seed: u64,
+    target: u32,
+) -> Vec<Vec<u32>> {
+    let want = (subsets as u128).min(n_choose_k(pool.len(), n)) as usize;
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(derive_seed(seed, (u64::from(target) << 20) ^ n as u64));
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let mut attempts = 0;
+    while out.len() < want && attempts < 1_000_000 {
+        attempts += 1;
+        let mut s: Vec<u32> = sample(&mut rng, pool.len(), n)
+            .into_iter()
+            .map(|i| pool[i])
+            .collect();
+        s.sort_unstable();
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Checks `raw` (read from `src`) and expands it into jobs. `only` keeps some datasets; `ids`
+/// gives a dataset's domain ids (see [`dataset_domain_ids`]).
+pub fn expand(
+    src: &Source,
+    raw: &RawSpec,
+    only: DatasetFilter,
+    ids: &mut DomainIds,
+) -> Result<Plan, SpecError> {
+    let cx = Ctx { src };
+    // Methods.
+    if raw.methods.get_ref().is_empty() {
+        return cx.err(raw.methods.span(), "methods", "needs at least one method");
+    }
+    let mut methods = Vec::new();
+    for (i, m) in raw.methods.get_ref().iter().enumerate() {
+        let kind =
+            parse_method(m.get_ref()).or_else(|e| cx.err(m.span(), &format!("methods[{i}]"), e))?;
+        if methods.contains(&kind) {
+            return cx.err(
+                m.span(),
+                &format!("methods[{i}]"),
+                format!("method {kind} is listed twice"),
+            );
+        }
+        methods.push(kind);
+    }
+    // Seeds.
+    let seeds: Vec<u64> = match (&raw.seeds, &raw.repeats) {
+        (Some(s), Some(_)) => {
+            return cx.err(
+                s.span(),
+                "seeds",
+                "give either `seeds` or `repeats`, not both",
+            )
+        }
+        (Some(s), None) => {
+            let v = s.get_ref().clone();
+            if v.is_empty() {
+                return cx.err(s.span(), "seeds", "needs at least one seed");
+            }
+            let uniq: BTreeSet<u64> = v.iter().copied().collect();
+            if uniq.len() != v.len() {
+                return cx.err(s.span(), "seeds", "a seed is listed twice");
+            }
+            v
+        }
+        (None, Some(r)) => {
+            if *r.get_ref() == 0 {
+                return cx.err(r.span(), "repeats", "must be at least 1");
+            }
+            (0..*r.get_ref()).collect()
+        }
+        (None, None) => vec![0],
+    };
+    // Selection rules.
+    let selection = match &raw.selection {
+        None => vec!["best_target".to_string()],
+        Some(s) => {
+            if s.get_ref().is_empty() {
+                return cx.err(s.span(), "selection", "needs at least one rule");
+            }
+            let mut out = Vec::new();
+            for (i, r) in s.get_ref().iter().enumerate() {
+                if !RULES.contains(&r.get_ref().as_str()) {
+                    return cx.err(
+                        r.span(),
+                        &format!("selection[{i}]"),
+                        format!(
+                            "unknown selection rule {:?}; valid rules: {}",
+                            r.get_ref(),
+                            RULES.join(", ")
+                        ),
+                    );
+                }
+                out.push(r.get_ref().clone());
+            }
+            out
+        }
+    };
+    if let Some(t) = &raw.threads {
+        if *t.get_ref() == 0 {
+            return cx.err(t.span(), "threads", "must be at least 1");
+        }
+    }
+    // [train] and overrides.
+    if let Some(train) = &raw.train {
+        let t = train.get_ref();
+        if let Some(d) = &t.dataset {
+            return cx.err(
+                d.span(),
+                "train.dataset",
+                "`dataset` only selects entries in [[overrides]]; [train] applies to every job",
+            );
+        }
+        if let Some(m) = &t.method {
+            return cx.err(
+                m.span(),
+                "train.method",
+                "`method` only selects entries in [[overrides]]; [train] applies to every job",
+            );
+        }
+        check_hyper(&cx, t, "train")?;
+    }
+    let mut overrides: Vec<(Option<DatasetName>, Option<MethodKind>, &RawHyper)> = Vec::new();
+    for (i, o) in raw.overrides.iter().enumerate() {
+        let o = o.get_ref();
+        let key = format!("overrides[{i}]");
+        let d = match &o.dataset {
+            Some(d) => Some(
+                DatasetName::parse(d.get_ref())
+                    .or_else(|e| cx.err(d.span(), &format!("{key}.dataset"), e))?,
+            ),
+            None => None,
+        };
+        let m = match &o.method {
+            Some(m) => Some(
+                parse_method(m.get_ref())
+                    .or_else(|e| cx.err(m.span(), &format!("{key}.method"), e))?,
+            ),
+            None => None,
+        };
+        check_hyper(&cx, o, &key)?;
+        overrides.push((d, m, o));
+    }
+    // Grid.
+    let mut grid: Vec<(String, Vec<RawHyper>, Vec<String>)> = Vec::new();
+    if let Some(g) = &raw.grid {
+        for (k, values) in g {
+            let key = format!("grid.{}", k.get_ref());
+            if !GRID_KEYS.contains(&k.get_ref().as_str()) {
+                return cx.err(
+                    k.span(),
+                    &key,
+                    format!(
+                        "cannot sweep {:?}; grid keys: {}",
+                        k.get_ref(),
+                        GRID_KEYS.join(", ")
+                    ),
+                );
+            }
+            if values.get_ref().is_empty() {
+                return cx.err(values.span(), &key, "needs at least one value");
+            }
+            let mut hs = Vec::new();
+            let mut labels = Vec::new();
+            for v in values.get_ref() {
+                let mut table = toml::Table::new();
+                table.insert(k.get_ref().clone(), v.clone());
+                let h: RawHyper = toml::to_string(&table)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        toml::from_str(&t)
+                            .map_err(|e: toml::de::Error| e.message().trim().to_string())
+                    })
+                    .or_else(|e| cx.err(values.span(), &key, format!("value {v}: {e}")))?;
+                check_hyper(&cx, &h, &key).map_err(|mut e| {
+                    let at = src.err(values.span(), &key, "");
+                    (e.line, e.column) = (at.line, at.column);
+                    e
+                })?;
+                labels.push(format!("{}={v}", k.get_ref()));
+                hs.push(h);
+            }
+            grid.push((k.get_ref().clone(), hs, labels));
+        }
+    }
+
+    let resolve = |dataset: DatasetName, method: Option<MethodKind>| -> Hyper {
+        let mut h = Hyper::default();
+        if let Some(t) = &raw.train {
+            h.apply(t.get_ref());
+        }
+        for (d, m, o) in &overrides {
+            let d_ok = d.is_none_or(|d| d == dataset);
+            let m_ok = match (m, method) {
+                (None, _) => true,
+                (Some(m), Some(method)) => *m == method,
+                (Some(_), None) => false,
+            };
+            if d_ok && m_ok {
+                h.apply(o);
+            }
+        }
+        h
+    };
+
+    if raw.problems.get_ref().is_empty() {
+        return cx.err(
+            raw.problems.span(),
+            "problems",
+            "needs at least one [[problems]] entry",
+        );
+    }
+    let mut ids_cache: HashMap<&'static str, Vec<u32>> = HashMap::new();
+    let mut jobs = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (pi, entry) in raw.problems.get_ref().iter().enumerate() {
+        let key = format!("problems[{pi}]");
+        let p = entry.get_ref();
+        if let Some(only) = only {
+            if !only.iter().any(|o| o == p.dataset.get_ref()) {
+                continue;
+            }
+        }
+        let dataset = DatasetName::parse(p.dataset.get_ref())
+            .or_else(|e| cx.err(p.dataset.span(), &format!("{key}.dataset"), e))?;
+        let base = resolve(dataset, None);
+        let domain_ids = match ids_cache.get(dataset.as_str()) {
+            Some(v) => v.clone(),
+            None => {
+                let v = ids(dataset, base.data_dir.as_deref())
+                    .or_else(|e| cx.err(p.dataset.span(), &format!("{key}.dataset"), e))?;
+                ids_cache.insert(dataset.as_str(), v.clone());
+                v
+            }
+        };
+        let problems = problems_of(&cx, &key, entry.span(), p, dataset, &domain_ids)?;
+        for (sources, target) in problems {
+            let problem = format!("{}->{}", describe_ids(&sources), target);
+            for &method in &methods {
+                let hyper = resolve(dataset, Some(method));
+                // Grid combinations for this method (ws_noise only multiplies codats_ws).
+                let mut combos: Vec<(Hyper, Vec<String>)> = vec![(hyper.clone(), Vec::new())];
+                for (k, hs, labels) in &grid {
+                    if k == "ws_noise" && method != MethodKind::CodatsWs {
+                        continue;
+                    }
+                    let mut next = Vec::new();
+                    for (h0, l0) in &combos {
+                        for (h, l) in hs.iter().zip(labels) {
+                            let mut h1 = h0.clone();
+                            h1.apply(h);
+                            let mut l1 = l0.clone();
+                            l1.push(l.clone());
+                            next.push((h1, l1));
+                        }
+                    }
+                    combos = next;
+                }
+                for (h, labels) in combos {
+                    let variant = labels.join(",");
+                    for &seed in &seeds {
+                        let ws_noise = if method == MethodKind::CodatsWs {
+                            h.ws_noise.filter(|n| *n > 0.0)
+                        } else {
+                            None
+                        };
+                        let srcs = if sources.is_empty() {
+                            "none".to_string()
+                        } else {
+                            sources
+                                .iter()
+                                .map(|s| s.to_string())
+                                .collect::<Vec<_>>()
+                                .join("_")
+                        };
+                        let vsuffix: String = labels
+                            .iter()
+                            .map(|l| format!("-{}", l.replace('=', "")))
+                            .collect();
+                        let id = format!(
+                            "{}-{}-{}-to-{}{}-s{}",
+                            dataset.as_str(),
+                            method.as_str(),
+                            srcs,
+                            target,
+                            vsuffix,
+                            seed
+                        );
+                        let job = Job {
+                            id: id.clone(),
+                            dataset: dataset.as_str().to_string(),
+                            problem: problem.clone(),
+                            sources: sources.clone(),
+                            target,
+                            method,
+                            variant: variant.clone(),
+                            seed,
+                            steps: h.steps.unwrap_or(DEFAULT_STEPS),
+                            batch_size: h.batch_size.unwrap_or(DEFAULT_BATCH),
+                            batch_division: h.batch_division,
+                            lr: h.lr.unwrap_or(DEFAULT_LR),
+                            split_seed: h.split_seed.unwrap_or(0),
+                            eval_every: h.eval_every.unwrap_or(DEFAULT_EVAL_EVERY),
+                            checkpoint_every: h.checkpoint_every,
+                            ws_noise,
+                            data_dir: h.data_dir.clone(),
+                        };
+                        if let Err(e) = job.train_config(1).validate() {
+                            return cx.err(
+                                entry.span(),
+                                &key,
+                                format!("problem {problem} with method {method}: {e}"),
+                            );
+                        }
+                        if let Some(prev) = seen.insert(id.clone(), pi) {
+                            return cx.err(
+                                entry.span(),
+                                &key,
+                                format!("job {id} is already produced by problems[{prev}]; each problem may appear once"),
+                            );
+                        }
+                        jobs.push(job);
+                    }
+                }
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return cx.err(
+            raw.problems.span(),
+            "problems",
+            "no jobs: every problem was filtered out",
+        );
+    }
+    let name = raw.name.clone().unwrap_or_else(|| {
+        Path::new(&src.file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into())
+    });
+    Ok(Plan {
+        name,
+        selection,
+        threads: raw.threads.as_ref().map(|t| *t.get_ref()),
+        slurm: raw.slurm.clone(),
+        jobs,
+    })
+}
+
+fn check_hyper(cx: &Ctx, h: &RawHyper, key: &str) -> Result<(), SpecError> {
+    let pos = |v: &Option<toml::Spanned<usize>>, name: &str| -> Result<(), SpecError> {
+        match v {
+            Some(s) if *s.get_ref() == 0 => {
+                cx.err(s.span(), &format!("{key}.{name}"), "must be at least 1")
+            }
+            _ => Ok(()),
+        }
+    };
+    pos(&h.steps, "steps")?;
+    pos(&h.batch_size, "batch_size")?;
+    pos(&h.eval_every, "eval_every")?;
+    pos(&h.checkpoint_every, "checkpoint_every")?;
+    if let Some(lr) = &h.lr {
+        if !(lr.get_ref().is_finite() && *lr.get_ref() > 0.0) {
+            return cx.err(lr.span(), &format!("{key}.lr"), "must be a positive number");
+        }
+    }
+    if let Some(n) = &h.ws_noise {
+        if !(n.get_ref().is_finite() && *n.get_ref() >= 0.0) {
+            return cx.err(
+                n.span(),
+                &format!("{key}.ws_noise"),
+                "must be a non-negative number",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_ids(
+    cx: &Ctx,
+    span: std::ops::Range<usize>,
+    key: &str,
+    dataset: DatasetName,
+    ids: &[u32],
+    sources: &[u32],
+    target: u32,
+) -> Result<(), SpecError> {
+    for &d in sources.iter().chain(std::iter::once(&target)) {
+        if !ids.contains(&d) {
+            return cx.err(
+                span,
+                key,
+                format!(
+                    "domain {d} is not in {} (its domains are {})",
+                    dataset.as_str(),
+                    describe_ids(ids)
+                ),
+            );
+        }
+    }
+    if sources.contains(&target) {
+        return cx.err(
+            span,
+            key,
+            format!("target {target} is also one of its sources"),
+        );
+    }
+    let uniq: BTreeSet<u32> = sources.iter().copied().collect();
+    if uniq.len() != sources.len() {
+        return cx.err(span, key, "a source is listed twice");
+    }
+    if sources.is_empty() {
+        return cx.err(span, key, "needs at least one source");
+    }
+    Ok(())
+}
+
+fn problems_of(
+    cx: &Ctx,
+    key: &str,
+    span: std::ops::Range<usize>,
+    p: &RawProblems,
+    dataset: DatasetName,
+    ids: &[u32],
+) -> Result<Vec<(Vec<u32>, u32)>, SpecError> {
+    let forms = [
+        p.pairs.is_some(),
+        p.sources.is_some() || p.target.is_some(),
+        p.targets.is_some() || p.n_sources.is_some() || p.subsets.is_some(),
+    ];
+    if forms.iter().filter(|f| **f).count() != 1 {
+        return cx.err(
+            span,
+            key,
+            "give exactly one of: `pairs = [[source, target], ...]`; `sources` + `target`; `targets` + `n_sources` + `subsets`",
+        );
+    }
+    if (p.pool.is_some() || p.seed.is_some()) && p.targets.is_none() {
+        return cx.err(span, key, "`pool` and `seed` only apply to generated problems (`targets` + `n_sources` + `subsets`)");
+    }
+    let mut out = Vec::new();
+    if let Some(pairs) = &p.pairs {
+        if pairs.get_ref().is_empty() {
+            return cx.err(
+                pairs.span(),
+                &format!("{key}.pairs"),
+                "needs at least one pair",
+            );
+        }
+        for (i, pair) in pairs.get_ref().iter().enumerate() {
+            let k = format!("{key}.pairs[{i}]");
+            let v = pair.get_ref();
+            if v.len() != 2 {
+                return cx.err(
+                    pair.span(),
+                    &k,
+                    format!("a pair is [source, target], got {} numbers", v.len()),
+                );
+            }
+            check_ids(cx, pair.span(), &k, dataset, ids, &v[..1], v[1])?;
+            out.push((vec![v[0]], v[1]));
+        }
+    } else if p.sources.is_some() || p.target.is_some() {
+        let (Some(s), Some(t)) = (&p.sources, &p.target) else {
+            return cx.err(
+                span,
+                key,
+                "an explicit problem needs both `sources` and `target`",
+            );
+        };
+        check_ids(
+            cx,
+            s.span(),
+            &format!("{key}.sources"),
+            dataset,
+            ids,
+            s.get_ref(),
+            *t.get_ref(),
+        )?;
+        out.push((s.get_ref().clone(), *t.get_ref()));
+    } else {
+        let (Some(targets), Some(ns), Some(k)) = (&p.targets, &p.n_sources, &p.subsets) else {
+            return cx.err(
+                span,
+                key,
+                "generated problems need `targets`, `n_sources` and `subsets`",
+            );
+        };
+        if *k.get_ref() == 0 {
+            return cx.err(k.span(), &format!("{key}.subsets"), "must be at least 1");
+        }
+        if targets.get_ref().is_empty() {
+            return cx.err(
+                targets.span(),
+                &format!("{key}.targets"),
+                "needs at least one target",
+            );
+        }
+        if ns.get_ref().is_empty() {
+            return cx.err(
+                ns.span(),
+                &format!("{key}.n_sources"),
+                "needs at least one number",
+            );
+        }
+        if let Some(pool) = &p.pool {
+            for &d in pool.get_ref() {
+                if !ids.contains(&d) {
+                    return cx.err(
+                        pool.span(),
+                        &format!("{key}.pool"),
+                        format!(
+                            "domain {d} is not in {} (its domains are {})",
+                            dataset.as_str(),
+                            describe_ids(ids)
+                        ),
+                    );
+                }
+            }
+        }
+        let seed = p.seed.unwrap_or(0);
+        for (ti, t) in targets.get_ref().iter().enumerate() {
+            let tk = format!("{key}.targets[{ti}]");
+            let target = *t.get_ref();
+            if !ids.contains(&target) {
+                return cx.err(
+                    t.span(),
+                    &tk,
+                    format!(
+                        "domain {target} is not in {} (its domains are {})",
+                        dataset.as_str(),
+                        describe_ids(ids)
+                    ),
+                );
+            }
+            let pool: Vec<u32> = p
+                .pool
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_else(|| ids.to_vec())
+                .into_iter()
+                .filter(|d| *d != target)
+                .collect();
+            for (ni, n) in ns.get_ref().iter().enumerate() {
+                let n_val = *n.get_ref();
+                if n_val == 0 || n_val > pool.len() {
+                    return cx.err(
+                        n.span(),
+                        &format!("{key}.n_sources[{ni}]"),
+                        format!("cannot choose {n_val} sources for target {target}: {} candidate domains", pool.len()),
+                    );
+                }
+                for s in random_subsets(&pool, n_val, *k.get_ref(), seed, target) {
+                    out.push((s, target));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Counts of jobs per dataset and method (for `codats sweep plan`).
+pub fn summarize(plan: &Plan) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for j in &plan.jobs {
+        *m.entry((j.dataset.clone(), j.method_label())).or_insert(0) += 1;
+    }
+    m
+}

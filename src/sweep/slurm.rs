@@ -1,0 +1,204 @@
+//! The Slurm executor: an sbatch job-array script per batch of jobs (one array task per job),
+//! submitted with `sbatch`. Each task runs `codats sweep run-job`, the same code path as the
+//! local pool, so results land in the same layout.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::spec::SlurmSettings;
+use super::SweepDir;
+use crate::train::checkpoint::write_atomic;
+
+/// Slurm's default `MaxArraySize` is 1001: array indices stay below 1000 per script.
+pub const DEFAULT_MAX_ARRAY: usize = 1000;
+
+/// Resolved sbatch settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time`.
+    pub time: Option<String>,
+    /// `--cpus-per-task`, also each job's `--threads`.
+    pub cpus: usize,
+    /// `--mem`.
+    pub mem: Option<String>,
+    /// Array throttle `%N`.
+    pub max_parallel: Option<usize>,
+    /// Extra `#SBATCH` lines.
+    pub extra: Vec<String>,
+    /// Tasks per array (split larger sweeps into several arrays).
+    pub max_array: usize,
+}
+
+impl SlurmOptions {
+    /// Spec settings with command-line flags taking precedence.
+    pub fn resolve(spec: &SlurmSettings, flags: &SlurmSettings, max_array: usize) -> Self {
+        Self {
+            partition: flags.partition.clone().or(spec.partition.clone()),
+            time: flags.time.clone().or(spec.time.clone()),
+            cpus: flags
+                .cpus_per_task
+                .or(spec.cpus_per_task)
+                .unwrap_or(1)
+                .max(1),
+            mem: flags.mem.clone().or(spec.mem.clone()),
+            max_parallel: flags.max_parallel.or(spec.max_parallel),
+            extra: spec
+                .extra
+                .iter()
+                .chain(flags.extra.iter())
+                .cloned()
+                .collect(),
+            max_array: max_array.max(1),
+        }
+    }
+}
+
+/// One written array script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayScript {
+    /// The sbatch script.
+    pub script: PathBuf,
+    /// Job indices (into jobs.json), one per line; array task i runs line i + 1.
+    pub index_file: PathBuf,
+    /// Number of array tasks.
+    pub tasks: usize,
+}
+
+/// Quotes `s` for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn next_free(dir: &Path) -> usize {
+    (1..)
+        .find(|n| !dir.join(format!("array-{n:03}-0.sbatch")).exists())
+        .unwrap_or(1)
+}
+
+/// Writes array scripts for the jobs `indices` (into jobs.json) of `dir`, running `exe`.
+pub fn write_scripts(
+    dir: &SweepDir,
+    exe: &Path,
+    opts: &SlurmOptions,
+    indices: &[usize],
+) -> Result<Vec<ArrayScript>> {
+    let root = std::fs::canonicalize(dir.path())
+        .with_context(|| format!("resolving {}", dir.path().display()))?;
+    let sdir = root.join("slurm");
+    std::fs::create_dir_all(sdir.join("logs"))?;
+    let n = next_free(&sdir);
+    let mut out = Vec::new();
+    for (k, chunk) in indices.chunks(opts.max_array).enumerate() {
+        let script = sdir.join(format!("array-{n:03}-{k}.sbatch"));
+        let index_file = sdir.join(format!("array-{n:03}-{k}.idx"));
+        let list: String = chunk.iter().map(|i| format!("{i}\n")).collect();
+        write_atomic(&index_file, list.as_bytes())?;
+        let mut s = String::from("#!/bin/bash\n");
+        s.push_str(&format!(
+            "#SBATCH --job-name=codats-{}\n",
+            dir.plan().name.replace(char::is_whitespace, "_")
+        ));
+        let throttle = opts
+            .max_parallel
+            .map(|p| format!("%{p}"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "#SBATCH --array=0-{}{throttle}\n",
+            chunk.len() - 1
+        ));
+        s.push_str("#SBATCH --ntasks=1\n");
+        s.push_str(&format!("#SBATCH --cpus-per-task={}\n", opts.cpus));
+        if let Some(p) = &opts.partition {
+            s.push_str(&format!("#SBATCH --partition={p}\n"));
+        }
+        if let Some(t) = &opts.time {
+            s.push_str(&format!("#SBATCH --time={t}\n"));
+        }
+        if let Some(m) = &opts.mem {
+            s.push_str(&format!("#SBATCH --mem={m}\n"));
+        }
+        for e in &opts.extra {
+            s.push_str(&format!("#SBATCH {e}\n"));
+        }
+        s.push_str(&format!(
+            "#SBATCH --output={}/logs/%A_%a.log\n",
+            sdir.display()
+        ));
+        s.push_str(&format!(
+            "# codats sweep {}: array task i runs the job on line i+1 of the index file\n\
+             # (an index into jobs.json); results go to runs/<job id>/ as with `codats sweep run`.\n",
+            dir.plan().name
+        ));
+        s.push_str("set -euo pipefail\n");
+        s.push_str(&format!(
+            "exec {} sweep run-job {} --index-file {} --task \"$SLURM_ARRAY_TASK_ID\" --threads {}\n",
+            shell_quote(&exe.display().to_string()),
+            shell_quote(&root.display().to_string()),
+            shell_quote(&index_file.display().to_string()),
+            opts.cpus
+        ));
+        write_atomic(&script, s.as_bytes())?;
+        out.push(ArrayScript {
+            script,
+            index_file,
+            tasks: chunk.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// Submits a script with `sbatch --parsable` (and `--wait`: block until every task ended).
+/// Returns the Slurm job id.
+pub fn submit(script: &ArrayScript, wait: bool) -> Result<String> {
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable");
+    if wait {
+        cmd.arg("--wait");
+    }
+    cmd.arg(&script.script);
+    let out = cmd.output().context(
+        "running sbatch (is Slurm installed and configured here? `.ci/slurm-up.sh` starts a local cluster)",
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if !out.status.success() && (id.is_empty() || !wait) {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            script.script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if id.is_empty() {
+        bail!("sbatch printed no job id: {stdout}");
+    }
+    Ok(id)
+}
+
+/// Reads line `task + 1` of an index file: the job index an array task runs.
+pub fn index_of_task(index_file: &Path, task: usize) -> Result<usize> {
+    let text = std::fs::read_to_string(index_file)
+        .with_context(|| format!("reading {}", index_file.display()))?;
+    let line = text.lines().nth(task).with_context(|| {
+        format!(
+            "array task {task} is beyond the {} lines of {}",
+            text.lines().count(),
+            index_file.display()
+        )
+    })?;
+    line.trim()
+        .parse()
+        .with_context(|| format!("line {} of {}", task + 1, index_file.display()))
+}

@@ -1,0 +1,366 @@
+//! Sweep specs (`experiments/*.toml`): what to run, parsed strictly and checked before any job
+//! starts. Every error names the file, the key and the line.
+//!
+//! ```toml
+//! name = "smoke"
+//! methods = ["none", "codats"]
+//! repeats = 2                      # seeds 0, 1 (or: seeds = [3, 7])
+//! selection = ["best_target"]      # rules the report's tables use
+//!
+//! [train]                          # hyper-parameters of every job
+//! steps = 20
+//! batch_size = 32
+//!
+//! [[overrides]]                    # later entries win; match on dataset and/or method
+//! method = "upper"
+//! steps = 10
+//!
+//! [grid]                           # optional: one job per value (ws_noise: codats_ws jobs only)
+//! ws_noise = [0.0, 0.1]
+//!
+//! [[problems]]                     # explicit single-source pairs [source, target]
+//! dataset = "synthetic"
+//! pairs = [[0, 1], [2, 3]]
+//!
+//! [[problems]]                     # one explicit multi-source problem
+//! dataset = "synthetic"
+//! sources = [0, 1, 2]
+//! target = 5
+//!
+//! [[problems]]                     # generated: per target, per n, `subsets` random n-subsets
+//! dataset = "synthetic"
+//! targets = [4, 5]
+//! n_sources = [1, 3]
+//! subsets = 2
+//! seed = 0
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::data::batch::BatchDivision;
+use crate::methods::MethodKind;
+
+/// A spec error located in its file: `FILE:LINE:COL: key `K`: message`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}:{column}: key `{key}`: {message}")]
+pub struct SpecError {
+    /// The spec file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key path (`problems[1].pairs[0]`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Settings for `codats sweep slurm` (flags override them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time` per array task, e.g. `04:00:00`.
+    pub time: Option<String>,
+    /// `--cpus-per-task` (also the job's `--threads`).
+    pub cpus_per_task: Option<usize>,
+    /// `--mem`, e.g. `8G`.
+    pub mem: Option<String>,
+    /// Array throttle: at most this many tasks at once (`--array=...%N`).
+    pub max_parallel: Option<usize>,
+    /// Further `#SBATCH` options, verbatim (e.g. `"--account=lab"`).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+/// Hyper-parameters of a job; every field optional so that `[train]` and `[[overrides]]` layer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHyper {
+    /// Only in `[[overrides]]`: apply to this dataset.
+    pub dataset: Option<Spanned<String>>,
+    /// Only in `[[overrides]]`: apply to this method.
+    pub method: Option<Spanned<String>>,
+    /// Training steps.
+    pub steps: Option<Spanned<usize>>,
+    /// Total batch size.
+    pub batch_size: Option<Spanned<usize>>,
+    /// Batch division (default: the method's).
+    pub batch_division: Option<Spanned<BatchDivision>>,
+    /// Learning rate.
+    pub lr: Option<Spanned<f64>>,
+    /// Seed of the splits.
+    pub split_seed: Option<Spanned<u64>>,
+    /// Evaluate every N steps.
+    pub eval_every: Option<Spanned<usize>>,
+    /// Checkpoint every N steps.
+    pub checkpoint_every: Option<Spanned<usize>>,
+    /// DA-WS proportion noise (codats_ws only).
+    pub ws_noise: Option<Spanned<f64>>,
+    /// Data folder of the dataset.
+    pub data_dir: Option<Spanned<PathBuf>>,
+}
+
+/// One `[[problems]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProblems {
+    /// Dataset name.
+    pub dataset: Spanned<String>,
+    /// Single-source pairs `[source, target]`.
+    pub pairs: Option<Spanned<Vec<Spanned<Vec<u32>>>>>,
+    /// Explicit sources of one problem.
+    pub sources: Option<Spanned<Vec<u32>>>,
+    /// Target of one explicit problem.
+    pub target: Option<Spanned<u32>>,
+    /// Generated: targets.
+    pub targets: Option<Spanned<Vec<Spanned<u32>>>>,
+    /// Generated: numbers of sources.
+    pub n_sources: Option<Spanned<Vec<Spanned<usize>>>>,
+    /// Generated: random subsets per (target, n).
+    pub subsets: Option<Spanned<usize>>,
+    /// Generated: seed of the subset draw.
+    pub seed: Option<u64>,
+    /// Generated: candidate sources (default: every other domain of the dataset).
+    pub pool: Option<Spanned<Vec<u32>>>,
+}
+
+/// A spec file as written (types checked, names not yet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpec {
+    /// Short name (default: the file stem).
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Methods to run on every problem.
+    pub methods: Spanned<Vec<Spanned<String>>>,
+    /// Explicit seeds.
+    pub seeds: Option<Spanned<Vec<u64>>>,
+    /// Seeds 0..repeats.
+    pub repeats: Option<Spanned<u64>>,
+    /// Selection rules the report uses.
+    pub selection: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CPU threads per job (local executor; Slurm uses cpus_per_task).
+    pub threads: Option<Spanned<usize>>,
+    /// Hyper-parameters of every job.
+    pub train: Option<Spanned<RawHyper>>,
+    /// Per-dataset / per-method overrides, applied in order.
+    #[serde(default)]
+    pub overrides: Vec<Spanned<RawHyper>>,
+    /// Hyper-parameters to sweep: key -> list of values.
+    pub grid: Option<BTreeMap<Spanned<String>, Spanned<Vec<toml::Value>>>>,
+    /// Problems.
+    pub problems: Spanned<Vec<Spanned<RawProblems>>>,
+    /// Slurm settings.
+    #[serde(default)]
+    pub slurm: SlurmSettings,
+}
+
+/// Hyper-parameters after layering, before per-job defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hyper {
+    /// Training steps.
+    pub steps: Option<usize>,
+    /// Total batch size.
+    pub batch_size: Option<usize>,
+    /// Batch division.
+    pub batch_division: Option<BatchDivision>,
+    /// Learning rate.
+    pub lr: Option<f64>,
+    /// Split seed.
+    pub split_seed: Option<u64>,
+    /// Eval interval.
+    pub eval_every: Option<usize>,
+    /// Checkpoint interval.
+    pub checkpoint_every: Option<usize>,
+    /// DA-WS noise.
+    pub ws_noise: Option<f64>,
+    /// Data folder.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Hyper {
+    /// Copies every field set in `raw` over `self`.
+    pub fn apply(&mut self, raw: &RawHyper) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = &raw.$f { self.$f = Some(v.get_ref().clone()); } )* };
+        }
+        take!(
+            steps,
+            batch_size,
+            batch_division,
+            lr,
+            split_seed,
+            eval_every,
+            checkpoint_every,
+            ws_noise,
+            data_dir
+        );
+    }
+}
+
+/// Keys `[grid]` accepts.
+pub const GRID_KEYS: [&str; 6] = [
+    "steps",
+    "batch_size",
+    "lr",
+    "eval_every",
+    "split_seed",
+    "ws_noise",
+];
+
+/// A spec's text with its file name, for located errors.
+pub struct Source<'a> {
+    /// File name as shown in errors.
+    pub file: String,
+    /// The text.
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// 1-based (line, column) of byte offset `pos`.
+    pub fn line_col(&self, pos: usize) -> (usize, usize) {
+        let pos = pos.min(self.text.len());
+        let before = &self.text[..pos];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map(|i| pos - i).unwrap_or(pos + 1);
+        (line, col)
+    }
+
+    /// An error at `span` about `key`.
+    pub fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> SpecError {
+        let (line, column) = self.line_col(span.start);
+        SpecError {
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.into(),
+            message: msg.into(),
+        }
+    }
+
+    /// The dotted key a TOML parse error at `pos` is about: the enclosing `[table]` header plus
+    /// the key written before `=` on that line (or the word at `pos` for an unknown key).
+    pub fn key_at(&self, pos: usize) -> String {
+        let pos = pos.min(self.text.len());
+        let line_start = self.text[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_end = self.text[pos..]
+            .find('\n')
+            .map(|i| pos + i)
+            .unwrap_or(self.text.len());
+        let line = &self.text[line_start..line_end];
+        // `[table]` / `[[array]]` headers (not array values that begin a line).
+        let header_name = |l: &str| -> Option<String> {
+            let l = l.trim_end();
+            if !l.starts_with('[') {
+                return None;
+            }
+            let name = l.trim_start_matches('[').split(']').next()?.trim();
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.\" ".contains(c));
+            ok.then(|| name.to_string())
+        };
+        let header = self.text[..line_start].lines().rev().find_map(header_name);
+        let key = if let Some(h) = header_name(line) {
+            h
+        } else if let Some((k, _)) = line.split_once('=') {
+            let k = k.trim().to_string();
+            match &header {
+                Some(h) if !h.is_empty() => format!("{h}.{k}"),
+                _ => k,
+            }
+        } else {
+            // Inside a multi-line value: the nearest `key =` above.
+            let above = self.text[..line_start]
+                .lines()
+                .rev()
+                .find_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+                .unwrap_or_default();
+            match &header {
+                Some(h) if !h.is_empty() => format!("{h}.{above}"),
+                _ => above,
+            }
+        };
+        if key.is_empty() {
+            "(document)".to_string()
+        } else {
+            key
+        }
+    }
+}
+
+/// Parses a spec's text (syntax, types, unknown keys). Names and problems are checked by
+/// [`super::expand::expand`].
+pub fn parse_raw(src: &Source) -> Result<RawSpec, SpecError> {
+    toml::from_str::<RawSpec>(src.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let key = src.key_at(span.start);
+        src.err(span, key, e.message().trim().to_string())
+    })
+}
+
+/// Reads and parses a spec file.
+pub fn read(path: &Path) -> anyhow::Result<(String, RawSpec)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading sweep spec {}: {e}", path.display()))?;
+    let src = Source {
+        file: path.display().to_string(),
+        text: &text,
+    };
+    let raw = parse_raw(&src)?;
+    Ok((text, raw))
+}
+
+/// Parses a method name as `codats train --method` does.
+pub fn parse_method(name: &str) -> Result<MethodKind, String> {
+    <MethodKind as clap::ValueEnum>::from_str(name, false).map_err(|_| {
+        let valid: Vec<&str> = MethodKind::all().iter().map(|m| m.as_str()).collect();
+        format!(
+            "unknown method {name:?}; valid methods: {}",
+            valid.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> Source<'_> {
+        Source {
+            file: "t.toml".into(),
+            text,
+        }
+    }
+
+    #[test]
+    fn unknown_key_and_wrong_type_are_located() {
+        let t = "methods = [\"none\"]\n[train]\nsteps = 10\nstepz = 3\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n";
+        let e = parse_raw(&src(t)).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "train.stepz"), "{e}");
+        assert!(e.message.contains("unknown field `stepz`"), "{e}");
+
+        let t = "methods = [\"none\"]\n[train]\nsteps = \"ten\"\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n";
+        let e = parse_raw(&src(t)).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "train.steps"), "{e}");
+
+        let t = "methods = [\"none\"]\n[[problems]]\ndataset = \"synthetic\"\npairs = [\n  [0, 1],\n  [2, \"x\"],\n]\n";
+        let e = parse_raw(&src(t)).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "problems.pairs"), "{e}");
+    }
+}

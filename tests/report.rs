@@ -1,0 +1,305 @@
+//! `codats report` on a fixed small results set: exact means, stds and paired t-test p-values
+//! (checked against scipy), the results table's rows and columns, and valid non-empty figures.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use codats::metrics::Classification;
+use codats::sweep::expand::{dataset_domain_ids, expand};
+use codats::sweep::spec::{parse_raw, Source};
+use codats::sweep::SweepDir;
+use codats::train::eval::{RuleResult, RunResult};
+
+mod common;
+
+const SPEC: &str = r#"
+name = "fixture"
+methods = ["none", "codats", "codats_ws"]
+seeds = [0, 1]
+selection = ["best_target", "last"]
+[train]
+steps = 100
+batch_size = 60
+eval_every = 50
+[grid]
+ws_noise = [0.0, 0.3]
+[[problems]]
+dataset = "synthetic"
+pairs = [[0, 1], [2, 3], [4, 5]]
+[[problems]]
+dataset = "synthetic"
+sources = [0, 2, 4]
+target = 6
+"#;
+
+/// best_target accuracy of each (method label, problem) over seeds 0 and 1.
+fn accuracy(method: &str, problem: &str, seed: u64) -> f64 {
+    let v: [f64; 2] = match (method, problem) {
+        ("none", "0->1") => [0.5, 0.6],
+        ("none", "2->3") => [0.7, 0.8],
+        ("none", "4->5") => [0.4, 0.5],
+        ("none", _) => [0.46, 0.55],
+        ("codats", "0->1") => [0.7, 0.8],
+        ("codats", "2->3") => [0.75, 0.85],
+        ("codats", "4->5") => [0.6, 0.6],
+        ("codats", _) => [0.66, 0.75],
+        (_, "0->1") => [0.72, 0.78],
+        (_, "2->3") => [0.8, 0.8],
+        (_, "4->5") => [0.62, 0.6],
+        _ => [0.7, 0.7],
+    };
+    let noise_penalty = if method.contains("ws_noise=0.3") {
+        0.1
+    } else {
+        0.0
+    };
+    v[seed as usize] - noise_penalty
+}
+
+fn rule(acc: f64, step: usize) -> RuleResult {
+    RuleResult {
+        step,
+        target_test: Classification {
+            accuracy: acc,
+            macro_f1: acc - 0.1,
+            confusion: vec![vec![1, 0], vec![0, 1]],
+            n: 100,
+        },
+        source_test_accuracy: 0.9,
+        source_valid_accuracy: 0.91,
+        target_valid_accuracy: acc + 0.01,
+    }
+}
+
+fn fixture(root: &Path) -> usize {
+    let src = Source {
+        file: "fixture.toml".into(),
+        text: SPEC,
+    };
+    let raw = parse_raw(&src).expect("parse");
+    let mut ids = |d, dir: Option<&Path>| dataset_domain_ids(d, dir);
+    let plan = expand(&src, &raw, None, &mut ids).expect("expand");
+    let dir = SweepDir::prepare(root, SPEC, &plan).expect("prepare");
+    for job in &plan.jobs {
+        let run = dir.run_dir(job);
+        std::fs::create_dir_all(&run).expect("mkdir");
+        std::fs::write(
+            run.join("config.toml"),
+            toml::to_string(&job.train_config(1)).expect("toml"),
+        )
+        .expect("write");
+        let acc = accuracy(&job.method_label(), &job.problem, job.seed);
+        let mut selection = BTreeMap::new();
+        selection.insert("best_target".to_string(), rule(acc, 50));
+        selection.insert("best_source".to_string(), rule(acc - 0.02, 100));
+        selection.insert("last".to_string(), rule(acc - 0.1, 100));
+        let result = RunResult {
+            dataset: job.dataset.clone(),
+            method: job.method.to_string(),
+            sources: job.sources.clone(),
+            target: job.target,
+            seed: job.seed,
+            steps: 100,
+            classes: vec!["a".into(), "b".into()],
+            selection,
+        };
+        std::fs::write(
+            run.join("result.json"),
+            serde_json::to_string(&result).expect("json"),
+        )
+        .expect("write");
+        std::fs::write(
+            run.join("metrics.csv"),
+            format!(
+                "step,loss,task_loss,domain_loss,ws_loss,lambda,source_valid_acc,target_valid_acc,steps_per_s\n\
+                 50,1.2,1.0,0.2,,0.5,0.8,{:.6},3.0\n100,0.8,0.7,0.1,,0.9,0.9,{:.6},3.0\n",
+                acc - 0.1,
+                acc
+            ),
+        )
+        .expect("write");
+    }
+    plan.jobs.len()
+}
+
+fn is_png(p: &Path) -> bool {
+    let b = std::fs::read(p).unwrap_or_default();
+    b.len() > 1000 && b.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+
+fn is_svg(p: &Path) -> bool {
+    let t = std::fs::read_to_string(p).unwrap_or_default();
+    t.len() > 1000 && t.contains("<svg") && t.trim_end().ends_with("</svg>") && t.contains("<text")
+}
+
+#[test]
+fn report_numbers_tables_and_figures() {
+    let tmp = common::TempDir::new("report");
+    let n_jobs = fixture(tmp.path());
+    // 4 problems x (none + codats + codats_ws x 2 noises) x 2 seeds.
+    assert_eq!(n_jobs, 32);
+    let o = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .arg("report")
+        .arg(tmp.path())
+        .output()
+        .expect("run codats report");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("report");
+    // CODATS_KEEP_REPORT=DIR keeps a copy of the generated report for looking at the figures.
+    if let Some(keep) = std::env::var_os("CODATS_KEEP_REPORT") {
+        std::fs::create_dir_all(&keep).expect("mkdir");
+        for e in std::fs::read_dir(&out).expect("report dir").flatten() {
+            std::fs::copy(e.path(), Path::new(&keep).join(e.file_name())).expect("copy");
+        }
+    }
+    let read = |name: &str| {
+        std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+
+    // Per-dataset table: mean ± sample std over all 8 runs (4 problems x 2 seeds).
+    // numpy: none [.5,.6,.7,.8,.4,.5,.46,.55] -> mean 56.375, std(ddof=1) 13.1794;
+    // codats [.7,.8,.75,.85,.6,.6,.66,.75] -> 71.375, 9.0702; codats_ws(0) -> 71.5, 7.6904.
+    let md = read("table_datasets_best_target.md");
+    assert!(md.starts_with(
+        "| Dataset | No Adaptation | CoDATS | CoDATS-WS (ws_noise=0.0) | CoDATS-WS (ws_noise=0.3) |\n|---|---|---|---|---|\n"
+    ), "{md}");
+    assert!(
+        md.contains("| Synthetic | 56.4 ± 13.2 | 71.4 ± 9.1 | **71.5 ± 7.7** | 61.5 ± 7.7 |"),
+        "{md}"
+    );
+    let tex = read("table_datasets_best_target.tex");
+    assert!(tex.contains("Synthetic & $56.4 \\pm 13.2$ & $71.4 \\pm 9.1$ & $\\mathbf{71.5 \\pm 7.7}$ & $61.5 \\pm 7.7$ \\\\"), "{tex}");
+    assert!(tex.contains("\\begin{tabular}{lcccc}") && tex.contains("\\bottomrule"));
+
+    // Per-problem table: mean ± std over the 2 seeds, in spec order, with an Average row.
+    let md = read("table_problems_best_target.md");
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| {
+            l.starts_with("| 0 → 1")
+                || l.starts_with("| 2 → 3")
+                || l.starts_with("| 4 → 5")
+                || l.starts_with("| 0,2,4 → 6")
+                || l.starts_with("| Average")
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "| 0 → 1 | 55.0 ± 7.1 | **75.0 ± 7.1** | **75.0 ± 4.2** | 65.0 ± 4.2 |",
+            "| 2 → 3 | 75.0 ± 7.1 | **80.0 ± 7.1** | **80.0 ± 0.0** | 70.0 ± 0.0 |",
+            "| 4 → 5 | 45.0 ± 7.1 | 60.0 ± 0.0 | **61.0 ± 1.4** | 51.0 ± 1.4 |",
+            "| 0,2,4 → 6 | 50.5 ± 6.4 | **70.5 ± 6.4** | 70.0 ± 0.0 | 60.0 ± 0.0 |",
+            "| Average | 56.4 ± 13.2 | 71.4 ± 9.1 | **71.5 ± 7.7** | 61.5 ± 7.7 |",
+        ],
+        "{md}"
+    );
+
+    // Paired t-tests over the 4 per-problem means. scipy.stats.ttest_rel:
+    //   codats vs none: a=[.75,.8,.6,.705] b=[.55,.75,.45,.505] -> t=4.2426406871192865, p=0.023981199790656656
+    //   ws(0) vs codats: a=[.75,.8,.61,.7] b=[.75,.8,.6,.705] -> t=0.39735970711950197, p=0.7176856442107934
+    let csv = read("ttests.csv");
+    let line = |rule: &str, m: &str, b: &str| -> Vec<String> {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("{rule},synthetic,{m},{b},")))
+            .unwrap_or_else(|| panic!("no t-test {m} vs {b} in\n{csv}"))
+            .split(',')
+            .map(String::from)
+            .collect()
+    };
+    let t = line("best_target", "codats", "none");
+    assert_eq!(t[4], "4");
+    assert!((t[5].parse::<f64>().unwrap() - 15.0).abs() < 1e-6, "{t:?}");
+    assert!(
+        (t[6].parse::<f64>().unwrap() - 4.2426406871192865).abs() < 1e-6,
+        "{t:?}"
+    );
+    assert!(
+        (t[8].parse::<f64>().unwrap() - 0.023981199790656656).abs() < 1e-6,
+        "{t:?}"
+    );
+    let t = line("best_target", "codats_ws [ws_noise=0.0]", "codats");
+    assert!(
+        (t[6].parse::<f64>().unwrap() - 0.39735970711950197).abs() < 1e-6,
+        "{t:?}"
+    );
+    assert!(
+        (t[8].parse::<f64>().unwrap() - 0.7176856442107934).abs() < 1e-6,
+        "{t:?}"
+    );
+    // `last` is best_target - 0.1 for every run: same differences, same test.
+    let t = line("last", "codats", "none");
+    assert!(
+        (t[8].parse::<f64>().unwrap() - 0.023981199790656656).abs() < 1e-6,
+        "{t:?}"
+    );
+    assert!(
+        !csv.contains(",none,codats,"),
+        "No Adaptation vs CoDATS only mirrors CoDATS vs No Adaptation"
+    );
+    let md = read("ttests_best_target.md");
+    assert!(
+        md.contains("| Synthetic | CoDATS | No Adaptation | 4 | +15.00 | 4.243 | 0.0240 |"),
+        "{md}"
+    );
+
+    // results.csv / results.parquet: one row per run, config fields and every rule's metrics.
+    let csv = read("results.csv");
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    for col in [
+        "job_id",
+        "problem",
+        "variant",
+        "n_sources",
+        "dataset",
+        "sources",
+        "target",
+        "method",
+        "steps",
+        "batch_size",
+        "batch_division",
+        "lr",
+        "seed",
+        "split_seed",
+        "eval_every",
+        "checkpoint_every",
+        "ws_noise",
+        "threads",
+        "code_version",
+        "last_target_accuracy",
+        "best_source_target_accuracy",
+        "best_target_target_accuracy",
+        "best_target_target_macro_f1",
+        "best_target_step",
+    ] {
+        assert!(
+            header.contains(&col),
+            "column {col} missing from {header:?}"
+        );
+    }
+    assert_eq!(csv.lines().count(), 33);
+    let parquet = std::fs::read(out.join("results.parquet")).expect("parquet");
+    assert!(parquet.len() > 500 && parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
+
+    // Figures: valid, non-empty PNG and SVG.
+    for stem in [
+        "accuracy_by_dataset",
+        "accuracy_vs_sources_synthetic",
+        "training_curves_synthetic",
+        "ws_noise_synthetic",
+    ] {
+        assert!(is_png(&out.join(format!("{stem}.png"))), "{stem}.png");
+        assert!(is_svg(&out.join(format!("{stem}.svg"))), "{stem}.svg");
+    }
+    let svg = read("accuracy_by_dataset.svg");
+    for text in [
+        "Target-test accuracy (%)",
+        "No Adaptation",
+        "CoDATS",
+        "Synthetic",
+    ] {
+        assert!(svg.contains(text), "figure lacks {text:?}");
+    }
+    assert!(read("report.md").contains("![accuracy_by_dataset.png](accuracy_by_dataset.png)"));
+}

@@ -1,0 +1,314 @@
+//! Sweep specs: expansion counts, seeds, generated multi-source problems (deterministic), the
+//! shipped experiments/*.toml, and bad specs rejected with file, key and line before any job.
+
+use std::path::Path;
+use std::process::Command;
+
+use codats::data::registry::DatasetName;
+use codats::sweep::expand::{dataset_domain_ids, expand, Plan};
+use codats::sweep::spec::{parse_raw, Source, SpecError};
+
+mod common;
+
+fn plan_of(file: &str, text: &str, only: Option<&[String]>) -> Result<Plan, SpecError> {
+    let src = Source {
+        file: file.into(),
+        text,
+    };
+    let raw = parse_raw(&src)?;
+    let mut ids = |d, dir: Option<&Path>| dataset_domain_ids(d, dir);
+    expand(&src, &raw, only, &mut ids)
+}
+
+fn shipped(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("experiments")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+#[test]
+fn smoke_spec_expands_to_four_jobs_in_order() {
+    let plan = plan_of("smoke.toml", &shipped("smoke.toml"), None).expect("valid");
+    let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "synthetic-none-0-to-1-s0",
+            "synthetic-codats-0-to-1-s0",
+            "synthetic-none-2-to-3-s0",
+            "synthetic-codats-2-to-3-s0"
+        ]
+    );
+    assert_eq!(plan.selection, ["best_target", "last"]);
+    let j = &plan.jobs[1];
+    assert_eq!((j.steps, j.batch_size, j.eval_every), (20, 32, 10));
+    assert_eq!(
+        j.train_args().join(" "),
+        "train --dataset synthetic --sources 0 --target 1 --method codats --seed 0 --steps 20 \
+         --batch-size 32 --lr 0.0001 --split-seed 0 --eval-every 10 --offline"
+    );
+}
+
+#[test]
+fn seeds_overrides_and_grid() {
+    let text = r#"
+methods = ["none", "codats_ws", "upper"]
+seeds = [3, 7]
+[train]
+steps = 100
+lr = 0.001
+[[overrides]]
+method = "upper"
+steps = 50
+[[overrides]]
+dataset = "synthetic"
+method = "codats_ws"
+batch_size = 60
+[grid]
+ws_noise = [0.0, 0.25]
+[[problems]]
+dataset = "synthetic"
+sources = [0, 1]
+target = 4
+"#;
+    let plan = plan_of("g.toml", text, None).expect("valid");
+    // none: 2 seeds; codats_ws: 2 noise values x 2 seeds; upper: 2 seeds.
+    assert_eq!(plan.jobs.len(), 8);
+    let none: Vec<_> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.method.as_str() == "none")
+        .collect();
+    assert_eq!(none.iter().map(|j| j.seed).collect::<Vec<_>>(), [3, 7]);
+    assert!(none
+        .iter()
+        .all(|j| j.steps == 100 && j.lr == 0.001 && j.ws_noise.is_none() && j.variant.is_empty()));
+    let upper: Vec<_> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.method.as_str() == "upper")
+        .collect();
+    assert!(upper.iter().all(|j| j.steps == 50));
+    let ws: Vec<_> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.method.as_str() == "codats_ws")
+        .collect();
+    assert_eq!(ws.len(), 4);
+    assert!(ws.iter().all(|j| j.batch_size == 60 && j.steps == 100));
+    assert_eq!(ws[0].ws_noise, None, "noise 0 is no noise");
+    assert_eq!(ws[2].ws_noise, Some(0.25));
+    assert_eq!(ws[2].variant, "ws_noise=0.25");
+    assert_eq!(ws[2].id, "synthetic-codats_ws-0_1-to-4-ws_noise0.25-s3");
+    assert_eq!(ws[2].problem, "0,1->4");
+    assert_eq!(
+        ws[2].train_config(1).validate(),
+        Ok(()),
+        "codats_ws accepts --ws-noise"
+    );
+    let mut bad = none[0].train_config(1);
+    bad.ws_noise = Some(0.1);
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "--ws-noise is only used by codats_ws (method is none)"
+    );
+    let mut bad = ws[2].train_config(1);
+    bad.ws_noise = Some(-0.1);
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "--ws-noise must be a non-negative number (got -0.1)"
+    );
+}
+
+#[test]
+fn paper_single_source_has_ten_pairs_per_dataset() {
+    let text = shipped("paper_single_source.toml");
+    let src = Source {
+        file: "paper_single_source.toml".into(),
+        text: &text,
+    };
+    let raw = parse_raw(&src).expect("parses");
+    let datasets: Vec<String> = raw
+        .problems
+        .get_ref()
+        .iter()
+        .map(|p| p.get_ref().dataset.get_ref().clone())
+        .collect();
+    assert_eq!(datasets, ["ucihar", "ucihhar", "wisdm_ar", "wisdm_at"]);
+    for p in raw.problems.get_ref() {
+        assert_eq!(
+            p.get_ref().pairs.as_ref().expect("pairs").get_ref().len(),
+            10
+        );
+    }
+    // Full checks for every dataset this build knows (the others appear with their loaders).
+    let known: Vec<String> = datasets
+        .iter()
+        .filter(|d| DatasetName::parse(d).is_ok())
+        .cloned()
+        .collect();
+    let plan = plan_of("paper_single_source.toml", &text, Some(&known)).expect("valid");
+    assert_eq!(plan.jobs.len(), known.len() * 10 * 4 * 3);
+    let ucihar: Vec<_> = plan.jobs.iter().filter(|j| j.dataset == "ucihar").collect();
+    assert_eq!(ucihar.len(), 120);
+    assert_eq!(ucihar[0].problem, "14->19");
+    assert!(ucihar
+        .iter()
+        .all(|j| j.steps == 30_000 && j.batch_size == 128));
+    assert_eq!(
+        plan_of("a.toml", &shipped("adatime_ucihar.toml"), None)
+            .expect("valid")
+            .jobs
+            .len(),
+        120
+    );
+}
+
+#[test]
+fn multi_source_subsets_are_seeded_distinct_and_deterministic() {
+    let text = shipped("paper_multi_source.toml");
+    let plan = plan_of("m.toml", &text, None).expect("valid");
+    assert_eq!(plan.jobs.len(), 10 * 5 * 3 * 3 * 3);
+    let again = plan_of("m.toml", &text, None).expect("valid");
+    assert_eq!(plan, again, "expansion is deterministic");
+    let mut problems: Vec<(Vec<u32>, u32)> = plan
+        .jobs
+        .iter()
+        .map(|j| (j.sources.clone(), j.target))
+        .collect();
+    problems.dedup();
+    assert_eq!(problems.len(), 150);
+    for t in [21, 4, 1, 24, 9, 8, 25, 5, 29, 18] {
+        for n in [1, 7, 13, 19, 25] {
+            let subsets: Vec<&Vec<u32>> = problems
+                .iter()
+                .filter(|(s, tt)| *tt == t && s.len() == n)
+                .map(|(s, _)| s)
+                .collect();
+            assert_eq!(subsets.len(), 3, "target {t}, n {n}");
+            assert!(
+                subsets[0] != subsets[1] && subsets[1] != subsets[2] && subsets[0] != subsets[2]
+            );
+            for s in &subsets {
+                assert!(!s.contains(&t) && s.iter().all(|d| (1..=30).contains(d)));
+                assert!(s.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
+            }
+        }
+    }
+    // Another seed draws other subsets; the same seed, other targets leave these unchanged.
+    let other = plan_of("m.toml", &text.replace("seed = 0", "seed = 1"), None).expect("valid");
+    assert_ne!(plan.jobs[0].sources, other.jobs[0].sources);
+    let fewer = plan_of(
+        "m.toml",
+        &text.replace("targets = [21, 4,", "targets = [4,"),
+        None,
+    )
+    .expect("valid");
+    let t4 = |p: &Plan| {
+        p.jobs
+            .iter()
+            .filter(|j| j.target == 4)
+            .map(|j| j.sources.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(t4(&plan), t4(&fewer));
+}
+
+fn error_of(text: &str) -> String {
+    plan_of("bad.toml", text, None)
+        .expect_err("must be rejected")
+        .to_string()
+}
+
+const HEAD: &str = "methods = [\"none\", \"codats\"]\n[train]\nsteps = 10\n";
+
+#[test]
+fn bad_specs_name_file_key_and_line() {
+    assert_eq!(
+        error_of(&format!("{HEAD}stepz = 3\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
+        "bad.toml:4:1: key `train.stepz`: unknown field `stepz`, expected one of `dataset`, `method`, `steps`, \
+         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `data_dir`"
+    );
+    let e = error_of(&format!(
+        "{HEAD}lr = \"fast\"\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:4:6: key `train.lr`: invalid type: string \"fast\", expected f64"),
+        "{e}"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{HEAD}[[problems]]\ndataset = \"mnist\"\npairs = [[0, 1]]\n"
+        )),
+        "bad.toml:5:11: key `problems[0].dataset`: unknown dataset \"mnist\"; valid datasets: "
+            .to_string()
+            + &DatasetName::all()
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+    );
+    assert_eq!(
+        error_of("methods = [\"none\",\n  \"dann\"]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"),
+        "bad.toml:2:3: key `methods[1]`: unknown method \"dann\"; valid methods: none, codats, codats_ws, upper"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{HEAD}[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1],\n  [3, 3]]\n"
+        )),
+        "bad.toml:7:3: key `problems[0].pairs[1]`: target 3 is also one of its sources"
+    );
+    assert_eq!(
+        error_of(&format!("{HEAD}[[problems]]\ndataset = \"synthetic\"\nsources = [0, 12]\ntarget = 1\n")),
+        "bad.toml:6:11: key `problems[0].sources`: domain 12 is not in synthetic (its domains are 0..9)"
+    );
+    assert_eq!(
+        error_of(&format!("{HEAD}[[problems]]\ndataset = \"ucihar\"\npairs = [[0, 1]]\n")),
+        "bad.toml:6:10: key `problems[0].pairs[0]`: domain 0 is not in ucihar (its domains are 1..30)"
+    );
+    assert_eq!(
+        error_of(&format!("{HEAD}[[problems]]\ndataset = \"synthetic\"\ntargets = [1]\nn_sources = [10]\nsubsets = 2\n")),
+        "bad.toml:7:14: key `problems[0].n_sources[0]`: cannot choose 10 sources for target 1: 9 candidate domains"
+    );
+    assert_eq!(
+        error_of(&format!("{HEAD}[[overrides]]\nmethod = \"codats\"\nws_noise = -1.0\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
+        "bad.toml:6:12: key `overrides[0].ws_noise`: must be a non-negative number"
+    );
+    assert_eq!(
+        error_of(&format!("{HEAD}[grid]\nmomentum = [0.9]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
+        "bad.toml:5:1: key `grid.momentum`: cannot sweep \"momentum\"; grid keys: steps, batch_size, lr, eval_every, split_seed, ws_noise"
+    );
+}
+
+#[test]
+fn cli_rejects_a_bad_spec_before_any_job_starts() {
+    let tmp = common::TempDir::new("sweep-bad-spec");
+    let spec = tmp.path().join("bad.toml");
+    std::fs::write(
+        &spec,
+        format!("{HEAD}[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1], [5, 5]]\n"),
+    )
+    .expect("write spec");
+    let out = tmp.path().join("sweep");
+    let o = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .args(["sweep", "run"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run codats");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: {}:6:18: key `problems[0].pairs[1]`: target 5 is also one of its sources",
+            spec.display()
+        )
+    );
+    assert!(
+        !out.exists(),
+        "no sweep directory may be created for a rejected spec"
+    );
+}
