@@ -312,3 +312,41 @@ fn cli_rejects_a_bad_spec_before_any_job_starts() {
         "no sweep directory may be created for a rejected spec"
     );
 }
+
+#[test]
+fn every_shipped_spec_parses_and_the_runnable_ones_expand() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("experiments/").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".toml") {
+            continue;
+        }
+        n += 1;
+        let text = shipped(&name);
+        let src = Source {
+            file: name.clone(),
+            text: &text,
+        };
+        let raw = parse_raw(&src).unwrap_or_else(|e| panic!("{e}"));
+        let known: Vec<String> = raw
+            .problems
+            .get_ref()
+            .iter()
+            .map(|p| p.get_ref().dataset.get_ref().clone())
+            .filter(|d| DatasetName::parse(d).is_ok())
+            .collect();
+        let plan = plan_of(&name, &text, Some(&known)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!plan.jobs.is_empty(), "{name}");
+    }
+    assert!(n >= 6, "found {n} specs");
+    let ws = plan_of("w.toml", &shipped("ws_noise_synthetic.toml"), None).expect("valid");
+    assert_eq!(ws.jobs.len(), 36);
+    assert_eq!(
+        plan_of("d.toml", &shipped("docs_ucihar_small.toml"), None)
+            .expect("valid")
+            .jobs
+            .len(),
+        8
+    );
+}
