@@ -140,6 +140,8 @@ fn same_loss_curve_over_50_training_steps() {
             target_proportions: None,
             threads: 2,
             kernels,
+            ws_noise: None,
+            data: Default::default(),
             code_version: code_version(),
         };
         let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
