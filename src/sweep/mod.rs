@@ -177,6 +177,10 @@ impl SweepDir {
                 let saved = crate::train::checkpoint::read_config(&run)?;
                 let mut want = job.train_config(saved.threads);
                 want.code_version = saved.code_version.clone();
+                // Not set by sweep specs: the loader options `codats train` records for the
+                // dataset, and the kernel choice.
+                want.data = saved.data.clone();
+                want.kernels = saved.kernels;
                 if saved != want {
                     bail!(
                         "{} was made with other settings than job {} of this spec (was the spec changed?); \
