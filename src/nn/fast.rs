@@ -565,10 +565,10 @@ fn column_sums(
     (s1, s2)
 }
 
-/// A vector of `n` floats whose contents the caller overwrites completely before reading.
+/// A zero-initialised vector of `n` floats, filled by `fill` (kept zeroed: the BN outputs are
+/// written through `&mut [f32]`, which must not point at uninitialised memory; only the GEMM
+/// outputs, written through raw pointers, skip the zero-fill — see [`gemm_new`]).
 fn filled_by(n: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
-    // Zeroing large fresh buffers costs as much as a pass over them; the fills below write
-    // every element, so start from a zeroed buffer only where that is cheap to avoid.
     let mut v = vec![0.0f32; n];
     fill(&mut v);
     v
