@@ -2,23 +2,26 @@
 //!
 //! Activations are kept channels-last (`[B, T, C]`, i.e. a `[B·T, C]` matrix) between layers, so
 //! each "same"-padded convolution and both of its gradients are single large GEMMs over the whole
-//! batch (im2col of the batch: `[B·T, K·Cin]`):
+//! batch. The input is copied once into a zero-padded `[B, T+K−1, Cin]` buffer `xp`; since the
+//! channels-last rows `t … t+K−1` are contiguous there, `xp` read with a row stride of `Cin` *is*
+//! the im2col matrix `col` `[B·(T+K−1)−(K−1), K·Cin]` (overlapping rows, never materialised):
 //!
-//! * forward      `Y  = col · Wᵀ`            `[B·T, Cout]`
-//! * weight grad  `dW = dYᵀ · col`           `[Cout, K·Cin]`
-//! * input grad   `dcol = dY · W`, then col2im (skipped when the input needs no gradient,
-//!   as for the first layer's data).
+//! * forward      `Y  = col · Wᵀ`                          `[rows, Cout]`, valid rows gathered
+//! * weight grad  `dW = dYᵀ · col`                          `[Cout, K·Cin]`
+//! * input grad   `dX = col(dY padded) · W_flippedᵀ`, the same kind of product with the taps
+//!   reversed (skipped when the input needs no gradient, as for the first layer's data).
 //!
-//! Batch norm (training mode) and ReLU are fused into one op with an analytic backward:
+//! [`ConvSameCl`] is one such convolution as a candle op (used for evaluation, and tested on its
+//! own); training runs the whole FCN as one op, [`super::fast_fcn::FcnTrain`], built from the same
+//! pieces plus batch norm + ReLU with an analytic backward:
 //! `dx = γ·inv/N · (N·dz − Σdz − x̂·Σ(dz·x̂))` with `dz = dy·[y > 0]`.
-//! Reductions use a fixed chunking, so results do not depend on the thread count.
 //! Parameter layouts and names are those of the plain candle path, so checkpoints are
 //! interchangeable; `tests/fast_kernels.rs` checks both paths agree.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
 
 /// Nanoseconds spent inside the fast convolutions (forward and backward), for `codats bench`.
@@ -34,7 +37,7 @@ pub fn reset_conv_time() {
     CONV_NANOS.store(0, Ordering::Relaxed);
 }
 
-struct ConvTimer(std::time::Instant);
+pub(super) struct ConvTimer(pub(super) std::time::Instant);
 
 impl Drop for ConvTimer {
     fn drop(&mut self) {
@@ -42,8 +45,9 @@ impl Drop for ConvTimer {
     }
 }
 
-/// Rows per chunk in the per-channel reductions (fixed, for thread-count-independent sums).
-const ROW_CHUNK: usize = 512;
+/// About this many rows per group in the per-channel reductions (fixed, so sums do not depend on
+/// the thread count).
+pub(super) const ROW_CHUNK: usize = 512;
 
 #[cfg_attr(feature = "openblas", allow(dead_code))]
 fn threads() -> usize {
@@ -66,12 +70,12 @@ pub(crate) fn gemm(
 ) {
     assert!(dst.len() >= m * n);
     // SAFETY: dst holds at least m·n initialised floats.
-    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), a, a_s, b, b_s, accumulate) }
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), a, a_s, b, b_s, accumulate, true) }
 }
 
 /// `A[m×k] · B[k×n]` into a new row-major vector, without zero-filling it first (the product
 /// overwrites every element; zeroing fresh buffers was ~10 % of a training step).
-fn gemm_new(
+pub(super) fn gemm_new(
     m: usize,
     n: usize,
     k: usize,
@@ -98,14 +102,69 @@ fn gemm_new(
             b,
             b_s,
             false,
+            true,
         );
         v.set_len(m * n);
     }
     v
 }
 
+/// Rows of the inner dimension per block in [`gemm_sum_k`].
+const SPLIT_K: usize = 4096;
+
+/// `A[m×k] · B[k×n]` for long, thin products such as weight gradients (`k = B·T` rows, `m·n` at
+/// most 256 × 768): the gemm crate parallelises over `m` and `n` only, which are too small here
+/// to keep both cores busy. Instead the `k` axis is cut into fixed blocks of [`SPLIT_K`] rows,
+/// multiplied in parallel (one core each) and the partial products summed in block order — the
+/// fixed blocks keep the result independent of the thread count.
+pub(super) fn gemm_sum_k(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+) -> Vec<f32> {
+    if cfg!(feature = "openblas") || k <= SPLIT_K {
+        return gemm_new(m, n, k, a, (a_rs, a_cs), b, (b_rs, b_cs));
+    }
+    let parts: Vec<Vec<f32>> = (0..k.div_ceil(SPLIT_K))
+        .into_par_iter()
+        .map(|p| {
+            let k0 = p * SPLIT_K;
+            let kk = SPLIT_K.min(k - k0);
+            let mut v: Vec<f32> = Vec::with_capacity(m * n);
+            // SAFETY: as in `gemm_new`; the block's operands start at inner index k0.
+            unsafe {
+                gemm_raw(
+                    m,
+                    n,
+                    kk,
+                    v.spare_capacity_mut().as_mut_ptr().cast::<f32>(),
+                    &a[k0 * a_cs..],
+                    (a_rs, a_cs),
+                    &b[k0 * b_rs..],
+                    (b_rs, b_cs),
+                    false,
+                    false,
+                );
+                v.set_len(m * n);
+            }
+            v
+        })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().expect("k > SPLIT_K gives at least two blocks");
+    for part in parts {
+        sum.iter_mut().zip(&part).for_each(|(s, v)| *s += v);
+    }
+    sum
+}
+
 /// # Safety
 /// `dst` must be valid for writes of `m·n` floats (and reads, when `accumulate`).
+/// `parallel = false` keeps the product on the calling thread.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_raw(
     m: usize,
@@ -117,6 +176,7 @@ unsafe fn gemm_raw(
     b: &[f32],
     (b_rs, b_cs): (usize, usize),
     accumulate: bool,
+    parallel: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -127,11 +187,12 @@ unsafe fn gemm_raw(
     }
     #[cfg(feature = "openblas")]
     {
+        let _ = parallel;
         blas::sgemm(m, n, k, dst, a, (a_rs, a_cs), b, (b_rs, b_cs), accumulate);
     }
     #[cfg(not(feature = "openblas"))]
     {
-        let par = if m * n * k >= 1 << 18 {
+        let par = if parallel && m * n * k >= 1 << 18 {
             gemm_crate::Parallelism::Rayon(threads())
         } else {
             gemm_crate::Parallelism::None
@@ -248,7 +309,7 @@ pub mod blas {
 }
 
 /// Borrows a contiguous f32 CPU tensor's data.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(super) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
         candle_core::bail!("fast kernels need f32 CPU tensors")
@@ -259,7 +320,7 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     Ok(f(&v[a..b]))
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         candle_core::bail!("fast kernels need f32 tensors")
     };
@@ -269,7 +330,7 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     Ok(&v[a..b])
 }
 
-fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
+pub(super) fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
     Tensor::from_vec(v, shape, &candle_core::Device::Cpu)
 }
 
@@ -277,8 +338,8 @@ fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
 /// kernel `[Cout, Cin, K]` (candle/PyTorch layout); output `[B, T, Cout]`.
 pub struct ConvSameCl {
     left: usize,
-    /// im2col of the forward input, kept for the weight gradient.
-    col: Mutex<Option<Arc<Vec<f32>>>>,
+    /// The zero-padded forward input `[B, T+K−1, Cin]`, kept for the weight gradient.
+    xp: Mutex<Option<Arc<Vec<f32>>>>,
 }
 
 impl ConvSameCl {
@@ -289,14 +350,14 @@ impl ConvSameCl {
             &weight.contiguous()?,
             ConvSameCl {
                 left: (k - 1) / 2,
-                col: Mutex::new(None),
+                xp: Mutex::new(None),
             },
         )
     }
 }
 
-/// `[Cout, Cin, K]` → `[Cout, K, Cin]` (rows match the channels-last im2col layout).
-fn kernel_to_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+/// `[Cout, Cin, K]` → `[Cout, K, Cin]` (rows match the padded input's overlapping windows).
+pub(super) fn kernel_to_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
     let mut out = vec![0.0; w.len()];
     for o in 0..cout {
         for c in 0..cin {
@@ -308,8 +369,22 @@ fn kernel_to_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
     out
 }
 
+/// `[Cout, Cin, K]` → `[Cin, K, Cout]` with the taps reversed: the kernel that maps the output
+/// gradient back to the input (a "full" correlation with the flipped kernel).
+pub(super) fn kernel_to_flipped_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for o in 0..cout {
+        for c in 0..cin {
+            for j in 0..k {
+                out[(c * k + (k - 1 - j)) * cout + o] = w[(o * cin + c) * k + j];
+            }
+        }
+    }
+    out
+}
+
 /// `[Cout, K, Cin]` → `[Cout, Cin, K]`.
-fn kernel_from_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+pub(super) fn kernel_from_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
     let mut out = vec![0.0; w.len()];
     for o in 0..cout {
         for j in 0..k {
@@ -321,51 +396,47 @@ fn kernel_from_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// im2col of channels-last `x` `[B, T, Cin]` → `[B·T, K·Cin]` with `left` zeros before each sequence.
-fn im2col(x: &[f32], b: usize, t: usize, cin: usize, k: usize, left: usize) -> Vec<f32> {
-    let row = k * cin;
-    let mut col = vec![0.0f32; b * t * row];
-    col.par_chunks_mut(t * row)
-        .enumerate()
-        .for_each(|(bi, dst)| {
-            let xs = &x[bi * t * cin..(bi + 1) * t * cin];
-            for ti in 0..t {
-                for j in 0..k {
-                    let src = ti as isize + j as isize - left as isize;
-                    if src >= 0 && (src as usize) < t {
-                        let s = src as usize;
-                        dst[ti * row + j * cin..ti * row + (j + 1) * cin]
-                            .copy_from_slice(&xs[s * cin..(s + 1) * cin]);
-                    }
-                }
-            }
-        });
-    col
+/// Channels-last `x` `[B, T, C]` → `[B, T+K−1, C]` with `left` zero rows before and `K−1−left`
+/// after each sequence.
+pub(super) fn pad_rows(x: &[f32], b: usize, t: usize, c: usize, k: usize, left: usize) -> Vec<f32> {
+    let tp = t + k - 1;
+    filled_by(b * tp * c, |xp| {
+        xp.par_chunks_mut(tp * c)
+            .zip(x.par_chunks(t * c))
+            .for_each(|(dst, src)| {
+                dst[..left * c].fill(0.0);
+                dst[left * c..(left + t) * c].copy_from_slice(src);
+                dst[(left + t) * c..].fill(0.0);
+            })
+    })
 }
 
-/// Adjoint of [`im2col`]: sums `dcol` `[B·T, K·Cin]` back into `[B, T, Cin]`.
-fn col2im(dcol: &[f32], b: usize, t: usize, cin: usize, k: usize, left: usize) -> Vec<f32> {
-    let row = k * cin;
-    let mut dx = vec![0.0f32; b * t * cin];
-    dx.par_chunks_mut(t * cin)
-        .enumerate()
-        .for_each(|(bi, dst)| {
-            let src = &dcol[bi * t * row..(bi + 1) * t * row];
-            for ti in 0..t {
-                for j in 0..k {
-                    let to = ti as isize + j as isize - left as isize;
-                    if to >= 0 && (to as usize) < t {
-                        let to = to as usize;
-                        let d = &mut dst[to * cin..(to + 1) * cin];
-                        let s = &src[ti * row + j * cin..ti * row + (j + 1) * cin];
-                        for (a, b) in d.iter_mut().zip(s) {
-                            *a += *b;
-                        }
-                    }
-                }
-            }
-        });
-    dx
+/// Valid convolution of every sequence of the padded `xp` `[B, T+K−1, Cin]` with `w_kc`
+/// `[Cout, K·Cin]`: `y[b, t] = Σ_j xp[b, t+j] · w_j`, output `[B, T, Cout]`.
+///
+/// Channels-last rows `t … t+K−1` of `xp` are contiguous, so the im2col matrix is `xp` itself
+/// read with a row stride of `Cin` (overlapping rows): one GEMM over all `B·(T+K−1) − (K−1)`
+/// window starts, no im2col copy. The `K−1` starts per sequence that straddle two sequences
+/// (≤ 5 % of the rows here) are computed and dropped when the valid rows are gathered.
+fn conv_valid(
+    xp: &[f32],
+    b: usize,
+    t: usize,
+    cin: usize,
+    k: usize,
+    w_kc: &[f32],
+    cout: usize,
+) -> Vec<f32> {
+    let tp = t + k - 1;
+    let rows = b * tp - (k - 1);
+    let yp = gemm_new(rows, cout, k * cin, xp, (cin, 1), w_kc, (1, k * cin));
+    filled_by(b * t * cout, |y| {
+        y.par_chunks_mut(t * cout)
+            .enumerate()
+            .for_each(|(bi, dst)| {
+                dst.copy_from_slice(&yp[bi * tp * cout..(bi * tp + t) * cout]);
+            })
+    })
 }
 
 impl CustomOp2 for ConvSameCl {
@@ -386,12 +457,10 @@ impl CustomOp2 for ConvSameCl {
         if cin != cin2 {
             candle_core::bail!("conv: input has {cin} channels, kernel expects {cin2}");
         }
-        let x = slice(s1, l1)?;
         let w = kernel_to_kc(slice(s2, l2)?, cout, cin, k);
-        let col = im2col(x, b, t, cin, k, self.left);
-        // Y[B·T, Cout] = col[B·T, K·Cin] · W_kcᵀ
-        let y = gemm_new(b * t, cout, k * cin, &col, (k * cin, 1), &w, (1, k * cin));
-        *self.col.lock().expect("col lock") = Some(Arc::new(col));
+        let xp = pad_rows(slice(s1, l1)?, b, t, cin, k, self.left);
+        let y = conv_valid(&xp, b, t, cin, k, &w, cout);
+        *self.xp.lock().expect("xp lock") = Some(Arc::new(xp));
         Ok((CpuStorage::F32(y), Shape::from((b, t, cout))))
     }
 
@@ -406,37 +475,57 @@ impl CustomOp2 for ConvSameCl {
         let (b, t, cin) = x.dims3()?;
         let (cout, _, k) = w.dims3()?;
         let dy = dy.contiguous()?;
-        let col = match self.col.lock().expect("col lock").clone() {
-            Some(c) => c,
-            None => Arc::new(with_f32(x, |x| im2col(x, b, t, cin, k, self.left))?),
+        let xp = match self.xp.lock().expect("xp lock").clone() {
+            Some(xp) => xp,
+            None => Arc::new(with_f32(x, |x| pad_rows(x, b, t, cin, k, self.left))?),
         };
-        let rows = b * t;
-        let (dw, dx) = with_f32(&dy, |dy| -> Result<(Tensor, Option<Tensor>)> {
-            // dW_kc[Cout, K·Cin] = dYᵀ · col
-            let dw = gemm_new(cout, k * cin, rows, dy, (1, cout), &col, (k * cin, 1));
-            let dw = tensor(kernel_from_kc(&dw, cout, cin, k), (cout, cin, k))?;
-            let dx = if x.track_op() {
-                let w_kc = with_f32(&w.contiguous()?, |w| kernel_to_kc(w, cout, cin, k))?;
-                // dcol[B·T, K·Cin] = dY · W_kc
-                let dcol = gemm_new(rows, k * cin, cout, dy, (cout, 1), &w_kc, (k * cin, 1));
-                Some(tensor(col2im(&dcol, b, t, cin, k, self.left), (b, t, cin))?)
-            } else {
-                None
-            };
-            Ok((dw, dx))
-        })??;
+        let tp = t + k - 1;
+        let rows = b * tp - (k - 1);
+        // dY padded for the input gradient: `K−1−left` zero rows before each sequence.
+        let shift = k - 1 - self.left;
+        let dyq = with_f32(&dy, |dy| pad_rows(dy, b, t, cout, k, shift))?;
+        // From row `shift` on, dyq holds dY at the forward's window starts and zeros at the
+        // straddling starts, so dW_kc[Cout, K·Cin] = dYᵀ · (overlapping windows of xp).
+        let dw = gemm_sum_k(
+            cout,
+            k * cin,
+            rows,
+            &dyq[shift * cout..],
+            (1, cout),
+            &xp,
+            (cin, 1),
+        );
+        let dw = tensor(kernel_from_kc(&dw, cout, cin, k), (cout, cin, k))?;
+        let dx = if x.track_op() {
+            let w_flip = with_f32(&w.contiguous()?, |w| kernel_to_flipped_kc(w, cout, cin, k))?;
+            Some(tensor(
+                conv_valid(&dyq, b, t, cout, k, &w_flip, cin),
+                (b, t, cin),
+            )?)
+        } else {
+            None
+        };
         Ok((dx, Some(dw)))
     }
 }
 
-/// Defines `$name`, which runs `$generic` compiled for AVX2+FMA when the CPU has them (checked at
-/// run time) and as plain code otherwise. The row kernels below vectorise across channels, so
-/// both versions add in the same order and give bit-identical results.
+/// Defines `$name`, which runs `$generic` compiled for AVX-512 or AVX2+FMA when the CPU has them
+/// (checked at run time) and as plain code otherwise. The row kernels below vectorise across
+/// channels and Rust never contracts `a·b + c` into an FMA by itself, so all versions add in the
+/// same order and give bit-identical results.
 macro_rules! simd_dispatch {
     ($name:ident => $generic:ident ($($arg:ident : $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
+        pub(super) fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                if std::is_x86_feature_detected!("avx512f") {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    unsafe fn avx512($($arg: $ty),*) {
+                        $generic($($arg),*)
+                    }
+                    // SAFETY: the CPU supports the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     #[target_feature(enable = "avx2,fma")]
                     unsafe fn avx2($($arg: $ty),*) {
@@ -531,151 +620,13 @@ fn bn_bwd_dx_generic(x: &[f32], y: &[f32], dy: &[f32], p: &[&[f32]; 5], nf: f32,
 }
 simd_dispatch!(bn_bwd_dx => bn_bwd_dx_generic(x: &[f32], y: &[f32], dy: &[f32], p: &[&[f32]; 5], nf: f32, out: &mut [f32]));
 
-/// Per-channel sums over the rows of a row-major `[N, C]` matrix: `f(chunk_rows, acc1, acc2)`
-/// accumulates one chunk of at most [`ROW_CHUNK`] rows in f32; chunks are combined in f64, in
-/// order, so the result does not depend on the number of threads.
-fn column_sums(
-    data_len: usize,
-    c: usize,
-    f: impl Fn(std::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
-) -> (Vec<f64>, Vec<f64>) {
-    let n = data_len / c;
-    let chunks = n.div_ceil(ROW_CHUNK);
-    let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
-        .into_par_iter()
-        .map(|ch| {
-            let mut s1 = vec![0.0f32; c];
-            let mut s2 = vec![0.0f32; c];
-            f(
-                ch * ROW_CHUNK..((ch + 1) * ROW_CHUNK).min(n),
-                &mut s1,
-                &mut s2,
-            );
-            (s1, s2)
-        })
-        .collect();
-    let mut s1 = vec![0.0f64; c];
-    let mut s2 = vec![0.0f64; c];
-    for (a, b) in parts {
-        for i in 0..c {
-            s1[i] += a[i] as f64;
-            s2[i] += b[i] as f64;
-        }
-    }
-    (s1, s2)
-}
-
 /// A zero-initialised vector of `n` floats, filled by `fill` (kept zeroed: the BN outputs are
 /// written through `&mut [f32]`, which must not point at uninitialised memory; only the GEMM
 /// outputs, written through raw pointers, skip the zero-fill — see [`gemm_new`]).
-fn filled_by(n: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+pub(super) fn filled_by(n: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
     let mut v = vec![0.0f32; n];
     fill(&mut v);
     v
-}
-
-/// Training-mode batch norm fused with ReLU on channels-last `[.., C]` input, with γ and β.
-/// The batch mean and biased variance it used are left in `stats` for the running averages.
-pub struct BnReluTrain {
-    eps: f64,
-    stats: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
-}
-
-impl CustomOp3 for BnReluTrain {
-    fn name(&self) -> &'static str {
-        "batchnorm-relu-train"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let c = *l1.shape().dims().last().expect("rank >= 1");
-        let n = l1.shape().elem_count() / c;
-        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (sum, _) = column_sums(x.len(), c, |rows, s, _| {
-            sum_rows(&x[rows.start * c..rows.end * c], s)
-        });
-        let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
-        let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-        let (sq, _) = column_sums(x.len(), c, |rows, s, _| {
-            sq_dev_rows(&x[rows.start * c..rows.end * c], &mean32, s)
-        });
-        let var: Vec<f64> = sq.iter().map(|s| s / n as f64).collect();
-        let scale: Vec<f32> = (0..c)
-            .map(|i| (gamma[i] as f64 / (var[i] + self.eps).sqrt()) as f32)
-            .collect();
-        let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean32[i] * scale[i]).collect();
-        let y = filled_by(n * c, |y| {
-            y.par_chunks_mut(ROW_CHUNK * c)
-                .zip(x.par_chunks(ROW_CHUNK * c))
-                .for_each(|(yo, xi)| scale_shift_relu(xi, &scale, &shift, yo))
-        });
-        *self.stats.lock().expect("stats lock") = Some((mean, var));
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        res: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = x.dim(candle_core::D::Minus1)?;
-        let n = x.elem_count() / c;
-        let (mean, var) = self
-            .stats
-            .lock()
-            .expect("stats lock")
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("batch-norm backward before forward".into()))?;
-        let inv: Vec<f32> = var
-            .iter()
-            .map(|v| (1.0 / (v + self.eps).sqrt()) as f32)
-            .collect();
-        let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-        let dy = dy.contiguous()?;
-        let gamma_v = gamma.to_vec1::<f32>()?;
-        let (dx, s1, s2) = with_f32(x, |x| {
-            with_f32(res, |y| {
-                with_f32(&dy, |dy| {
-                    // Σ dz and Σ dz·(x − μ) per channel, dz = dy·[y > 0]; x̂ = (x − μ)·inv.
-                    let (s1, s2) = column_sums(x.len(), c, |rows, a, b| {
-                        let r = rows.start * c..rows.end * c;
-                        bn_bwd_sums(&x[r.clone()], &y[r.clone()], &dy[r], &mean, a, b)
-                    });
-                    let s2: Vec<f64> = s2.iter().zip(&inv).map(|(s, &v)| s * v as f64).collect();
-                    let nf = n as f32;
-                    let coef: Vec<f32> = (0..c).map(|i| gamma_v[i] * inv[i] / nf).collect();
-                    let m1: Vec<f32> = s1.iter().map(|&v| v as f32).collect();
-                    let m2: Vec<f32> = s2.iter().map(|&v| v as f32).collect();
-                    let dx = filled_by(n * c, |dx| {
-                        dx.par_chunks_mut(ROW_CHUNK * c)
-                            .zip(x.par_chunks(ROW_CHUNK * c))
-                            .zip(
-                                y.par_chunks(ROW_CHUNK * c)
-                                    .zip(dy.par_chunks(ROW_CHUNK * c)),
-                            )
-                            .for_each(|((out, xc), (yc, gc))| {
-                                let p = [&mean[..], &inv[..], &coef[..], &m1[..], &m2[..]];
-                                bn_bwd_dx(xc, yc, gc, &p, nf, out)
-                            })
-                    });
-                    (dx, s1, s2)
-                })
-            })
-        })???;
-        let dgamma = tensor(s2.iter().map(|&v| v as f32).collect(), c)?;
-        let dbeta = tensor(s1.iter().map(|&v| v as f32).collect(), c)?;
-        Ok((Some(tensor(dx, x.shape())?), Some(dgamma), Some(dbeta)))
-    }
 }
 
 /// Batch norm + ReLU over the last axis of channels-last activations, sharing its parameters
@@ -715,24 +666,11 @@ impl BnRelu {
         })
     }
 
-    /// Training mode: batch statistics, running averages updated as candle's BatchNorm does.
-    pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
-        let stats = Arc::new(Mutex::new(None));
-        let y = x.contiguous()?.apply_op3(
-            &self.gamma,
-            &self.beta,
-            BnReluTrain {
-                eps: self.eps,
-                stats: stats.clone(),
-            },
-        )?;
-        let (mean, var) = stats
-            .lock()
-            .expect("stats lock")
-            .clone()
-            .expect("forward ran");
+    /// Moves the running averages towards a batch's mean and biased variance over `n` rows, as
+    /// candle's BatchNorm does (the variance enters unbiased).
+    pub fn update_running(&self, mean: &[f64], var: &[f64], n: usize) -> Result<()> {
         let c = mean.len();
-        let n = (x.elem_count() / c) as f64;
+        let n = n as f64;
         let m = self.momentum;
         let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
         let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
@@ -743,8 +681,17 @@ impl BnRelu {
             .map(|i| (rv[i] as f64 * (1.0 - m) + var[i] * n / (n - 1.0) * m) as f32)
             .collect();
         self.running_mean.set(&tensor(rm, c)?)?;
-        self.running_var.set(&tensor(rv, c)?)?;
-        Ok(y)
+        self.running_var.set(&tensor(rv, c)?)
+    }
+
+    /// γ and β.
+    pub fn affine(&self) -> (&Tensor, &Tensor) {
+        (&self.gamma, &self.beta)
+    }
+
+    /// The ε added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
     }
 
     /// Eval mode: running statistics.
@@ -755,5 +702,50 @@ impl BnRelu {
         let scale = (inv * self.gamma.detach())?;
         let shift = (self.beta.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
         x.broadcast_mul(&scale)?.broadcast_add(&shift)?.relu()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                let h = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(13);
+                (h % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_k_product_matches_one_product_and_direct_sums() {
+        // k spans three blocks (the last one partial); A is read transposed, as in dW = dYᵀ·X.
+        let (m, n, k) = (5, 7, 2 * SPLIT_K + 123);
+        let a = values(k * m, 1); // row-major [k, m]: A = aᵀ
+        let b = values(k * n, 2);
+        let split = gemm_sum_k(m, n, k, &a, (1, m), &b, (n, 1));
+        let whole = gemm_new(m, n, k, &a, (1, m), &b, (n, 1));
+        for i in 0..m {
+            for j in 0..n {
+                let direct: f64 = (0..k)
+                    .map(|r| a[r * m + i] as f64 * b[r * n + j] as f64)
+                    .sum();
+                let (s, w) = (split[i * n + j] as f64, whole[i * n + j] as f64);
+                assert!((s - direct).abs() < 1e-3, "({i},{j}): {s} vs {direct}");
+                assert!((w - direct).abs() < 1e-3, "({i},{j}): {w} vs {direct}");
+            }
+        }
+    }
+
+    #[test]
+    fn padded_rows_hold_each_sequence_between_zeros() {
+        let x: Vec<f32> = (1..=12).map(|v| v as f32).collect(); // [B=2, T=3, C=2]
+        let xp = pad_rows(&x, 2, 3, 2, 4, 1); // 1 zero row before, 2 after
+        #[rustfmt::skip]
+        let want = [0., 0., 1., 2., 3., 4., 5., 6., 0., 0., 0., 0.,
+                    0., 0., 7., 8., 9., 10., 11., 12., 0., 0., 0., 0.];
+        assert_eq!(xp, want);
     }
 }

@@ -5,6 +5,7 @@ use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
 use rand_chacha::ChaCha8Rng;
 
 use super::fast::{BnRelu, ConvSameCl};
+use super::fast_fcn::FcnTrain;
 use super::{Dropout, GradReverse};
 
 /// Which implementation runs the FCN: the fast hand-written CPU kernels, or plain candle ops
@@ -151,15 +152,25 @@ impl Fcn {
     /// `[B, C, T]` → `[B, 128]` features; `train` selects batch statistics and updates running ones.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if self.kernels == Kernels::Fast {
+            if train {
+                let params: Vec<_> = self
+                    .convs
+                    .iter()
+                    .zip(&self.fast_bns)
+                    .map(|(conv, bn)| (conv.weight(), bn.affine().0, bn.affine().1))
+                    .collect();
+                let (features, stats) = FcnTrain::apply(x, &params, self.fast_bns[0].eps())?;
+                let n = x.dim(0)? * x.dim(2)?;
+                for (bn, (mean, var)) in self.fast_bns.iter().zip(&stats) {
+                    bn.update_running(mean, var, n)?;
+                }
+                return Ok(features);
+            }
             // Channels-last from here on: [B, T, C].
             let mut h = x.transpose(1, 2)?.contiguous()?;
             for (conv, bn) in self.convs.iter().zip(self.fast_bns.iter()) {
                 let z = ConvSameCl::apply(&h, conv.weight())?;
-                h = if train {
-                    bn.forward_train(&z)?
-                } else {
-                    bn.forward_eval(&z)?
-                };
+                h = bn.forward_eval(&z)?;
             }
             return h.mean(1);
         }
