@@ -312,14 +312,15 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             out.display()
         );
     }
-    finish(
-        trainer.run(RunOptions {
-            progress,
-            log_lines: progress,
-            stop_after: a.stop_after,
-        })?,
-        &out,
-    )
+    let result = trainer.run(RunOptions {
+        progress,
+        log_lines: progress,
+        stop_after: a.stop_after,
+    })?;
+    if progress {
+        eprintln!("{}", trainer.timing().summary());
+    }
+    finish(result, &out)
 }
 
 fn finish(result: Option<train::eval::RunResult>, out: &std::path::Path) -> Result<()> {

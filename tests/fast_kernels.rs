@@ -149,6 +149,10 @@ fn same_loss_curve_over_50_training_steps() {
         let out = tmp.path().join(format!("{kernels:?}"));
         let mut t = Trainer::new(cfg, problem, &out).unwrap();
         t.run(RunOptions::default()).unwrap();
+        // the run accounts for its time: every part lies inside the total
+        let tm = t.timing();
+        let parts = tm.steps + tm.batching + tm.evaluation + tm.checkpoints + tm.final_evaluation;
+        assert!(tm.steps > 0.0 && parts <= tm.total, "{tm:?}");
         let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
         let loss: Vec<f64> = csv
             .lines()

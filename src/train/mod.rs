@@ -82,6 +82,47 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
 }
 
+/// Where a [`Trainer::run`] spent its wall time, in seconds (this process only, not earlier
+/// attempts of a resumed run).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timing {
+    /// The whole call, final evaluation included.
+    pub total: f64,
+    /// Training steps: forward, backward and optimiser.
+    pub steps: f64,
+    /// Gathering windows into batches.
+    pub batching: f64,
+    /// Validation accuracy every `eval_every` steps, best-model weights included.
+    pub evaluation: f64,
+    /// Resumable checkpoints and the metrics log.
+    pub checkpoints: f64,
+    /// Test-set evaluation of the selected weights at the end (result.json).
+    pub final_evaluation: f64,
+}
+
+impl Timing {
+    /// One line: total time and each part's share of it.
+    pub fn summary(&self) -> String {
+        let pct = |x: f64| 100.0 * x / self.total.max(1e-9);
+        format!(
+            "time {:.1} s: training steps {:.1} %, batching {:.1} %, validation {:.1} %, \
+             checkpoints {:.1} %, final test evaluation {:.1} %, other {:.1} %",
+            self.total,
+            pct(self.steps),
+            pct(self.batching),
+            pct(self.evaluation),
+            pct(self.checkpoints),
+            pct(self.final_evaluation),
+            pct(self.total
+                - self.steps
+                - self.batching
+                - self.evaluation
+                - self.checkpoints
+                - self.final_evaluation),
+        )
+    }
+}
+
 /// A run in progress.
 pub struct Trainer {
     cfg: TrainConfig,
@@ -92,6 +133,7 @@ pub struct Trainer {
     groups: Vec<(String, Adam)>,
     state: TrainState,
     eval: eval::EvalSets,
+    timing: Timing,
 }
 
 fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
@@ -195,6 +237,7 @@ impl Trainer {
             groups,
             state,
             eval,
+            timing: Timing::default(),
         })
     }
 
@@ -218,6 +261,7 @@ impl Trainer {
             groups,
             state,
             eval,
+            timing: Timing::default(),
         })
     }
 
@@ -250,6 +294,11 @@ impl Trainer {
     /// Steps completed so far.
     pub fn step(&self) -> usize {
         self.state.step
+    }
+
+    /// Where the latest [`Trainer::run`] spent its time.
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// The run directory.
@@ -331,12 +380,18 @@ impl Trainer {
         let mut acc = metrics_log::Accumulator::default();
         let mut timer = Instant::now();
         let mut timed_steps = 0usize;
+        let started = Instant::now();
+        self.timing = Timing::default();
         while self.state.step < total {
             if opts.stop_after.is_some_and(|s| self.state.step >= s) {
                 bar.abandon();
+                self.timing.total = started.elapsed().as_secs_f64();
                 return Ok(None);
             }
+            let t = Instant::now();
             let batch = self.next_batch()?;
+            self.timing.batching += t.elapsed().as_secs_f64();
+            let t = Instant::now();
             let mut ctx = StepContext {
                 step: self.state.step,
                 total_steps: total,
@@ -344,6 +399,7 @@ impl Trainer {
             };
             let (loss, scalars) =
                 train_step(self.method.as_mut(), &mut self.groups, &batch, &mut ctx)?;
+            self.timing.steps += t.elapsed().as_secs_f64();
             for (i, (_, opt)) in self.groups.iter().enumerate() {
                 self.state.optimiser_steps[i] = opt.t();
             }
@@ -354,6 +410,7 @@ impl Trainer {
 
             let step = self.state.step;
             if step % self.cfg.eval_every == 0 || step == total {
+                let t = Instant::now();
                 let steps_per_s = timed_steps as f64 / timer.elapsed().as_secs_f64();
                 let src = self.eval.source_valid_accuracy(self.method.as_ref())?;
                 let tgt = self.eval.target_valid_accuracy(self.method.as_ref())?;
@@ -381,20 +438,28 @@ impl Trainer {
                     eprintln!("step {step}/{total}  {line}  {steps_per_s:.2} steps/s");
                 }
                 acc = metrics_log::Accumulator::default();
+                self.timing.evaluation += t.elapsed().as_secs_f64();
                 timer = Instant::now();
                 timed_steps = 0;
             }
             if step % self.cfg.checkpoint_every == 0 || step == total {
+                let t = Instant::now();
                 log.flush()?;
                 self.dir
                     .save_checkpoint(&self.varmap, &self.groups, &self.state)?;
+                self.timing.checkpoints += t.elapsed().as_secs_f64();
             }
         }
         bar.finish_and_clear();
+        let t = Instant::now();
         log.flush()?;
         self.dir.save_weights(&self.varmap, checkpoint::LAST)?;
+        self.timing.checkpoints += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let result = eval::evaluate_run(&self.cfg, &self.problem, self.dir.path(), &self.state)?;
         self.dir.write_result(&result)?;
+        self.timing.final_evaluation = t.elapsed().as_secs_f64();
+        self.timing.total = started.elapsed().as_secs_f64();
         Ok(Some(result))
     }
 }
