@@ -417,7 +417,7 @@ pub(super) fn pad_rows(x: &[f32], b: usize, t: usize, c: usize, k: usize, left: 
 /// Channels-last rows `t … t+K−1` of `xp` are contiguous, so the im2col matrix is `xp` itself
 /// read with a row stride of `Cin` (overlapping rows): one GEMM over all `B·(T+K−1) − (K−1)`
 /// window starts, no im2col copy. The `K−1` starts per sequence that straddle two sequences
-/// (≤ 5 % of the rows here) are computed and dropped when the valid rows are gathered.
+/// (at most 7 of every 135 rows here) are computed and dropped when the valid rows are gathered.
 fn conv_valid(
     xp: &[f32],
     b: usize,
