@@ -49,7 +49,6 @@ impl Drop for ConvTimer {
 /// the thread count).
 pub(super) const ROW_CHUNK: usize = 512;
 
-#[cfg_attr(feature = "openblas", allow(dead_code))]
 fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
@@ -186,11 +185,12 @@ unsafe fn gemm_raw(
         assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     }
     #[cfg(feature = "openblas")]
-    {
-        let _ = parallel;
+    if blas::expressible((a_rs, a_cs), m, k) && blas::expressible((b_rs, b_cs), k, n) {
         blas::sgemm(m, n, k, dst, a, (a_rs, a_cs), b, (b_rs, b_cs), accumulate);
+        return;
     }
-    #[cfg(not(feature = "openblas"))]
+    // The gemm crate; with `openblas` only for what CBLAS cannot express (the convolutions'
+    // overlapping-row im2col views).
     {
         let par = if parallel && m * n * k >= 1 << 18 {
             gemm_crate::Parallelism::Rayon(threads())
@@ -260,6 +260,12 @@ pub mod blas {
     pub fn set_threads(n: usize) {
         // SAFETY: a plain setter in the OpenBLAS runtime.
         unsafe { openblas_set_num_threads(n as i32) }
+    }
+
+    /// Whether a `rows × cols` operand with these strides is a plain (possibly transposed)
+    /// CBLAS matrix: one unit stride and a leading dimension that does not overlap rows/columns.
+    pub(super) fn expressible((rs, cs): (usize, usize), rows: usize, cols: usize) -> bool {
+        (cs == 1 && (rs >= cols || rows <= 1)) || (rs == 1 && (cs >= rows || cols <= 1))
     }
 
     /// (transpose flag, leading dimension) of a matrix given by its strides.
