@@ -197,8 +197,6 @@ pub fn run(cli: Cli) -> Result<()> {
 fn set_threads(threads: usize) {
     // candle's CPU kernels size their thread pool from RAYON_NUM_THREADS on first use.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    #[cfg(feature = "openblas")]
-    crate::nn::fast::blas::set_threads(threads);
 }
 
 fn available_threads() -> usize {

@@ -125,7 +125,7 @@ pub(super) fn gemm_sum_k(
     b: &[f32],
     (b_rs, b_cs): (usize, usize),
 ) -> Vec<f32> {
-    if cfg!(feature = "openblas") || k <= SPLIT_K {
+    if k <= SPLIT_K {
         return gemm_new(m, n, k, a, (a_rs, a_cs), b, (b_rs, b_cs));
     }
     let parts: Vec<Vec<f32>> = (0..k.div_ceil(SPLIT_K))
@@ -184,133 +184,35 @@ unsafe fn gemm_raw(
         assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
         assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     }
-    #[cfg(feature = "openblas")]
-    if blas::expressible((a_rs, a_cs), m, k) && blas::expressible((b_rs, b_cs), k, n) {
-        blas::sgemm(m, n, k, dst, a, (a_rs, a_cs), b, (b_rs, b_cs), accumulate);
-        return;
-    }
-    // The gemm crate; with `openblas` only for what CBLAS cannot express (the convolutions'
-    // overlapping-row im2col views).
-    {
-        let par = if parallel && m * n * k >= 1 << 18 {
-            gemm_crate::Parallelism::Rayon(threads())
-        } else {
-            gemm_crate::Parallelism::None
-        };
-        // SAFETY: the asserts above keep every index the kernel touches inside the slices;
-        // dst is row-major [m, n] and does not alias a or b (distinct borrows).
-        unsafe {
-            gemm_crate::gemm(
-                m,
-                n,
-                k,
-                dst,
-                1,
-                n as isize,
-                accumulate,
-                a.as_ptr(),
-                a_cs as isize,
-                a_rs as isize,
-                b.as_ptr(),
-                b_cs as isize,
-                b_rs as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-    }
-}
-
-/// GEMM through the system's CBLAS (Debian's libopenblas-dev), behind the `openblas` feature.
-#[cfg(feature = "openblas")]
-pub mod blas {
-    const ROW_MAJOR: i32 = 101;
-    const NO_TRANS: i32 = 111;
-    const TRANS: i32 = 112;
-
-    #[link(name = "openblas")]
-    extern "C" {
-        fn cblas_sgemm(
-            layout: i32,
-            trans_a: i32,
-            trans_b: i32,
-            m: i32,
-            n: i32,
-            k: i32,
-            alpha: f32,
-            a: *const f32,
-            lda: i32,
-            b: *const f32,
-            ldb: i32,
-            beta: f32,
-            c: *mut f32,
-            ldc: i32,
+    let par = if parallel && m * n * k >= 1 << 18 {
+        gemm_crate::Parallelism::Rayon(threads())
+    } else {
+        gemm_crate::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the kernel touches inside the slices;
+    // dst is row-major [m, n] and does not alias a or b (distinct borrows).
+    unsafe {
+        gemm_crate::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
-    }
-
-    extern "C" {
-        fn openblas_set_num_threads(n: i32);
-    }
-
-    /// Sets OpenBLAS' own thread count (it reads its environment before `main`).
-    pub fn set_threads(n: usize) {
-        // SAFETY: a plain setter in the OpenBLAS runtime.
-        unsafe { openblas_set_num_threads(n as i32) }
-    }
-
-    /// Whether a `rows × cols` operand with these strides is a plain (possibly transposed)
-    /// CBLAS matrix: one unit stride and a leading dimension that does not overlap rows/columns.
-    pub(super) fn expressible((rs, cs): (usize, usize), rows: usize, cols: usize) -> bool {
-        (cs == 1 && (rs >= cols || rows <= 1)) || (rs == 1 && (cs >= rows || cols <= 1))
-    }
-
-    /// (transpose flag, leading dimension) of a matrix given by its strides.
-    fn op((rs, cs): (usize, usize), cols: usize) -> (i32, i32) {
-        if cs == 1 {
-            (NO_TRANS, rs.max(cols) as i32)
-        } else {
-            assert_eq!(rs, 1, "CBLAS needs one unit stride");
-            (TRANS, cs as i32)
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn sgemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        dst: *mut f32,
-        a: &[f32],
-        a_s: (usize, usize),
-        b: &[f32],
-        b_s: (usize, usize),
-        accumulate: bool,
-    ) {
-        let (ta, lda) = op(a_s, k);
-        let (tb, ldb) = op(b_s, n);
-        // SAFETY: the caller checked that every index lies inside the slices; C is row-major m×n.
-        unsafe {
-            cblas_sgemm(
-                ROW_MAJOR,
-                ta,
-                tb,
-                m as i32,
-                n as i32,
-                k as i32,
-                1.0,
-                a.as_ptr(),
-                lda,
-                b.as_ptr(),
-                ldb,
-                if accumulate { 1.0 } else { 0.0 },
-                dst,
-                n as i32,
-            );
-        }
     }
 }
 
