@@ -319,32 +319,78 @@ pub(super) fn pad_rows(x: &[f32], b: usize, t: usize, c: usize, k: usize, left: 
     })
 }
 
-/// Valid convolution of every sequence of the padded `xp` `[B, T+K−1, Cin]` with `w_kc`
-/// `[Cout, K·Cin]`: `y[b, t] = Σ_j xp[b, t+j] · w_j`, output `[B, T, Cout]`.
-///
-/// Channels-last rows `t … t+K−1` of `xp` are contiguous, so the im2col matrix is `xp` itself
-/// read with a row stride of `Cin` (overlapping rows): one GEMM over all `B·(T+K−1) − (K−1)`
-/// window starts, no im2col copy. The `K−1` starts per sequence that straddle two sequences
-/// (at most 7 of every 135 rows here) are computed and dropped when the valid rows are gathered.
-fn conv_valid(
-    xp: &[f32],
-    b: usize,
-    t: usize,
-    cin: usize,
-    k: usize,
-    w_kc: &[f32],
-    cout: usize,
-) -> Vec<f32> {
-    let tp = t + k - 1;
-    let rows = b * tp - (k - 1);
-    let yp = gemm_new(rows, cout, k * cin, xp, (cin, 1), w_kc, (1, k * cin));
-    filled_by(b * t * cout, |y| {
-        y.par_chunks_mut(t * cout)
-            .enumerate()
-            .for_each(|(bi, dst)| {
-                dst.copy_from_slice(&yp[bi * tp * cout..(bi * tp + t) * cout]);
+/// Channels-last rows `t … t+K−1` of a padded `[B, T+K−1, Cin]` buffer are contiguous, so the
+/// im2col matrix is the buffer itself read with a row stride of `Cin` (overlapping rows): one
+/// GEMM over all `B·(T+K−1) − (K−1)` window starts, no im2col copy. Sequence `b`'s outputs are
+/// rows `b·(T+K−1) …` of the product; the `K−1` starts per sequence that straddle two sequences
+/// (at most 7 of every 135 rows here) are computed and skipped by whoever reads the rows.
+/// `k` is the kernel size the buffer was padded for.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Windows {
+    pub b: usize,
+    pub t: usize,
+    pub k: usize,
+}
+
+impl Windows {
+    /// Rows per padded sequence, `T+K−1`.
+    pub fn stride(&self) -> usize {
+        self.t + self.k - 1
+    }
+
+    /// Window starts over the whole padded batch, `B·(T+K−1) − (K−1)`.
+    pub fn starts(&self) -> usize {
+        self.b * self.stride() - (self.k - 1)
+    }
+
+    /// `y[start] = Σ_j xp[start + j] · w_j` for every window start, with `w_kc` `[Cout, K·Cin]`:
+    /// `[starts, Cout]`.
+    pub fn conv(&self, xp: &[f32], cin: usize, w_kc: &[f32], cout: usize) -> Vec<f32> {
+        let kc = self.k * cin;
+        gemm_new(self.starts(), cout, kc, xp, (cin, 1), w_kc, (1, kc))
+    }
+
+    /// Weight gradient `[Cout, Cin, K]` of [`Windows::conv`] on `xp`, from the output gradient
+    /// held in a padded buffer `dyq` `[B, T+K−1, Cout]` with `shift` zero rows before each
+    /// sequence: read from row `shift` on, it lines up with the window starts and is zero at the
+    /// straddling ones, so `dW = dYᵀ · (overlapping windows of xp)`.
+    pub fn weight_grad(
+        &self,
+        dyq: &[f32],
+        shift: usize,
+        xp: &[f32],
+        cin: usize,
+        cout: usize,
+    ) -> Vec<f32> {
+        let kc = self.k * cin;
+        let dw = gemm_sum_k(
+            cout,
+            kc,
+            self.starts(),
+            &dyq[shift * cout..],
+            (1, cout),
+            xp,
+            (cin, 1),
+        );
+        kernel_from_kc(&dw, cout, cin, self.k)
+    }
+
+    /// Input gradient (window-start rows `[starts, Cin]`) of a "same" convolution with kernel
+    /// `w` `[Cout, Cin, K]`: the same product on `dyq` (padded with `K−1−left` zero rows first)
+    /// with the taps reversed.
+    pub fn input_grad(&self, dyq: &[f32], w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+        self.conv(dyq, cout, &kernel_to_flipped_kc(w, cout, cin, self.k), cin)
+    }
+
+    /// The valid rows of a window-start product `yp` `[starts, C]`, as `[B, T, C]`.
+    pub fn gather(&self, yp: &[f32], c: usize) -> Vec<f32> {
+        let (t, tp) = (self.t, self.stride());
+        filled_by(self.b * t * c, |y| {
+            y.par_chunks_mut(t * c).enumerate().for_each(|(bi, dst)| {
+                dst.copy_from_slice(&yp[bi * tp * c..(bi * tp + t) * c]);
             })
-    })
+        })
+    }
 }
 
 impl CustomOp2 for ConvSameCl {
@@ -365,9 +411,10 @@ impl CustomOp2 for ConvSameCl {
         if cin != cin2 {
             candle_core::bail!("conv: input has {cin} channels, kernel expects {cin2}");
         }
+        let win = Windows { b, t, k };
         let w = kernel_to_kc(slice(s2, l2)?, cout, cin, k);
         let xp = pad_rows(slice(s1, l1)?, b, t, cin, k, self.left);
-        let y = conv_valid(&xp, b, t, cin, k, &w, cout);
+        let y = win.gather(&win.conv(&xp, cin, &w, cout), cout);
         *self.xp.lock().expect("xp lock") = Some(Arc::new(xp));
         Ok((CpuStorage::F32(y), Shape::from((b, t, cout))))
     }
@@ -387,32 +434,20 @@ impl CustomOp2 for ConvSameCl {
             Some(xp) => xp,
             None => Arc::new(with_f32(x, |x| pad_rows(x, b, t, cin, k, self.left))?),
         };
-        let tp = t + k - 1;
-        let rows = b * tp - (k - 1);
+        let win = Windows { b, t, k };
         // dY padded for the input gradient: `K−1−left` zero rows before each sequence.
         let shift = k - 1 - self.left;
         let dyq = with_f32(&dy, |dy| pad_rows(dy, b, t, cout, k, shift))?;
-        // From row `shift` on, dyq holds dY at the forward's window starts and zeros at the
-        // straddling starts, so dW_kc[Cout, K·Cin] = dYᵀ · (overlapping windows of xp).
-        let dw = gemm_sum_k(
-            cout,
-            k * cin,
-            rows,
-            &dyq[shift * cout..],
-            (1, cout),
-            &xp,
-            (cin, 1),
-        );
-        let dw = tensor(kernel_from_kc(&dw, cout, cin, k), (cout, cin, k))?;
-        let dx = if x.track_op() {
-            let w_flip = with_f32(&w.contiguous()?, |w| kernel_to_flipped_kc(w, cout, cin, k))?;
-            Some(tensor(
-                conv_valid(&dyq, b, t, cout, k, &w_flip, cin),
-                (b, t, cin),
-            )?)
-        } else {
-            None
-        };
+        let w = w.contiguous()?;
+        let (dw, dx) = with_f32(&w, |w| {
+            let dw = win.weight_grad(&dyq, shift, &xp, cin, cout);
+            let dx = x
+                .track_op()
+                .then(|| win.gather(&win.input_grad(&dyq, w, cin, cout), cin));
+            (dw, dx)
+        })?;
+        let dw = tensor(dw, (cout, cin, k))?;
+        let dx = dx.map(|dx| tensor(dx, (b, t, cin))).transpose()?;
         Ok((dx, Some(dw)))
     }
 }

@@ -27,9 +27,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fast::{
-    bn_bwd_dx, bn_bwd_sums, filled_by, gemm_new, gemm_sum_k, kernel_from_kc, kernel_to_flipped_kc,
-    kernel_to_kc, pad_rows, scale_shift_relu, slice, sq_dev_rows, sum_rows, tensor, ConvTimer,
-    ROW_CHUNK,
+    bn_bwd_dx, bn_bwd_sums, filled_by, kernel_to_kc, pad_rows, scale_shift_relu, slice,
+    sq_dev_rows, sum_rows, tensor, ConvTimer, Windows, ROW_CHUNK,
 };
 
 /// Batch statistics (mean, biased variance) of each layer, from the latest forward pass.
@@ -205,22 +204,18 @@ impl CustomOp2 for FcnTrain {
         for (li, &(cout, k)) in self.layers.iter().enumerate() {
             let (wo, go, bo) = offs[li];
             let (gamma, beta) = (&p[go..go + cout], &p[bo..bo + cout]);
-            let tp = t + k - 1;
+            let win = Windows { b, t, k };
             let z_rows = Rows {
-                stride: tp,
+                stride: win.stride(),
                 offset: 0,
             };
             let zp = {
                 let _timer = ConvTimer(std::time::Instant::now());
-                let w_kc = kernel_to_kc(&p[wo..wo + cout * cin * k], cout, cin, k);
-                gemm_new(
-                    b * tp - (k - 1),
-                    cout,
-                    k * cin,
+                win.conv(
                     &xp,
-                    (cin, 1),
-                    &w_kc,
-                    (1, k * cin),
+                    cin,
+                    &kernel_to_kc(&p[wo..wo + cout * cin * k], cout, cin, k),
+                    cout,
                 )
             };
             let (sum, _) = sequence_sums(b, t, cout, |bi, s, _| {
@@ -319,7 +314,8 @@ impl CustomOp2 for FcnTrain {
             let cin = if li == 0 { cin0 } else { self.layers[li - 1].0 };
             let (wo, go, bo) = offs[li];
             let gamma = &p[go..go + cout];
-            let tp = t + k - 1;
+            let win = Windows { b, t, k };
+            let tp = win.stride();
             let z_rows = Rows {
                 stride: tp,
                 offset: 0,
@@ -380,21 +376,16 @@ impl CustomOp2 for FcnTrain {
                     })
             });
             let _timer = ConvTimer(std::time::Instant::now());
-            let rows = b * tp - (k - 1);
-            let xp = &saved.xp[li];
-            let dw = gemm_sum_k(
+            let w = &p[wo..wo + cout * cin * k];
+            grads[wo..wo + w.len()].copy_from_slice(&win.weight_grad(
+                &dzq,
+                shift,
+                &saved.xp[li],
+                cin,
                 cout,
-                k * cin,
-                rows,
-                &dzq[shift * cout..],
-                (1, cout),
-                xp,
-                (cin, 1),
-            );
-            grads[wo..wo + cout * cin * k].copy_from_slice(&kernel_from_kc(&dw, cout, cin, k));
+            ));
             if li > 0 {
-                let w_flip = kernel_to_flipped_kc(&p[wo..wo + cout * cin * k], cout, cin, k);
-                dy = gemm_new(rows, cin, k * cout, &dzq, (cout, 1), &w_flip, (1, k * cout));
+                dy = win.input_grad(&dzq, w, cin, cout);
                 dy_rows = Rows {
                     stride: tp,
                     offset: 0,
