@@ -2,7 +2,7 @@
 //! columns No Adaptation, CoDATS, CoDATS-WS, Train on Target) and paired t-tests.
 
 use super::stats::{mean, paired_t, std, PairedT};
-use super::{dataset_title, method_title, methods_in, Grouped};
+use super::{dataset_title, method_title, methods_in, ByMethod, Grouped};
 
 /// `85.3 ± 1.2` (percent); `85.3` alone when there is one value.
 pub fn cell(values: &[f64]) -> String {
@@ -121,18 +121,7 @@ pub fn dataset_table(g: &Grouped, rule: &str) -> (String, String) {
     let methods = methods_in(g);
     let rows: Vec<(String, Vec<Vec<f64>>)> = g
         .iter()
-        .map(|(d, problems)| {
-            let cells = methods
-                .iter()
-                .map(|m| {
-                    problems
-                        .iter()
-                        .flat_map(|(_, ms)| ms.get(m).cloned().unwrap_or_default())
-                        .collect()
-                })
-                .collect();
-            (dataset_title(d), cells)
-        })
+        .map(|(d, problems)| (dataset_title(d), pooled_over_problems(problems, &methods)))
         .collect();
     render(
         "Dataset",
@@ -140,6 +129,19 @@ pub fn dataset_table(g: &Grouped, rule: &str) -> (String, String) {
         &methods,
         &format!("Target-test accuracy (%), mean ± std over problems and seeds; selection rule {rule}. Bold: best adaptation method."),
     )
+}
+
+/// Each method's accuracies pooled over all problems of a dataset (every problem and seed).
+fn pooled_over_problems(problems: &[(String, ByMethod)], methods: &[String]) -> Vec<Vec<f64>> {
+    methods
+        .iter()
+        .map(|m| {
+            problems
+                .iter()
+                .flat_map(|(_, ms)| ms.get(m).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect()
 }
 
 /// Per dataset, rows problems (and an Average row), columns methods: mean ± std over seeds.
@@ -160,16 +162,7 @@ pub fn problem_table(g: &Grouped, rule: &str) -> (String, String) {
                 )
             })
             .collect();
-        let avg = methods
-            .iter()
-            .map(|m| {
-                problems
-                    .iter()
-                    .flat_map(|(_, ms)| ms.get(m).cloned().unwrap_or_default())
-                    .collect()
-            })
-            .collect();
-        rows.push(("Average".into(), avg));
+        rows.push(("Average".into(), pooled_over_problems(problems, &methods)));
         let (m, t) = render(
             "Problem",
             &rows,
