@@ -44,7 +44,9 @@ pub fn real_archive_dir() -> PathBuf {
          set CODATS_DATA_DIR to the folder holding ucihar/UCI HAR Dataset.zip",
         zip.display()
     );
-    dir
+    // Absolute, so symlinks to it and child processes in other directories still find it
+    // (the README's command passes the relative CODATS_DATA_DIR=../shared/data).
+    std::fs::canonicalize(&dir).expect("canonical data dir")
 }
 
 /// Formats like C's `%15.7e` with a 3-digit exponent (MATLAB/Windows style), e.g. ` 1.8085150e-004`.
