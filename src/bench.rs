@@ -69,6 +69,44 @@ pub struct Measurement {
     /// Peak resident memory of the process (MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Milliseconds per step in each phase of the training step (see [`crate::profile::Phase`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases_ms: Option<std::collections::BTreeMap<String, f64>>,
+    /// With several rounds: each round's ms/step, in order (`ms_per_step` is their median).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds_ms: Option<Vec<f64>>,
+}
+
+impl Measurement {
+    /// The median round of `rounds` (same configuration, measured in turn), with every round's
+    /// ms/step attached; the peak memory is the largest seen.
+    pub fn median_of(mut rounds: Vec<Measurement>) -> Option<Measurement> {
+        let times: Vec<f64> = rounds.iter().map(|m| m.ms_per_step).collect();
+        let peak = rounds
+            .iter()
+            .filter_map(|m| m.peak_rss_mib)
+            .reduce(f64::max);
+        rounds.sort_by(|a, b| a.ms_per_step.total_cmp(&b.ms_per_step));
+        let n = rounds.len();
+        let mut m = rounds.into_iter().nth(n.checked_sub(1)? / 2)?;
+        m.peak_rss_mib = peak;
+        if n > 1 {
+            m.rounds_ms = Some(times);
+        }
+        Some(m)
+    }
+}
+
+/// The median of `v` (mean of the middle two for an even count); `None` when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// Settings of one child measurement.
@@ -156,6 +194,8 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 gflops: Some(2.0 * (n * n * n) as f64 / dt / 1e9),
                 conv_share: None,
                 peak_rss_mib: peak_rss_mib(),
+                phases_ms: None,
+                rounds_ms: None,
             })
         }
         What::TrainStep | What::Inference => {
@@ -189,6 +229,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
             };
             let mut drop_rng = ChaCha8Rng::seed_from_u64(1);
             let steps = o.steps.max(1);
+            let mut phases = None;
             let (dt, conv) = if o.what == What::TrainStep {
                 let mut step = |i: usize| -> Result<()> {
                     let mut ctx = StepContext {
@@ -202,16 +243,20 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 for i in 0..o.warmup {
                     step(i)?;
                 }
-                crate::nn::fast::reset_conv_time();
+                crate::profile::reset();
                 let t0 = Instant::now();
                 for i in 0..steps {
                     step(o.warmup + i)?;
                 }
                 let dt = t0.elapsed().as_secs_f64() / steps as f64;
-                (
-                    dt,
-                    crate::nn::fast::conv_time().as_secs_f64() / steps as f64,
-                )
+                let per_step = |p| crate::profile::total(p).as_secs_f64() / steps as f64;
+                phases = Some(
+                    crate::profile::Phase::ALL
+                        .iter()
+                        .map(|&p| (p.name().to_string(), 1e3 * per_step(p)))
+                        .collect(),
+                );
+                (dt, per_step(crate::profile::Phase::Conv))
             } else {
                 let x = Tensor::cat(
                     &[
@@ -246,6 +291,8 @@ pub fn run_one(o: One) -> Result<Measurement> {
                     .then(|| (f + w + d) * total as f64 / conv / 1e9),
                 conv_share: (train && fast).then(|| conv / dt),
                 peak_rss_mib: peak_rss_mib(),
+                phases_ms: phases,
+                rounds_ms: None,
             })
         }
     }
@@ -400,6 +447,8 @@ pub fn run_torch(
         gflops: None,
         conv_share: None,
         peak_rss_mib: Some(output.1),
+        phases_ms: None,
+        rounds_ms: None,
     })
 }
 
@@ -420,6 +469,8 @@ pub fn load_ucihar(dir: &Path) -> Result<Measurement> {
         gflops: None,
         conv_share: None,
         peak_rss_mib: None,
+        phases_ms: None,
+        rounds_ms: None,
     })
 }
 
@@ -463,4 +514,39 @@ pub fn header() -> String {
         "conv",
         "peak MiB"
     )
+}
+
+/// Header of the `--phases` table.
+pub fn phase_header() -> String {
+    let names: Vec<String> = crate::profile::Phase::ALL
+        .iter()
+        .map(|p| format!("{:>14}", p.name()))
+        .collect();
+    format!(
+        "{:<12} {:<7} {:>6} {:>7} {:>8} {}",
+        "ms per step",
+        "kernels",
+        "batch",
+        "threads",
+        "step",
+        names.join("")
+    )
+}
+
+/// One `--phases` row (codats training steps only).
+pub fn format_phases(m: &Measurement) -> Option<String> {
+    let phases = m.phases_ms.as_ref()?;
+    let cells: Vec<String> = crate::profile::Phase::ALL
+        .iter()
+        .map(|p| format!("{:>14.1}", phases.get(p.name()).copied().unwrap_or(0.0)))
+        .collect();
+    Some(format!(
+        "{:<12} {:<7} {:>6} {:>7} {:>8.1} {}",
+        m.what,
+        m.kernels.clone().unwrap_or_else(|| "-".into()),
+        m.batch,
+        m.threads,
+        m.ms_per_step,
+        cells.join("")
+    ))
 }

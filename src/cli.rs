@@ -84,6 +84,15 @@ pub struct BenchArgs {
     /// Skip the inference, GEMM and load measurements.
     #[arg(long)]
     pub train_only: bool,
+    /// Measure each training configuration this many times, codats and PyTorch in turn (who goes
+    /// first alternates); rows show the median round, the ratio is the median of the rounds'
+    /// back-to-back ratios. Shared machines drift by ±15 % within seconds: use 3 or more.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Also print where the training step's time goes (forward, backward, optimiser, and the
+    /// fast kernels' convolutions, batch-norm passes and domain head), in ms per step.
+    #[arg(long)]
+    pub phases: bool,
     /// Internal: measure one configuration in this process and print its JSON line.
     #[arg(long, hide = true, value_enum)]
     pub one: Option<crate::bench::What>,
@@ -194,9 +203,17 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn set_threads(threads: usize) {
-    // candle's CPU kernels size their thread pool from RAYON_NUM_THREADS on first use.
+/// Sizes the thread pools; must run before the first tensor op (both pools read the
+/// environment once). rayon's pool, which runs the fast kernels and candle's matmuls, gets
+/// `threads`. candle 0.11 also keeps its own pool for elementwise ops, whose workers spin after
+/// every op: with the fast kernels it would only run the heads' small ops while its spinning
+/// worker takes a core from the GEMMs (measured: 12–14 ms of a 150–190 ms step at batch 128 on
+/// 2 cores), so it gets no workers then, unless the user set `CANDLE_NUM_THREADS`.
+fn set_threads(threads: usize, kernels: Kernels) {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    if kernels == Kernels::Fast && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 }
 
 fn available_threads() -> usize {
@@ -210,7 +227,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if a.resume {
         let out = a.out.context("--resume needs --out RUN_DIR")?;
         let cfg = train::checkpoint::read_config(&out)?;
-        set_threads(cfg.threads);
+        set_threads(cfg.threads, cfg.kernels);
         let dataset = cli_data::load_for_run(
             DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
             cfg.data_dir.as_deref(),
@@ -243,7 +260,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         anyhow::bail!("--target is required unless --resume is given");
     };
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
-    set_threads(threads);
+    set_threads(threads, a.kernels);
     let cfg = TrainConfig {
         dataset: dataset.as_str().to_string(),
         data_dir: a.data_dir.clone(),
@@ -365,7 +382,7 @@ pub fn summary(r: &train::eval::RunResult) -> String {
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
     let cfg = train::checkpoint::read_config(&a.run_dir)?;
-    set_threads(cfg.threads);
+    set_threads(cfg.threads, cfg.kernels);
     let name = DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?;
     let data_dir = a.data_dir.or(cfg.data_dir.clone());
     let dataset = cli_data::load_for_run(name, data_dir.as_deref(), true, true, &cfg.data, false)?;
@@ -391,7 +408,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     use crate::bench::{self, Measurement, One, What};
     if let Some(what) = a.one {
         let threads = a.threads.first().copied().unwrap_or(1);
-        set_threads(threads);
+        set_threads(threads, a.kernels.first().copied().unwrap_or_default());
         let m = bench::run_one(One {
             what,
             batch: a.batch.first().copied().unwrap_or(128),
@@ -426,27 +443,57 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         kernels,
     };
     let mut ratios = Vec::new();
+    let mut profiled = Vec::new();
     for &batch in &a.batch {
         for &threads in &a.threads {
-            let mut fast = None;
-            for &k in &a.kernels {
-                let m = bench::spawn_one(&exe, one(What::TrainStep, batch, threads, k))?;
-                emit(&m)?;
-                if k == Kernels::Fast {
-                    fast = Some(m);
+            let mut ours: Vec<Vec<Measurement>> = vec![Vec::new(); a.kernels.len()];
+            let mut theirs = Vec::new();
+            let mut paired = Vec::new();
+            for round in 0..a.rounds {
+                let torch = |theirs: &mut Vec<Measurement>| -> Result<Option<f64>> {
+                    let Some(py) = &a.torch_python else {
+                        return Ok(None);
+                    };
+                    let t = bench::run_torch(py, &a.anchor, batch, a.sources, threads, a.steps)?;
+                    let s = t.samples_per_s;
+                    theirs.push(t);
+                    Ok(Some(s))
+                };
+                let torch_first = round % 2 == 1;
+                let mut t = if torch_first {
+                    torch(&mut theirs)?
+                } else {
+                    None
+                };
+                let mut fast = None;
+                for (i, &k) in a.kernels.iter().enumerate() {
+                    let m = bench::spawn_one(&exe, one(What::TrainStep, batch, threads, k))?;
+                    if k == Kernels::Fast {
+                        fast = Some(m.samples_per_s);
+                    }
+                    ours[i].push(m);
+                }
+                if !torch_first {
+                    t = torch(&mut theirs)?;
+                }
+                if let (Some(f), Some(t)) = (fast, t) {
+                    paired.push(f / t);
                 }
             }
-            if let Some(py) = &a.torch_python {
-                let t = bench::run_torch(py, &a.anchor, batch, a.sources, threads, a.steps)?;
+            let mut fast = None;
+            for (runs, &k) in ours.into_iter().zip(&a.kernels) {
+                if let Some(m) = Measurement::median_of(runs) {
+                    emit(&m)?;
+                    profiled.push(m.clone());
+                    if k == Kernels::Fast {
+                        fast = Some(m);
+                    }
+                }
+            }
+            if let Some(t) = Measurement::median_of(theirs) {
                 emit(&t)?;
-                if let Some(f) = &fast {
-                    ratios.push((
-                        batch,
-                        threads,
-                        f.samples_per_s / t.samples_per_s,
-                        f.peak_rss_mib,
-                        t.peak_rss_mib,
-                    ));
+                if let (Some(f), Some(r)) = (&fast, bench::median(&paired)) {
+                    ratios.push((batch, threads, r, paired, f.peak_rss_mib, t.peak_rss_mib));
                 }
             }
         }
@@ -471,15 +518,36 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             Err(e) => eprintln!("(UCI HAR load not timed: {e})"),
         }
     }
-    for (batch, threads, r, ours, theirs) in ratios {
+    if a.phases && !a.json {
+        println!("\n{}", bench::phase_header());
+        for m in &profiled {
+            if let Some(row) = bench::format_phases(m) {
+                println!("{row}");
+            }
+        }
+    }
+    for (batch, threads, r, paired, ours, theirs) in ratios {
         if a.json {
             println!(
                 "{}",
                 serde_json::json!({"framework": "ratio", "batch": batch, "threads": threads,
-                    "codats_over_pytorch_samples_per_s": r, "codats_peak_rss_mib": ours, "pytorch_peak_rss_mib": theirs})
+                    "codats_over_pytorch_samples_per_s": r, "rounds": paired,
+                    "codats_peak_rss_mib": ours, "pytorch_peak_rss_mib": theirs})
             );
         } else {
-            println!("batch {batch}, {threads} threads: codats is {r:.2}x PyTorch's samples/s");
+            let each: Vec<String> = paired.iter().map(|v| format!("{v:.2}")).collect();
+            let how = if paired.len() > 1 {
+                format!(
+                    " (median of {} back-to-back rounds: {})",
+                    paired.len(),
+                    each.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "batch {batch}, {threads} threads: codats is {r:.2}x PyTorch's samples/s{how}"
+            );
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ pub mod methods;
 pub mod metrics;
 pub mod nn;
 pub mod problem;
+pub mod profile;
 pub mod report;
 pub mod sweep;
 pub mod train;

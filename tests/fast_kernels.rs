@@ -63,10 +63,14 @@ fn outputs_and_gradients_match_the_candle_path() {
     for m in [&fast, &reference] {
         let f = m.features(&x, true).unwrap();
         let logits = m.task_logits(&f).unwrap();
-        // domain head behind the GRL too, without dropout randomness (eval-mode head)
-        let d = m.domain_logits(&f, 0.7, None).unwrap();
+        // the domain head behind the GRL in training mode (batch statistics, dropout from the
+        // same seeded RNG: both paths must drop the same units), and in eval mode
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let d = m.domain_logits(&f, 0.7, Some(&mut rng)).unwrap();
+        let d_eval = m.domain_logits(&f, 0.7, None).unwrap();
         let loss = ((logits * &w).unwrap().sum_all().unwrap()
-            + d.sqr().unwrap().sum_all().unwrap())
+            + d.sqr().unwrap().sum_all().unwrap()
+            + d_eval.sqr().unwrap().sum_all().unwrap())
         .unwrap();
         losses.push(loss.to_scalar::<f32>().unwrap());
         grads.push(loss.backward().unwrap());

@@ -16,21 +16,29 @@ impl Dropout {
     /// Applies dropout in training mode (mask drawn from `rng`); identity in eval mode.
     pub fn forward(&self, x: &Tensor, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let Some(rng) = rng else { return Ok(x.clone()) };
-        if self.p <= 0.0 {
-            return Ok(x.clone());
+        match self.mask(x.elem_count(), rng) {
+            Some(mask) => x * Tensor::from_vec(mask, x.shape(), x.device())?,
+            None => Ok(x.clone()),
         }
-        let n = x.elem_count();
+    }
+
+    /// The multiplicative mask for `n` units — 0 (dropped) or 1/(1−p) — drawn from `rng`, one
+    /// number per unit; `None` (and nothing drawn) when `p` ≤ 0.
+    pub fn mask(&self, n: usize, rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
+        if self.p <= 0.0 {
+            return None;
+        }
         let scale = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> = (0..n)
-            .map(|_| {
-                if rng.random::<f32>() < self.p {
-                    0.0
-                } else {
-                    scale
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-        x * mask
+        Some(
+            (0..n)
+                .map(|_| {
+                    if rng.random::<f32>() < self.p {
+                        0.0
+                    } else {
+                        scale
+                    }
+                })
+                .collect(),
+        )
     }
 }

@@ -18,32 +18,12 @@
 //! Parameter layouts and names are those of the plain candle path, so checkpoints are
 //! interchangeable; `tests/fast_kernels.rs` checks both paths agree.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
 
-/// Nanoseconds spent inside the fast convolutions (forward and backward), for `codats bench`.
-static CONV_NANOS: AtomicU64 = AtomicU64::new(0);
-
-/// Time spent in the fast convolution kernels since the last [`reset_conv_time`].
-pub fn conv_time() -> std::time::Duration {
-    std::time::Duration::from_nanos(CONV_NANOS.load(Ordering::Relaxed))
-}
-
-/// Resets the counter behind [`conv_time`].
-pub fn reset_conv_time() {
-    CONV_NANOS.store(0, Ordering::Relaxed);
-}
-
-pub(super) struct ConvTimer(pub(super) std::time::Instant);
-
-impl Drop for ConvTimer {
-    fn drop(&mut self) {
-        CONV_NANOS.fetch_add(self.0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    }
-}
+use crate::profile::{span, Phase};
 
 /// About this many rows per group in the per-channel reductions (fixed, so sums do not depend on
 /// the thread count).
@@ -217,7 +197,7 @@ unsafe fn gemm_raw(
 }
 
 /// Borrows a contiguous f32 CPU tensor's data.
-pub(super) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
         candle_core::bail!("fast kernels need f32 CPU tensors")
@@ -307,16 +287,22 @@ pub(super) fn kernel_from_kc(w: &[f32], cout: usize, cin: usize, k: usize) -> Ve
 /// Channels-last `x` `[B, T, C]` → `[B, T+K−1, C]` with `left` zero rows before and `K−1−left`
 /// after each sequence.
 pub(super) fn pad_rows(x: &[f32], b: usize, t: usize, c: usize, k: usize, left: usize) -> Vec<f32> {
-    let tp = t + k - 1;
-    filled_by(b * tp * c, |xp| {
-        xp.par_chunks_mut(tp * c)
-            .zip(x.par_chunks(t * c))
-            .for_each(|(dst, src)| {
-                dst[..left * c].fill(0.0);
-                dst[left * c..(left + t) * c].copy_from_slice(src);
-                dst[(left + t) * c..].fill(0.0);
-            })
-    })
+    let mut xp = vec![0.0; b * (t + k - 1) * c];
+    pad_rows_into(x, t, c, left, &mut xp);
+    xp
+}
+
+/// [`pad_rows`] into `xp` (`[B, T+K−1, C]`, every element overwritten).
+pub(super) fn pad_rows_into(x: &[f32], t: usize, c: usize, left: usize, xp: &mut [f32]) {
+    let b = x.len() / (t * c).max(1);
+    let tp = xp.len() / b.max(1) / c.max(1);
+    xp.par_chunks_mut(tp * c)
+        .zip(x.par_chunks(t * c))
+        .for_each(|(dst, src)| {
+            dst[..left * c].fill(0.0);
+            dst[left * c..(left + t) * c].copy_from_slice(src);
+            dst[(left + t) * c..].fill(0.0);
+        })
 }
 
 /// Channels-last rows `t … t+K−1` of a padded `[B, T+K−1, Cin]` buffer are contiguous, so the
@@ -348,6 +334,22 @@ impl Windows {
     pub fn conv(&self, xp: &[f32], cin: usize, w_kc: &[f32], cout: usize) -> Vec<f32> {
         let kc = self.k * cin;
         gemm_new(self.starts(), cout, kc, xp, (cin, 1), w_kc, (1, kc))
+    }
+
+    /// [`Windows::conv`] into `out` (`[starts, Cout]`, every element overwritten).
+    pub fn conv_into(&self, xp: &[f32], cin: usize, w_kc: &[f32], cout: usize, out: &mut [f32]) {
+        let kc = self.k * cin;
+        gemm(
+            self.starts(),
+            cout,
+            kc,
+            out,
+            xp,
+            (cin, 1),
+            w_kc,
+            (1, kc),
+            false,
+        )
     }
 
     /// Weight gradient `[Cout, Cin, K]` of [`Windows::conv`] on `xp`, from the output gradient
@@ -382,6 +384,19 @@ impl Windows {
         self.conv(dyq, cout, &kernel_to_flipped_kc(w, cout, cin, self.k), cin)
     }
 
+    /// [`Windows::input_grad`] into `out` (`[starts, Cin]`, every element overwritten).
+    pub fn input_grad_into(
+        &self,
+        dyq: &[f32],
+        w: &[f32],
+        cin: usize,
+        cout: usize,
+        out: &mut [f32],
+    ) {
+        let flipped = kernel_to_flipped_kc(w, cout, cin, self.k);
+        self.conv_into(dyq, cout, &flipped, cin, out)
+    }
+
     /// The valid rows of a window-start product `yp` `[starts, C]`, as `[B, T, C]`.
     pub fn gather(&self, yp: &[f32], c: usize) -> Vec<f32> {
         let (t, tp) = (self.t, self.stride());
@@ -405,7 +420,7 @@ impl CustomOp2 for ConvSameCl {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let _timer = ConvTimer(std::time::Instant::now());
+        let _conv = span(Phase::Conv);
         let (b, t, cin) = l1.shape().dims3()?;
         let (cout, cin2, k) = l2.shape().dims3()?;
         if cin != cin2 {
@@ -426,7 +441,7 @@ impl CustomOp2 for ConvSameCl {
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let _timer = ConvTimer(std::time::Instant::now());
+        let _conv = span(Phase::Conv);
         let (b, t, cin) = x.dims3()?;
         let (cout, _, k) = w.dims3()?;
         let dy = dy.contiguous()?;
@@ -518,50 +533,116 @@ fn scale_shift_relu_generic(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f3
 }
 simd_dispatch!(scale_shift_relu => scale_shift_relu_generic(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]));
 
-/// `a[i] += Σ dz`, `b[i] += Σ dz·(x − mean)` with `dz = dy·[y > 0]`.
+/// `s[i] += Σ_rows max(0, x·scale + shift)` (the pooled ReLU output, never stored).
+#[inline(always)]
+fn relu_sum_rows_generic(x: &[f32], scale: &[f32], shift: &[f32], s: &mut [f32]) {
+    for row in x.chunks_exact(s.len()) {
+        for (((acc, v), sc), sh) in s.iter_mut().zip(row).zip(scale).zip(shift) {
+            *acc += (v * sc + sh).max(0.0);
+        }
+    }
+}
+simd_dispatch!(relu_sum_rows => relu_sum_rows_generic(x: &[f32], scale: &[f32], shift: &[f32], s: &mut [f32]));
+
+/// `a[i] += Σ dz`, `b[i] += Σ dz·(x − mean)` with `dz = dy·[x·scale + shift > 0]`, the ReLU's
+/// mask recomputed from the BN input exactly as the forward pass computed it (so the ReLU output
+/// need not be read). `p = [mean, scale, shift]`; `dy` advances `dy_stride` floats per row
+/// (0: one row broadcast over all rows, as after global average pooling).
 #[inline(always)]
 fn bn_bwd_sums_generic(
     x: &[f32],
-    y: &[f32],
     dy: &[f32],
-    mean: &[f32],
+    dy_stride: usize,
+    p: &[&[f32]; 3],
     a: &mut [f32],
     b: &mut [f32],
 ) {
+    let [mean, scale, shift] = *p;
     let c = mean.len();
-    for ((xr, yr), gr) in x
-        .chunks_exact(c)
-        .zip(y.chunks_exact(c))
-        .zip(dy.chunks_exact(c))
-    {
-        for i in 0..c {
-            let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
-            a[i] += dz;
-            b[i] += dz * (xr[i] - mean[i]);
+    // Zipped slices instead of indexing: no bounds checks, so the loop vectorises.
+    for (r, xr) in x.chunks_exact(c).enumerate() {
+        let gr = &dy[r * dy_stride..r * dy_stride + c];
+        let acc = a.iter_mut().zip(b.iter_mut());
+        let row = xr
+            .iter()
+            .zip(gr)
+            .zip(mean.iter().zip(scale.iter().zip(shift)));
+        for ((a, b), ((&x, &g), (&mu, (&sc, &sh)))) in acc.zip(row) {
+            let dz = if x * sc + sh > 0.0 { g } else { 0.0 };
+            *a += dz;
+            *b += dz * (x - mu);
         }
     }
 }
-simd_dispatch!(bn_bwd_sums => bn_bwd_sums_generic(x: &[f32], y: &[f32], dy: &[f32], mean: &[f32], a: &mut [f32], b: &mut [f32]));
+simd_dispatch!(bn_bwd_sums => bn_bwd_sums_generic(x: &[f32], dy: &[f32], dy_stride: usize, p: &[&[f32]; 3], a: &mut [f32], b: &mut [f32]));
 
-/// `dx = coef·(N·dz − m1 − x̂·m2)` with `x̂ = (x − mean)·inv`; `p = [mean, inv, coef, m1, m2]`.
+/// `dx = coef·(N·dz − m1 − x̂·m2)` with `x̂ = (x − mean)·inv` and `dz` as in [`bn_bwd_sums`];
+/// `p = [mean, scale, shift, inv, coef, m1, m2]`.
 #[inline(always)]
-fn bn_bwd_dx_generic(x: &[f32], y: &[f32], dy: &[f32], p: &[&[f32]; 5], nf: f32, out: &mut [f32]) {
-    let [mean, inv, coef, m1, m2] = *p;
+fn bn_bwd_dx_generic(
+    x: &[f32],
+    dy: &[f32],
+    dy_stride: usize,
+    p: &[&[f32]; 7],
+    nf: f32,
+    out: &mut [f32],
+) {
+    let [mean, scale, shift, inv, coef, m1, m2] = *p;
     let c = mean.len();
-    for (((o, xr), yr), gr) in out
-        .chunks_exact_mut(c)
-        .zip(x.chunks_exact(c))
-        .zip(y.chunks_exact(c))
-        .zip(dy.chunks_exact(c))
-    {
-        for i in 0..c {
-            let dz = if yr[i] > 0.0 { gr[i] } else { 0.0 };
-            let xh = (xr[i] - mean[i]) * inv[i];
-            o[i] = coef[i] * (nf * dz - m1[i] - xh * m2[i]);
+    for (r, (o, xr)) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
+        let gr = &dy[r * dy_stride..r * dy_stride + c];
+        let row = xr.iter().zip(gr).zip(scale.iter().zip(shift));
+        let norm = mean.iter().zip(inv).zip(coef.iter().zip(m1.iter().zip(m2)));
+        for ((o, ((&x, &g), (&sc, &sh))), ((&mu, &iv), (&cf, (&s1, &s2)))) in
+            o.iter_mut().zip(row).zip(norm)
+        {
+            let dz = if x * sc + sh > 0.0 { g } else { 0.0 };
+            let xh = (x - mu) * iv;
+            *o = cf * (nf * dz - s1 - xh * s2);
         }
     }
 }
-simd_dispatch!(bn_bwd_dx => bn_bwd_dx_generic(x: &[f32], y: &[f32], dy: &[f32], p: &[&[f32]; 5], nf: f32, out: &mut [f32]));
+simd_dispatch!(bn_bwd_dx => bn_bwd_dx_generic(x: &[f32], dy: &[f32], dy_stride: usize, p: &[&[f32]; 7], nf: f32, out: &mut [f32]));
+
+/// Activation buffers handed from one training step to the next. A step at batch 128 needs
+/// about a dozen 8–17 MB buffers; taking them from here instead of allocating skips both the
+/// zero-fill of fresh buffers and the kernel's page faults (together ≈ 10 % of a step). A taken
+/// buffer holds stale values: its user overwrites every element (padding rows included).
+#[derive(Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<f32>>>,
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.free.lock().map(|v| v.len()).unwrap_or(0);
+        write!(f, "BufferPool({n} free)")
+    }
+}
+
+/// Buffers a pool keeps at most (more than one step's worth).
+const POOL_MAX: usize = 24;
+
+impl BufferPool {
+    /// A buffer of `n` floats with unspecified (initialised) contents: a free one of exactly that
+    /// size (a training step asks for the same sizes every time), or a new one.
+    pub(super) fn take(&self, n: usize) -> Vec<f32> {
+        let reused = {
+            let mut free = self.free.lock().expect("pool lock");
+            let found = free.iter().position(|v| v.len() == n);
+            found.map(|i| free.swap_remove(i))
+        };
+        reused.unwrap_or_else(|| vec![0.0; n])
+    }
+
+    /// Returns a buffer for a later [`BufferPool::take`].
+    pub(super) fn give(&self, v: Vec<f32>) {
+        let mut free = self.free.lock().expect("pool lock");
+        if free.len() < POOL_MAX && !v.is_empty() {
+            free.push(v);
+        }
+    }
+}
 
 /// A zero-initialised vector of `n` floats, filled by `fill` (kept zeroed: the BN outputs are
 /// written through `&mut [f32]`, which must not point at uninitialised memory; only the GEMM
@@ -637,14 +718,28 @@ impl BnRelu {
         self.eps
     }
 
-    /// Eval mode: running statistics.
+    /// Eval mode: running statistics. On channels-last `[…, C]` CPU input that needs no gradient
+    /// this is one parallel pass (`y = max(0, x·scale + shift)`); otherwise candle ops.
     pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
         let inv = (self.running_var.as_detached_tensor() + self.eps)?
             .sqrt()?
             .recip()?;
         let scale = (inv * self.gamma.detach())?;
         let shift = (self.beta.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
-        x.broadcast_mul(&scale)?.broadcast_add(&shift)?.relu()
+        if x.track_op() || !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
+            return x.broadcast_mul(&scale)?.broadcast_add(&shift)?.relu();
+        }
+        let (scale, shift) = (scale.to_vec1::<f32>()?, shift.to_vec1::<f32>()?);
+        let c = scale.len();
+        let x = x.contiguous()?;
+        let y = with_f32(&x, |xs| {
+            let mut y = vec![0.0f32; xs.len()];
+            y.par_chunks_mut(ROW_CHUNK * c)
+                .zip(xs.par_chunks(ROW_CHUNK * c))
+                .for_each(|(out, rows)| scale_shift_relu(rows, &scale, &shift, out));
+            y
+        })?;
+        tensor(y, x.shape())
     }
 }
 

@@ -27,9 +27,10 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fast::{
-    bn_bwd_dx, bn_bwd_sums, filled_by, kernel_to_kc, pad_rows, scale_shift_relu, slice,
-    sq_dev_rows, sum_rows, tensor, ConvTimer, Windows, ROW_CHUNK,
+    bn_bwd_dx, bn_bwd_sums, kernel_to_kc, pad_rows_into, relu_sum_rows, scale_shift_relu, slice,
+    sq_dev_rows, sum_rows, tensor, BufferPool, Windows, ROW_CHUNK,
 };
+use crate::profile::{span, Phase};
 
 /// Batch statistics (mean, biased variance) of each layer, from the latest forward pass.
 pub type LayerStats = Vec<(Vec<f64>, Vec<f64>)>;
@@ -41,10 +42,11 @@ struct Saved {
     xp: Vec<Vec<f32>>,
     /// Convolution outputs `[B·(T+K−1) − (K−1), Cout]`; sequence `b`'s rows start at `b·(T+K−1)`.
     zp: Vec<Vec<f32>>,
-    /// Last layer's ReLU output `[B, T, C]`.
-    y_last: Vec<f32>,
+    /// Per layer: batch mean, 1/σ, and the BN + ReLU's `scale`, `shift` (`y = max(0, z·scale + shift)`).
     mean: Vec<Vec<f32>>,
     inv: Vec<Vec<f32>>,
+    scale: Vec<Vec<f32>>,
+    shift: Vec<Vec<f32>>,
 }
 
 /// Training-mode FCN forward/backward on channels-last input `[B, T, Cin]`; output `[B, C_last]`.
@@ -54,17 +56,18 @@ pub struct FcnTrain {
     eps: f64,
     saved: Mutex<Option<Saved>>,
     stats: Arc<Mutex<LayerStats>>,
+    pool: Arc<BufferPool>,
 }
 
 /// Rows of sequence `bi` inside a buffer that stores sequences `stride` rows apart.
 #[derive(Clone, Copy)]
-struct Rows {
-    stride: usize,
-    offset: usize,
+pub(super) struct Rows {
+    pub stride: usize,
+    pub offset: usize,
 }
 
 impl Rows {
-    fn of<'a>(&self, buf: &'a [f32], bi: usize, t: usize, c: usize) -> &'a [f32] {
+    pub fn of<'a>(&self, buf: &'a [f32], bi: usize, t: usize, c: usize) -> &'a [f32] {
         let r = bi * self.stride + self.offset;
         &buf[r * c..(r + t) * c]
     }
@@ -77,7 +80,7 @@ fn group(t: usize) -> usize {
 
 /// Per-channel sums over the sequences `0..b`: `f(bi, acc1, acc2)` accumulates sequence `bi`
 /// in f32; fixed groups of sequences are combined in order in f64.
-fn sequence_sums(
+pub(super) fn sequence_sums(
     b: usize,
     t: usize,
     c: usize,
@@ -106,14 +109,73 @@ fn sequence_sums(
     (s1, s2)
 }
 
+/// Per-channel mean and biased variance of the rows of `b` sequences, in one pass over memory:
+/// each fixed group of sequences (small enough to stay in cache) gets its own mean and sum of
+/// squared deviations, and the groups are merged in order in f64 (Chan et al.'s pairwise update).
+pub(super) fn batch_stats(
+    z: &[f32],
+    rows: Rows,
+    b: usize,
+    t: usize,
+    c: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    /// One group's row count, per-channel sum, centre (its own mean) and Σ(x − centre)².
+    struct Group {
+        n: usize,
+        sum: Vec<f32>,
+        centre: Vec<f32>,
+        sq: Vec<f32>,
+    }
+    let g = group(t);
+    let parts: Vec<Group> = (0..b.div_ceil(g))
+        .into_par_iter()
+        .map(|gi| {
+            let seqs = gi * g..((gi + 1) * g).min(b);
+            let n = seqs.len() * t;
+            let mut sum = vec![0.0f32; c];
+            for bi in seqs.clone() {
+                sum_rows(rows.of(z, bi, t, c), &mut sum);
+            }
+            let centre: Vec<f32> = sum.iter().map(|s| s / n as f32).collect();
+            let mut sq = vec![0.0f32; c];
+            for bi in seqs {
+                sq_dev_rows(rows.of(z, bi, t, c), &centre, &mut sq);
+            }
+            Group { n, sum, centre, sq }
+        })
+        .collect();
+    let total = (b * t) as f64;
+    let mut mean = vec![0.0f64; c];
+    for part in &parts {
+        mean.iter_mut()
+            .zip(&part.sum)
+            .for_each(|(m, &s)| *m += s as f64);
+    }
+    mean.iter_mut().for_each(|m| *m /= total);
+    // Σ(x − μ)² = Σ(x − c)² + 2(c − μ)·Σ(x − c) + n·(c − μ)² for each group's centre c.
+    let mut m2 = vec![0.0f64; c];
+    for part in &parts {
+        let n = part.n as f64;
+        for i in 0..c {
+            let ci = part.centre[i] as f64;
+            let d = ci - mean[i];
+            m2[i] += part.sq[i] as f64 + 2.0 * d * (part.sum[i] as f64 - n * ci) + n * d * d;
+        }
+    }
+    let var = m2.iter().map(|v| (v / total).max(0.0)).collect();
+    (mean, var)
+}
+
 impl FcnTrain {
     /// Runs the training-mode FCN on `x` `[B, Cin, T]` with the layer parameters
     /// `(conv weight [Cout, Cin, K], γ, β)`; returns the pooled features `[B, C_last]` and the
-    /// batch statistics each layer used (for the running averages).
+    /// batch statistics each layer used (for the running averages). Activation buffers come from
+    /// and go back to `pool`.
     pub fn apply(
         x: &Tensor,
         params: &[(&Tensor, &Tensor, &Tensor)],
         eps: f64,
+        pool: &Arc<BufferPool>,
     ) -> Result<(Tensor, LayerStats)> {
         let mut flat = Vec::new();
         let mut layers = Vec::new();
@@ -134,6 +196,7 @@ impl FcnTrain {
                 eps,
                 saved: Mutex::new(None),
                 stats: stats.clone(),
+                pool: pool.clone(),
             },
         )?;
         let stats = std::mem::take(&mut *stats.lock().expect("stats lock"));
@@ -189,18 +252,21 @@ impl CustomOp2 for FcnTrain {
             );
         }
         let offs = self.offsets(cin0);
-        let n = (b * t) as f64;
+        let pool = &self.pool;
         let mut saved = Saved {
             xp: Vec::new(),
             zp: Vec::new(),
-            y_last: Vec::new(),
             mean: Vec::new(),
             inv: Vec::new(),
+            scale: Vec::new(),
+            shift: Vec::new(),
         };
         let mut stats = Vec::new();
         let (_, k0) = self.layers[0];
-        let mut xp = pad_rows(slice(s1, l1)?, b, t, cin0, k0, (k0 - 1) / 2);
+        let mut xp = pool.take(b * (t + k0 - 1) * cin0);
+        pad_rows_into(slice(s1, l1)?, t, cin0, (k0 - 1) / 2, &mut xp);
         let mut cin = cin0;
+        let mut feat = vec![0.0f32; b * self.layers[self.layers.len() - 1].0];
         for (li, &(cout, k)) in self.layers.iter().enumerate() {
             let (wo, go, bo) = offs[li];
             let (gamma, beta) = (&p[go..go + cout], &p[bo..bo + cout]);
@@ -209,59 +275,55 @@ impl CustomOp2 for FcnTrain {
                 stride: win.stride(),
                 offset: 0,
             };
-            let zp = {
-                let _timer = ConvTimer(std::time::Instant::now());
-                win.conv(
-                    &xp,
-                    cin,
-                    &kernel_to_kc(&p[wo..wo + cout * cin * k], cout, cin, k),
-                    cout,
-                )
-            };
-            let (sum, _) = sequence_sums(b, t, cout, |bi, s, _| {
-                sum_rows(z_rows.of(&zp, bi, t, cout), s)
-            });
-            let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-            let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-            let (sq, _) = sequence_sums(b, t, cout, |bi, s, _| {
-                sq_dev_rows(z_rows.of(&zp, bi, t, cout), &mean32, s)
-            });
-            let var: Vec<f64> = sq.iter().map(|s| s / n).collect();
+            let mut zp = pool.take(win.starts() * cout);
+            {
+                let _conv = span(Phase::Conv);
+                let w_kc = kernel_to_kc(&p[wo..wo + cout * cin * k], cout, cin, k);
+                win.conv_into(&xp, cin, &w_kc, cout, &mut zp);
+            }
+            let bn_span = span(Phase::BnForward);
+            let (mean, var) = batch_stats(&zp, z_rows, b, t, cout);
             let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+            let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
             let scale: Vec<f32> = (0..cout)
                 .map(|i| (gamma[i] as f64 * inv[i]) as f32)
                 .collect();
             let shift: Vec<f32> = (0..cout).map(|i| beta[i] - mean32[i] * scale[i]).collect();
-            // The ReLU output goes into the next convolution's padded input (or, after the last
-            // layer, a plain [B, T, C] buffer for the pooling).
-            let (tn, left_n) = match self.layers.get(li + 1) {
-                Some(&(_, kn)) => (t + kn - 1, (kn - 1) / 2),
-                None => (t, 0),
-            };
-            let next = filled_by(b * tn * cout, |dst| {
-                dst.par_chunks_mut(tn * cout)
-                    .enumerate()
-                    .for_each(|(bi, d)| {
-                        let out = &mut d[left_n * cout..(left_n + t) * cout];
-                        scale_shift_relu(z_rows.of(&zp, bi, t, cout), &scale, &shift, out)
-                    })
-            });
-            saved.xp.push(std::mem::replace(&mut xp, next));
+            match self.layers.get(li + 1) {
+                // The ReLU output goes straight into the next convolution's padded input.
+                Some(&(_, kn)) => {
+                    let (tn, left) = (t + kn - 1, (kn - 1) / 2);
+                    let mut next = pool.take(b * tn * cout);
+                    next.par_chunks_mut(tn * cout)
+                        .enumerate()
+                        .for_each(|(bi, d)| {
+                            let (pad, rest) = d.split_at_mut(left * cout);
+                            let (out, tail) = rest.split_at_mut(t * cout);
+                            pad.fill(0.0);
+                            tail.fill(0.0);
+                            scale_shift_relu(z_rows.of(&zp, bi, t, cout), &scale, &shift, out)
+                        });
+                    saved.xp.push(std::mem::replace(&mut xp, next));
+                }
+                // After the last layer only the time average of the ReLU output is needed.
+                None => {
+                    saved.xp.push(std::mem::take(&mut xp));
+                    let inv_t = 1.0 / t as f32;
+                    feat.par_chunks_mut(cout).enumerate().for_each(|(bi, f)| {
+                        relu_sum_rows(z_rows.of(&zp, bi, t, cout), &scale, &shift, f);
+                        f.iter_mut().for_each(|v| *v *= inv_t);
+                    });
+                }
+            }
+            drop(bn_span);
             saved.zp.push(zp);
             saved.mean.push(mean32);
             saved.inv.push(inv.iter().map(|&v| v as f32).collect());
+            saved.scale.push(scale);
+            saved.shift.push(shift);
             stats.push((mean, var));
             cin = cout;
         }
-        // Global average pooling over time.
-        let y = xp;
-        let mut feat = vec![0.0f32; b * cin];
-        feat.par_chunks_mut(cin).enumerate().for_each(|(bi, f)| {
-            sum_rows(&y[bi * t * cin..(bi + 1) * t * cin], f);
-            let inv_t = 1.0 / t as f32;
-            f.iter_mut().for_each(|v| *v *= inv_t);
-        });
-        saved.y_last = y;
         *self.saved.lock().expect("saved lock") = Some(saved);
         *self.stats.lock().expect("stats lock") = stats;
         Ok((CpuStorage::F32(feat), Shape::from((b, cin))))
@@ -278,7 +340,7 @@ impl CustomOp2 for FcnTrain {
             candle_core::bail!("fcn: the input gets no gradient (it is data)");
         }
         let (b, t, cin0) = x.dims3()?;
-        let saved = self
+        let mut saved = self
             .saved
             .lock()
             .expect("saved lock")
@@ -286,27 +348,22 @@ impl CustomOp2 for FcnTrain {
             .ok_or_else(|| {
                 candle_core::Error::Msg("fcn backward without (or after) its forward".into())
             })?;
+        let pool = &self.pool;
         let p = packed.to_vec1::<f32>()?;
         let offs = self.offsets(cin0);
         let nl = self.layers.len();
-        let c_last = self.layers[nl - 1].0;
-        // d(mean over time): every time step gets dfeat / T.
-        let df = dfeat.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let mut dy = vec![0.0f32; b * t * c_last];
-        dy.par_chunks_mut(t * c_last)
-            .enumerate()
-            .for_each(|(bi, d)| {
-                let g = &df[bi * c_last..(bi + 1) * c_last];
-                for row in d.chunks_exact_mut(c_last) {
-                    for (o, v) in row.iter_mut().zip(g) {
-                        *o = v / t as f32;
-                    }
-                }
-            });
-        let mut dy_rows = Rows {
-            stride: t,
-            offset: 0,
-        };
+        // d(mean over time): every time step of sequence b gets dfeat[b] / T, kept as one row
+        // per sequence and broadcast over time (row stride 0) instead of materialised.
+        let mut dy: Vec<f32> = dfeat
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|v| v / t as f32)
+            .collect();
+        // Rows per sequence in `dy` (1: broadcast over time), and floats per row step (0: broadcast).
+        let mut dy_seq = 1;
+        let mut dy_stride = 0;
         let mut grads = vec![0.0f32; p.len()];
         let nf = (b * t) as f32;
         for li in (0..nl).rev() {
@@ -320,30 +377,22 @@ impl CustomOp2 for FcnTrain {
                 stride: tp,
                 offset: 0,
             };
-            let (ybuf, y_rows) = match self.layers.get(li + 1) {
-                Some(&(_, kn)) => (
-                    &saved.xp[li + 1],
-                    Rows {
-                        stride: t + kn - 1,
-                        offset: (kn - 1) / 2,
-                    },
-                ),
-                None => (
-                    &saved.y_last,
-                    Rows {
-                        stride: t,
-                        offset: 0,
-                    },
-                ),
+            let zp = saved.zp.pop().expect("one per layer");
+            let (mean, inv) = (&saved.mean[li], &saved.inv[li]);
+            let (scale, shift) = (&saved.scale[li], &saved.shift[li]);
+            let dy_of = |bi: usize| {
+                let len = if dy_stride == 0 { cout } else { t * cout };
+                &dy[bi * dy_seq * cout..bi * dy_seq * cout + len]
             };
-            let (zp, mean, inv) = (&saved.zp[li], &saved.mean[li], &saved.inv[li]);
-            // Σ dz and Σ dz·(z − μ) per channel, dz = dy·[y > 0].
+            let bn_span = span(Phase::BnBackward);
+            // Σ dz and Σ dz·(z − μ) per channel, dz = dy·[z·scale + shift > 0].
             let (s1, s2) = sequence_sums(b, t, cout, |bi, a, bb| {
+                let pp = [&mean[..], &scale[..], &shift[..]];
                 bn_bwd_sums(
-                    z_rows.of(zp, bi, t, cout),
-                    y_rows.of(ybuf, bi, t, cout),
-                    dy_rows.of(&dy, bi, t, cout),
-                    mean,
+                    z_rows.of(&zp, bi, t, cout),
+                    dy_of(bi),
+                    dy_stride,
+                    &pp,
                     a,
                     bb,
                 )
@@ -359,39 +408,44 @@ impl CustomOp2 for FcnTrain {
             // dz into the padded layout [B, T+K−1, Cout] with `shift` zero rows first: read from
             // row `shift` on it lines up with the forward's window starts (weight gradient), and
             // as a whole it is the input of the flipped convolution (input gradient).
-            let shift = k - 1 - (k - 1) / 2;
-            let dzq = filled_by(b * tp * cout, |dst| {
-                dst.par_chunks_mut(tp * cout)
-                    .enumerate()
-                    .for_each(|(bi, d)| {
-                        let pp = [&mean[..], &inv[..], &coef[..], &m1[..], &m2[..]];
-                        bn_bwd_dx(
-                            z_rows.of(zp, bi, t, cout),
-                            y_rows.of(ybuf, bi, t, cout),
-                            dy_rows.of(&dy, bi, t, cout),
-                            &pp,
-                            nf,
-                            &mut d[shift * cout..(shift + t) * cout],
-                        )
-                    })
-            });
-            let _timer = ConvTimer(std::time::Instant::now());
+            let lead = k - 1 - (k - 1) / 2;
+            let mut dzq = pool.take(b * tp * cout);
+            dzq.par_chunks_mut(tp * cout)
+                .enumerate()
+                .for_each(|(bi, d)| {
+                    let (pad, rest) = d.split_at_mut(lead * cout);
+                    let (out, tail) = rest.split_at_mut(t * cout);
+                    pad.fill(0.0);
+                    tail.fill(0.0);
+                    let pp = [
+                        &mean[..],
+                        &scale[..],
+                        &shift[..],
+                        &inv[..],
+                        &coef[..],
+                        &m1[..],
+                        &m2[..],
+                    ];
+                    let z = z_rows.of(&zp, bi, t, cout);
+                    bn_bwd_dx(z, dy_of(bi), dy_stride, &pp, nf, out)
+                });
+            drop(bn_span);
+            pool.give(zp);
+            let _conv = span(Phase::Conv);
             let w = &p[wo..wo + cout * cin * k];
-            grads[wo..wo + w.len()].copy_from_slice(&win.weight_grad(
-                &dzq,
-                shift,
-                &saved.xp[li],
-                cin,
-                cout,
-            ));
+            let xp = saved.xp.pop().expect("one per layer");
+            grads[wo..wo + w.len()].copy_from_slice(&win.weight_grad(&dzq, lead, &xp, cin, cout));
+            pool.give(xp);
             if li > 0 {
-                dy = win.input_grad(&dzq, w, cin, cout);
-                dy_rows = Rows {
-                    stride: tp,
-                    offset: 0,
-                };
+                let mut dx = pool.take(win.starts() * cin);
+                win.input_grad_into(&dzq, w, cin, cout, &mut dx);
+                pool.give(std::mem::replace(&mut dy, dx));
+                dy_seq = tp;
+                dy_stride = cin;
             }
+            pool.give(dzq);
         }
+        pool.give(dy);
         let n = grads.len();
         Ok((None, Some(tensor(grads, n)?)))
     }

@@ -7,6 +7,7 @@
 pub mod dropout;
 pub mod fast;
 pub mod fast_fcn;
+pub mod fast_head;
 pub mod grl;
 pub mod init;
 pub mod model;

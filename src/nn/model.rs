@@ -4,8 +4,11 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
 use rand_chacha::ChaCha8Rng;
 
-use super::fast::{BnRelu, ConvSameCl};
+use std::sync::Arc;
+
+use super::fast::{BnRelu, BufferPool, ConvSameCl};
 use super::fast_fcn::FcnTrain;
+use super::fast_head::{DomainHeadTrain, HeadParams};
 use super::{Dropout, GradReverse};
 
 /// Which implementation runs the FCN: the fast hand-written CPU kernels, or plain candle ops
@@ -106,6 +109,8 @@ pub struct Fcn {
     bns: Vec<BatchNorm>,
     fast_bns: Vec<BnRelu>,
     kernels: Kernels,
+    /// Activation buffers the fast training op reuses from step to step.
+    pool: Arc<BufferPool>,
 }
 
 /// (filters, kernel) of the three FCN blocks.
@@ -146,6 +151,7 @@ impl Fcn {
             bns,
             fast_bns,
             kernels,
+            pool: Arc::default(),
         })
     }
 
@@ -159,17 +165,18 @@ impl Fcn {
                     .zip(&self.fast_bns)
                     .map(|(conv, bn)| (conv.weight(), bn.affine().0, bn.affine().1))
                     .collect();
-                let (features, stats) = FcnTrain::apply(x, &params, self.fast_bns[0].eps())?;
+                let (features, stats) =
+                    FcnTrain::apply(x, &params, self.fast_bns[0].eps(), &self.pool)?;
                 let n = x.dim(0)? * x.dim(2)?;
                 for (bn, (mean, var)) in self.fast_bns.iter().zip(&stats) {
                     bn.update_running(mean, var, n)?;
                 }
                 return Ok(features);
             }
-            // Channels-last from here on: [B, T, C].
-            let mut h = x.transpose(1, 2)?.contiguous()?;
+            // Evaluation computes no gradients (detached), channels-last from here on: [B, T, C].
+            let mut h = x.detach().transpose(1, 2)?.contiguous()?;
             for (conv, bn) in self.convs.iter().zip(self.fast_bns.iter()) {
-                let z = ConvSameCl::apply(&h, conv.weight())?;
+                let z = ConvSameCl::apply(&h, &conv.weight().detach())?;
                 h = bn.forward_eval(&z)?;
             }
             return h.mean(1);
@@ -187,8 +194,11 @@ impl Fcn {
 pub struct DomainHead {
     fc: Vec<Linear>,
     bns: Vec<BatchNorm>,
+    /// The same batch-norm variables, for the fused training op.
+    fast_bns: Vec<BnRelu>,
     out: Linear,
     dropout: Dropout,
+    kernels: Kernels,
 }
 
 fn linear(c_in: usize, c_out: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
@@ -202,10 +212,12 @@ fn linear(c_in: usize, c_out: usize, bias: bool, vb: VarBuilder) -> Result<Linea
 }
 
 impl DomainHead {
-    /// Builds the domain head with `domains` outputs under `vb`.
-    pub fn new(domains: usize, vb: VarBuilder) -> Result<Self> {
+    /// Builds the domain head with `domains` outputs under `vb`; `kernels` picks the training
+    /// implementation (evaluation always runs the candle ops).
+    pub fn new(domains: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
         let mut fc = Vec::new();
         let mut bns = Vec::new();
+        let mut fast_bns = Vec::new();
         let mut c_in = FEATURES;
         for i in 0..2 {
             fc.push(linear(
@@ -219,26 +231,64 @@ impl DomainHead {
                 keras_bn(),
                 vb.pp(format!("bn{}", i + 1)),
             )?);
+            fast_bns.push(BnRelu::new(
+                DOMAIN_HIDDEN,
+                keras_bn(),
+                vb.pp(format!("bn{}", i + 1)),
+            )?);
             c_in = DOMAIN_HIDDEN;
         }
         let out = linear(DOMAIN_HIDDEN, domains, true, vb.pp("out"))?;
         Ok(Self {
             fc,
             bns,
+            fast_bns,
             out,
             dropout: Dropout { p: 0.3 },
+            kernels,
         })
     }
 
     /// Domain logits for `features`; `rng` = Some in training (BN batch stats + dropout).
     pub fn forward(&self, features: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let train = rng.is_some();
+        if let (Some(rng), Kernels::Fast) = (rng.as_deref_mut(), self.kernels) {
+            return self.forward_train_fused(features, rng);
+        }
         let mut h = features.clone();
         for (fc, bn) in self.fc.iter().zip(self.bns.iter()) {
             h = bn.forward_t(&fc.forward(&h)?, train)?.relu()?;
             h = self.dropout.forward(&h, rng.as_deref_mut())?;
         }
         self.out.forward(&h)
+    }
+
+    /// Training-mode forward as one fused op ([`DomainHeadTrain`]); draws the dropout masks in
+    /// the order the candle path does.
+    fn forward_train_fused(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let b = features.dim(0)?;
+        let n = b * DOMAIN_HIDDEN;
+        let mut masks = Vec::with_capacity(self.fc.len() * n);
+        for _ in &self.fc {
+            match self.dropout.mask(n, rng) {
+                Some(m) => masks.extend(m),
+                None => masks.extend(std::iter::repeat_n(1.0, n)),
+            }
+        }
+        let params = HeadParams {
+            hidden: self.fc.iter().map(|l| l.weight()).collect(),
+            bn: self.fast_bns.iter().map(|bn| bn.affine()).collect(),
+            out: (
+                self.out.weight(),
+                self.out.bias().expect("the output layer has a bias"),
+            ),
+        };
+        let (logits, stats) =
+            DomainHeadTrain::apply(features, &params, masks, self.fast_bns[0].eps())?;
+        for (bn, (mean, var)) in self.fast_bns.iter().zip(&stats) {
+            bn.update_running(mean, var, b)?;
+        }
+        Ok(logits)
     }
 }
 
@@ -259,7 +309,7 @@ impl CodatsModel {
         let fe = Fcn::new(cfg.channels, cfg.kernels, vb.pp("fe"))?;
         let task = linear(FEATURES, cfg.classes, true, vb.pp("task"))?;
         let domain = match cfg.domains {
-            Some(d) => Some(DomainHead::new(d, vb.pp("domain"))?),
+            Some(d) => Some(DomainHead::new(d, cfg.kernels, vb.pp("domain"))?),
             None => None,
         };
         Ok(Self { fe, task, domain })

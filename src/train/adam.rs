@@ -5,6 +5,12 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+use rayon::prelude::*;
+
+use crate::nn::fast::with_f32;
+
+/// Parameters per parallel work item in [`Adam::step`].
+const CHUNK: usize = 1 << 14;
 
 /// Adam hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,15 +84,28 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let g = g.flatten_all()?.to_vec1::<f32>()?;
-            let mut p = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let (m, v) = (&mut self.m[k], &mut self.v[k]);
-            for i in 0..p.len() {
-                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                p[i] -= lr_t * m[i] / (v[i].sqrt() + eps);
-            }
-            var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
+            // Elementwise, so the parallel chunks give the same result as one loop.
+            let g = g.contiguous()?;
+            let p = var.as_tensor().contiguous()?;
+            let new = with_f32(&g, |g| {
+                with_f32(&p, |p| {
+                    let mut new = vec![0.0f32; p.len()];
+                    new.par_chunks_mut(CHUNK)
+                        .zip(m.par_chunks_mut(CHUNK))
+                        .zip(v.par_chunks_mut(CHUNK))
+                        .zip(g.par_chunks(CHUNK).zip(p.par_chunks(CHUNK)))
+                        .for_each(|(((new, m), v), (g, p))| {
+                            for i in 0..new.len() {
+                                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                                new[i] = p[i] - lr_t * m[i] / (v[i].sqrt() + eps);
+                            }
+                        });
+                    new
+                })
+            })??;
+            var.set(&Tensor::from_vec(new, var.shape(), var.device())?)?;
         }
         Ok(())
     }

@@ -472,12 +472,19 @@ pub fn train_step(
     batch: &Batch,
     ctx: &mut StepContext,
 ) -> Result<(f32, Vec<(&'static str, f32)>)> {
+    use crate::profile::{span, Phase};
+    let forward = span(Phase::Forward);
     let out = method.step(batch, ctx)?;
     let loss = out.loss.to_scalar::<f32>()?;
+    drop(forward);
     if !loss.is_finite() {
         anyhow::bail!("training diverged: loss is {loss} at step {}", ctx.step + 1);
     }
-    let grads = out.loss.backward()?;
+    let grads = {
+        let _backward = span(Phase::Backward);
+        out.loss.backward()?
+    };
+    let _optimiser = span(Phase::Optimiser);
     for (_, opt) in groups.iter_mut() {
         opt.step(&grads)?;
     }
