@@ -143,8 +143,8 @@ pub struct ParamGroup {
     pub prefix: &'static str,
 }
 
-/// A training algorithm.
-pub trait Method {
+/// A training algorithm (`Send`, so that a training step can run on a worker thread).
+pub trait Method: Send {
     /// Which method this is.
     fn kind(&self) -> MethodKind;
     /// Computes the loss for one batch (training mode).
