@@ -206,9 +206,10 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Sizes the thread pools; must run before the first tensor op (both pools read the
 /// environment once). rayon's pool, which runs the fast kernels and candle's matmuls, gets
 /// `threads`. candle 0.11 also keeps its own pool for elementwise ops, whose workers spin after
-/// every op: with the fast kernels it would only run the heads' small ops while its spinning
-/// worker takes a core from the GEMMs (measured: 12–14 ms of a 150–190 ms step at batch 128 on
-/// 2 cores), so it gets no workers then, unless the user set `CANDLE_NUM_THREADS`.
+/// every op. With the fast kernels it only runs small ops (heads, losses) and its spinning worker
+/// can only take a core from the GEMMs, so it gets no workers then, unless the user set
+/// `CANDLE_NUM_THREADS`. Measured at batch 128 on 2 cores, interleaved runs: 12–14 ms faster per
+/// step in a first comparison, within the noise (≈ 2 ms, then 0) in two later ones.
 fn set_threads(threads: usize, kernels: Kernels) {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     if kernels == Kernels::Fast && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
