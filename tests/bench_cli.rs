@@ -18,6 +18,12 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// A JSON array of numbers.
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    let a = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    a.iter().map(|x| x.as_f64().expect("a number")).collect()
+}
+
 #[test]
 fn json_lines_carry_phases_rounds_and_the_median_paired_ratio() {
     let tmp = common::TempDir::new("bench-json");
@@ -73,12 +79,7 @@ fn json_lines_carry_phases_rounds_and_the_median_paired_ratio() {
     let ms = ours["ms_per_step"].as_f64().unwrap();
     assert!(ms > 0.0 && ours["samples_per_s"].as_f64().unwrap() > 0.0);
     // three rounds, and the reported one is their median
-    let rounds: Vec<f64> = ours["rounds_ms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let rounds = floats(&ours["rounds_ms"]);
     assert_eq!(rounds.len(), 3);
     assert_eq!(ms, median(&rounds));
     // forward + backward + optimiser make up the step; the kernels' phases lie inside them
@@ -95,12 +96,7 @@ fn json_lines_carry_phases_rounds_and_the_median_paired_ratio() {
     }
     assert_eq!(find("pytorch")["ms_per_step"], 1000.0);
     let ratio = find("ratio");
-    let paired: Vec<f64> = ratio["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let paired = floats(&ratio["rounds"]);
     assert_eq!(paired.len(), 3);
     let r = ratio["codats_over_pytorch_samples_per_s"].as_f64().unwrap();
     assert!((r - median(&paired)).abs() < 1e-9, "{r} vs {paired:?}");

@@ -308,11 +308,7 @@ pub(super) fn pad_rows_into(x: &[f32], t: usize, c: usize, left: usize, xp: &mut
     let tp = xp.len() / b.max(1) / c.max(1);
     xp.par_chunks_mut(tp * c)
         .zip(x.par_chunks(t * c))
-        .for_each(|(dst, src)| {
-            dst[..left * c].fill(0.0);
-            dst[left * c..(left + t) * c].copy_from_slice(src);
-            dst[(left + t) * c..].fill(0.0);
-        })
+        .for_each(|(dst, src)| padded_interior(dst, left, t, c).copy_from_slice(src))
 }
 
 /// Channels-last rows `t … t+K−1` of a padded `[B, T+K−1, Cin]` buffer are contiguous, so the
@@ -613,6 +609,98 @@ fn bn_bwd_dx_generic(
     }
 }
 simd_dispatch!(bn_bwd_dx => bn_bwd_dx_generic(x: &[f32], dy: &[f32], dy_stride: usize, p: &[&[f32]; 7], nf: f32, out: &mut [f32]));
+
+/// One batch norm + ReLU layer as a training forward pass left it: the batch mean, 1/σ, and
+/// `y = max(0, z·scale + shift)`. Shared by the fused FCN and the fused domain head.
+pub(super) struct BnBatch {
+    pub mean: Vec<f32>,
+    pub inv: Vec<f32>,
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+/// The parameter gradients of a [`BnBatch`] and the per-channel coefficients of its input
+/// gradient (see [`bn_bwd_dx`]).
+pub(super) struct BnGrad {
+    pub dgamma: Vec<f32>,
+    pub dbeta: Vec<f32>,
+    coef: Vec<f32>,
+    m1: Vec<f32>,
+    m2: Vec<f32>,
+}
+
+impl BnBatch {
+    /// From the batch statistics (mean, biased variance) and γ, β.
+    pub fn new(mean: &[f64], var: &[f64], gamma: &[f32], beta: &[f32], eps: f64) -> Self {
+        let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&inv)
+            .map(|(&g, &i)| (g as f64 * i) as f32)
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean.iter().zip(&scale))
+            .map(|(&b, (&m, &sc))| b - m * sc)
+            .collect();
+        let inv = inv.iter().map(|&v| v as f32).collect();
+        Self {
+            mean,
+            inv,
+            scale,
+            shift,
+        }
+    }
+
+    /// `[mean, scale, shift]`, as [`bn_bwd_sums`] takes them.
+    pub fn mask_params(&self) -> [&[f32]; 3] {
+        [&self.mean, &self.scale, &self.shift]
+    }
+
+    /// From `s1 = Σ dz` and `s2 = Σ dz·(z − μ)` over `n` rows: dγ = Σ dz·x̂, dβ = Σ dz, and the
+    /// input gradient's coefficients.
+    pub fn backward(&self, s1: &[f64], s2: &[f64], gamma: &[f32], n: f32) -> BnGrad {
+        let s2: Vec<f64> = s2
+            .iter()
+            .zip(&self.inv)
+            .map(|(s, &v)| s * v as f64)
+            .collect();
+        let dgamma: Vec<f32> = s2.iter().map(|&v| v as f32).collect();
+        let dbeta: Vec<f32> = s1.iter().map(|&v| v as f32).collect();
+        let coef = gamma
+            .iter()
+            .zip(&self.inv)
+            .map(|(&g, &i)| g * i / n)
+            .collect();
+        BnGrad {
+            m1: dbeta.clone(),
+            m2: dgamma.clone(),
+            dgamma,
+            dbeta,
+            coef,
+        }
+    }
+}
+
+impl BnGrad {
+    /// `[mean, scale, shift, inv, coef, m1, m2]`, as [`bn_bwd_dx`] takes them.
+    pub fn dx_params<'a>(&'a self, bn: &'a BnBatch) -> [&'a [f32]; 7] {
+        [
+            &bn.mean, &bn.scale, &bn.shift, &bn.inv, &self.coef, &self.m1, &self.m2,
+        ]
+    }
+}
+
+/// Zeroes the `lead` rows before and the rows after the `t` interior rows of one zero-padded
+/// sequence `d` (`c` floats per row) and returns the interior.
+pub(super) fn padded_interior(d: &mut [f32], lead: usize, t: usize, c: usize) -> &mut [f32] {
+    let (pad, rest) = d.split_at_mut(lead * c);
+    let (interior, tail) = rest.split_at_mut(t * c);
+    pad.fill(0.0);
+    tail.fill(0.0);
+    interior
+}
 
 /// Activation buffers handed from one training step to the next. A step at batch 128 needs
 /// about a dozen 8–17 MB buffers; taking them from here instead of allocating skips both the

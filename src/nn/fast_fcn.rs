@@ -27,8 +27,9 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fast::{
-    bn_bwd_dx, bn_bwd_sums, kernel_to_kc, pad_rows_into, relu_sum_rows, scale_shift_relu, slice,
-    sq_dev_rows, sum_rows, tensor, BufferPool, Windows, ROW_CHUNK,
+    bn_bwd_dx, bn_bwd_sums, kernel_to_kc, pad_rows_into, padded_interior, relu_sum_rows,
+    scale_shift_relu, slice, sq_dev_rows, sum_rows, tensor, BnBatch, BufferPool, Windows,
+    ROW_CHUNK,
 };
 use crate::profile::{span, Phase};
 
@@ -42,11 +43,8 @@ struct Saved {
     xp: Vec<Vec<f32>>,
     /// Convolution outputs `[B·(T+K−1) − (K−1), Cout]`; sequence `b`'s rows start at `b·(T+K−1)`.
     zp: Vec<Vec<f32>>,
-    /// Per layer: batch mean, 1/σ, and the BN + ReLU's `scale`, `shift` (`y = max(0, z·scale + shift)`).
-    mean: Vec<Vec<f32>>,
-    inv: Vec<Vec<f32>>,
-    scale: Vec<Vec<f32>>,
-    shift: Vec<Vec<f32>>,
+    /// Each layer's batch norm + ReLU.
+    bn: Vec<BnBatch>,
 }
 
 /// Training-mode FCN forward/backward on channels-last input `[B, T, Cin]`; output `[B, C_last]`.
@@ -256,10 +254,7 @@ impl CustomOp2 for FcnTrain {
         let mut saved = Saved {
             xp: Vec::new(),
             zp: Vec::new(),
-            mean: Vec::new(),
-            inv: Vec::new(),
-            scale: Vec::new(),
-            shift: Vec::new(),
+            bn: Vec::new(),
         };
         let mut stats = Vec::new();
         let (_, k0) = self.layers[0];
@@ -283,12 +278,8 @@ impl CustomOp2 for FcnTrain {
             }
             let bn_span = span(Phase::BnForward);
             let (mean, var) = batch_stats(&zp, z_rows, b, t, cout);
-            let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-            let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-            let scale: Vec<f32> = (0..cout)
-                .map(|i| (gamma[i] as f64 * inv[i]) as f32)
-                .collect();
-            let shift: Vec<f32> = (0..cout).map(|i| beta[i] - mean32[i] * scale[i]).collect();
+            let bn = BnBatch::new(&mean, &var, gamma, beta, self.eps);
+            let (scale, shift) = (&bn.scale, &bn.shift);
             match self.layers.get(li + 1) {
                 // The ReLU output goes straight into the next convolution's padded input.
                 Some(&(_, kn)) => {
@@ -297,11 +288,8 @@ impl CustomOp2 for FcnTrain {
                     next.par_chunks_mut(tn * cout)
                         .enumerate()
                         .for_each(|(bi, d)| {
-                            let (pad, rest) = d.split_at_mut(left * cout);
-                            let (out, tail) = rest.split_at_mut(t * cout);
-                            pad.fill(0.0);
-                            tail.fill(0.0);
-                            scale_shift_relu(z_rows.of(&zp, bi, t, cout), &scale, &shift, out)
+                            let out = padded_interior(d, left, t, cout);
+                            scale_shift_relu(z_rows.of(&zp, bi, t, cout), scale, shift, out)
                         });
                     saved.xp.push(std::mem::replace(&mut xp, next));
                 }
@@ -310,17 +298,14 @@ impl CustomOp2 for FcnTrain {
                     saved.xp.push(std::mem::take(&mut xp));
                     let inv_t = 1.0 / t as f32;
                     feat.par_chunks_mut(cout).enumerate().for_each(|(bi, f)| {
-                        relu_sum_rows(z_rows.of(&zp, bi, t, cout), &scale, &shift, f);
+                        relu_sum_rows(z_rows.of(&zp, bi, t, cout), scale, shift, f);
                         f.iter_mut().for_each(|v| *v *= inv_t);
                     });
                 }
             }
             drop(bn_span);
             saved.zp.push(zp);
-            saved.mean.push(mean32);
-            saved.inv.push(inv.iter().map(|&v| v as f32).collect());
-            saved.scale.push(scale);
-            saved.shift.push(shift);
+            saved.bn.push(bn);
             stats.push((mean, var));
             cin = cout;
         }
@@ -378,33 +363,22 @@ impl CustomOp2 for FcnTrain {
                 offset: 0,
             };
             let zp = saved.zp.pop().expect("one per layer");
-            let (mean, inv) = (&saved.mean[li], &saved.inv[li]);
-            let (scale, shift) = (&saved.scale[li], &saved.shift[li]);
+            let bn = &saved.bn[li];
             let dy_of = |bi: usize| {
                 let len = if dy_stride == 0 { cout } else { t * cout };
                 &dy[bi * dy_seq * cout..bi * dy_seq * cout + len]
             };
             let bn_span = span(Phase::BnBackward);
             // Σ dz and Σ dz·(z − μ) per channel, dz = dy·[z·scale + shift > 0].
+            let mask = bn.mask_params();
             let (s1, s2) = sequence_sums(b, t, cout, |bi, a, bb| {
-                let pp = [&mean[..], &scale[..], &shift[..]];
-                bn_bwd_sums(
-                    z_rows.of(&zp, bi, t, cout),
-                    dy_of(bi),
-                    dy_stride,
-                    &pp,
-                    a,
-                    bb,
-                )
+                let z = z_rows.of(&zp, bi, t, cout);
+                bn_bwd_sums(z, dy_of(bi), dy_stride, &mask, a, bb)
             });
-            let s2: Vec<f64> = s2.iter().zip(inv).map(|(s, &v)| s * v as f64).collect();
-            for i in 0..cout {
-                grads[go + i] = s2[i] as f32;
-                grads[bo + i] = s1[i] as f32;
-            }
-            let coef: Vec<f32> = (0..cout).map(|i| gamma[i] * inv[i] / nf).collect();
-            let m1: Vec<f32> = s1.iter().map(|&v| v as f32).collect();
-            let m2: Vec<f32> = s2.iter().map(|&v| v as f32).collect();
+            let g = bn.backward(&s1, &s2, gamma, nf);
+            grads[go..go + cout].copy_from_slice(&g.dgamma);
+            grads[bo..bo + cout].copy_from_slice(&g.dbeta);
+            let pp = g.dx_params(bn);
             // dz into the padded layout [B, T+K−1, Cout] with `shift` zero rows first: read from
             // row `shift` on it lines up with the forward's window starts (weight gradient), and
             // as a whole it is the input of the flipped convolution (input gradient).
@@ -413,19 +387,7 @@ impl CustomOp2 for FcnTrain {
             dzq.par_chunks_mut(tp * cout)
                 .enumerate()
                 .for_each(|(bi, d)| {
-                    let (pad, rest) = d.split_at_mut(lead * cout);
-                    let (out, tail) = rest.split_at_mut(t * cout);
-                    pad.fill(0.0);
-                    tail.fill(0.0);
-                    let pp = [
-                        &mean[..],
-                        &scale[..],
-                        &shift[..],
-                        &inv[..],
-                        &coef[..],
-                        &m1[..],
-                        &m2[..],
-                    ];
+                    let out = padded_interior(d, lead, t, cout);
                     let z = z_rows.of(&zp, bi, t, cout);
                     bn_bwd_dx(z, dy_of(bi), dy_stride, &pp, nf, out)
                 });

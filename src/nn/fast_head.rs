@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::fast::{bn_bwd_dx, bn_bwd_sums, gemm, scale_shift_relu, slice, tensor};
+use super::fast::{bn_bwd_dx, bn_bwd_sums, gemm, scale_shift_relu, slice, tensor, BnBatch};
 use super::fast_fcn::{batch_stats, sequence_sums, LayerStats, Rows};
 use crate::profile::{span, Phase};
 
@@ -23,13 +23,10 @@ struct Saved {
     /// Input of the head `[B, F]`.
     h: Vec<f32>,
     /// Per hidden layer: the linear output (BN input) `[B, H]`, the dropout output `[B, H]`,
-    /// and the BN's mean, 1/σ, scale and shift.
+    /// and the batch norm + ReLU.
     a: Vec<Vec<f32>>,
     d: Vec<Vec<f32>>,
-    mean: Vec<Vec<f32>>,
-    inv: Vec<Vec<f32>>,
-    scale: Vec<Vec<f32>>,
-    shift: Vec<Vec<f32>>,
+    bn: Vec<BnBatch>,
 }
 
 /// Training-mode domain head on features `[B, F]` with dropout masks `[L, B, H]`; output
@@ -147,10 +144,7 @@ impl CustomOp3 for DomainHeadTrain {
             h: x.to_vec(),
             a: Vec::new(),
             d: Vec::new(),
-            mean: Vec::new(),
-            inv: Vec::new(),
-            scale: Vec::new(),
-            shift: Vec::new(),
+            bn: Vec::new(),
         };
         let mut stats = Vec::new();
         let rows = Rows {
@@ -166,21 +160,15 @@ impl CustomOp3 for DomainHeadTrain {
             let w = &p[hidden[l]..hidden[l] + h * cin];
             gemm(b, h, cin, &mut a, input, (cin, 1), w, (1, cin), false);
             let (mean, var) = batch_stats(&a, rows, b, 1, h);
-            let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
             let (go, bo) = bn[l];
-            let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-            let scale: Vec<f32> = (0..h).map(|i| (p[go + i] as f64 * inv[i]) as f32).collect();
-            let shift: Vec<f32> = (0..h).map(|i| p[bo + i] - mean32[i] * scale[i]).collect();
+            let norm = BnBatch::new(&mean, &var, &p[go..go + h], &p[bo..bo + h], self.eps);
             let mut out = vec![0.0f32; b * h];
-            scale_shift_relu(&a, &scale, &shift, &mut out);
+            scale_shift_relu(&a, &norm.scale, &norm.shift, &mut out);
             let mask = &masks[l * b * h..(l + 1) * b * h];
             out.iter_mut().zip(mask).for_each(|(o, m)| *o *= m);
             saved.a.push(a);
             saved.d.push(out);
-            saved.mean.push(mean32);
-            saved.inv.push(inv.iter().map(|&v| v as f32).collect());
-            saved.scale.push(scale);
-            saved.shift.push(shift);
+            saved.bn.push(norm);
             stats.push((mean, var));
         }
         let last = saved.d.last().map_or(x, |v| &v[..]);
@@ -255,31 +243,17 @@ impl CustomOp3 for DomainHeadTrain {
             // Through dropout: the gradient reaches only the kept units, scaled like them.
             let mask = &masks[l * b * h..(l + 1) * b * h];
             dy.iter_mut().zip(mask).for_each(|(g, m)| *g *= m);
-            let (a, mean, inv) = (&saved.a[l], &saved.mean[l], &saved.inv[l]);
-            let (scale, shift) = (&saved.scale[l], &saved.shift[l]);
-            let pp = [&mean[..], &scale[..], &shift[..]];
+            let (a, norm) = (&saved.a[l], &saved.bn[l]);
+            let mask_p = norm.mask_params();
             let (s1, s2) = sequence_sums(b, 1, h, |bi, acc1, acc2| {
                 let (z, g) = (rows.of(a, bi, 1, h), rows.of(&dy, bi, 1, h));
-                bn_bwd_sums(z, g, h, &pp, acc1, acc2)
+                bn_bwd_sums(z, g, h, &mask_p, acc1, acc2)
             });
-            let s2: Vec<f64> = s2.iter().zip(inv).map(|(s, &v)| s * v as f64).collect();
             let (go, bo) = bn[l];
-            for i in 0..h {
-                grads[go + i] = s2[i] as f32;
-                grads[bo + i] = s1[i] as f32;
-            }
-            let coef: Vec<f32> = (0..h).map(|i| p[go + i] * inv[i] / nf).collect();
-            let m1: Vec<f32> = s1.iter().map(|&v| v as f32).collect();
-            let m2: Vec<f32> = s2.iter().map(|&v| v as f32).collect();
-            let pp = [
-                &mean[..],
-                &scale[..],
-                &shift[..],
-                &inv[..],
-                &coef[..],
-                &m1[..],
-                &m2[..],
-            ];
+            let g = norm.backward(&s1, &s2, &p[go..go + h], nf);
+            grads[go..go + h].copy_from_slice(&g.dgamma);
+            grads[bo..bo + h].copy_from_slice(&g.dbeta);
+            let pp = g.dx_params(norm);
             let mut da = vec![0.0f32; b * h];
             bn_bwd_dx(a, &dy, h, &pp, nf, &mut da);
             let (input, cin) = if l == 0 {
