@@ -111,12 +111,11 @@ fn outputs_and_gradients_match_the_candle_path() {
     assert!(max_rel_diff(&a, &b) < 1e-4);
 }
 
-#[test]
-fn same_loss_curve_over_50_training_steps() {
+/// Loss rows (every 5 steps) of 50 training steps on synthetic data with each implementation.
+fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<Vec<f64>> {
     use codats::config::{code_version, TrainConfig};
     use codats::data::batch::BatchDivision;
     use codats::data::synthetic::{generate, SyntheticConfig};
-    use codats::methods::MethodKind;
     use codats::problem::Problem;
     use codats::train::{RunOptions, Trainer};
     let ds = generate(&SyntheticConfig {
@@ -124,7 +123,7 @@ fn same_loss_curve_over_50_training_steps() {
         windows_per_class: 30,
         ..Default::default()
     });
-    let tmp = common::TempDir::new("fast-vs-candle");
+    let tmp = common::TempDir::new(name);
     let mut curves = Vec::new();
     for kernels in [Kernels::Fast, Kernels::Candle] {
         let cfg = TrainConfig {
@@ -132,12 +131,11 @@ fn same_loss_curve_over_50_training_steps() {
             data_dir: None,
             sources: vec![1, 2],
             target: 0,
-            // source-only: plain descent, no adversarial game to amplify rounding differences
-            method: MethodKind::None,
+            method,
             steps: 50,
             batch_size: 48,
             batch_division: BatchDivision::All,
-            lr: 1e-3,
+            lr,
             seed: 5,
             split_seed: 0,
             eval_every: 5,
@@ -166,14 +164,42 @@ fn same_loss_curve_over_50_training_steps() {
         curves.push(loss);
     }
     assert_eq!(curves[0].len(), 10);
-    for (i, (a, b)) in curves[0].iter().zip(&curves[1]).enumerate() {
-        assert!(
-            (a - b).abs() / b.abs() < 1e-3,
-            "loss differs at row {i}: fast {a} vs candle {b}\n{curves:?}"
-        );
-    }
+    curves
+}
+
+fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn same_loss_curve_over_50_training_steps() {
+    // source-only: plain descent, no adversarial game to amplify rounding differences
+    let curves = loss_curves(codats::methods::MethodKind::None, 1e-3, "fast-vs-candle");
+    let d = max_rel(&curves[0], &curves[1]);
+    assert!(d < 1e-3, "fast vs candle differ by {d}\n{curves:?}");
     // and it is learning: the loss falls
     assert!(curves[0][9] < curves[0][0] * 0.9, "{:?}", curves[0]);
+}
+
+#[test]
+fn codats_loss_curve_tracks_the_candle_path() {
+    // The fused domain head over 50 CoDATS steps (GRL, dropout, both Adams, BN running
+    // statistics), at the default learning rate. The adversarial game amplifies rounding
+    // differences step by step (measured: 4e-6 in the first rows, 3e-3 by step 50; at lr 1e-3
+    // they reach 6 % by step 35), so the first rows must agree tightly and the rest loosely; a
+    // wrong dropout mask or running-statistics update breaks the first rows already.
+    let curves = loss_curves(
+        codats::methods::MethodKind::Codats,
+        1e-4,
+        "fast-vs-candle-codats",
+    );
+    let first = max_rel(&curves[0][..2], &curves[1][..2]);
+    assert!(first < 1e-4, "first rows differ by {first}\n{curves:?}");
+    let all = max_rel(&curves[0], &curves[1]);
+    assert!(all < 1e-2, "curves differ by {all}\n{curves:?}");
 }
 
 /// Direct loops: y[b,o,t] = Σ_{c,j} w[o,c,j] x[b,c,t+j−l]; returns (y, dW, dX) for upstream g.
