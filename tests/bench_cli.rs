@@ -82,14 +82,17 @@ fn json_lines_carry_phases_rounds_and_the_median_paired_ratio() {
     let rounds = floats(&ours["rounds_ms"]);
     assert_eq!(rounds.len(), 3);
     assert_eq!(ms, median(&rounds));
-    // forward + backward + optimiser make up the step; the kernels' phases lie inside them
+    // forward + backward + optimiser make up the step (97-99.5 % measured at this tiny batch;
+    // the rest is handing the step to a rayon worker); the kernels' phases lie inside them. The
+    // lower bound leaves room for a loaded machine and still catches a phase that is not timed
+    // (backward alone is about two thirds of a step).
     let phase = |name: &str| {
         ours["phases_ms"][name]
             .as_f64()
             .unwrap_or_else(|| panic!("no phase {name}"))
     };
     let parts = phase("forward") + phase("backward") + phase("optimiser");
-    assert!(parts <= ms * 1.001 && parts > 0.8 * ms, "{parts} vs {ms}");
+    assert!(parts <= ms * 1.001 && parts > 0.6 * ms, "{parts} vs {ms}");
     assert!(phase("conv") > 0.0 && phase("conv") < parts);
     for p in ["bn_forward", "bn_backward", "head_forward", "head_backward"] {
         assert!(phase(p) > 0.0, "{p}");

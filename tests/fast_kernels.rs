@@ -189,8 +189,9 @@ fn codats_loss_curve_tracks_the_candle_path() {
     // The fused domain head over 50 CoDATS steps (GRL, dropout, both Adams, BN running
     // statistics), at the default learning rate. The adversarial game amplifies rounding
     // differences step by step (measured: 4e-6 in the first rows, 3e-3 by step 50; at lr 1e-3
-    // they reach 6 % by step 35), so the first rows must agree tightly and the rest loosely; a
-    // wrong dropout mask or running-statistics update breaks the first rows already.
+    // they reach 6 % by step 35), so the first rows must agree tightly and the rest loosely (with
+    // room for other CPUs' kernels, which round differently); a wrong dropout mask or
+    // running-statistics update breaks the first rows already.
     let curves = loss_curves(
         codats::methods::MethodKind::Codats,
         1e-4,
@@ -199,7 +200,7 @@ fn codats_loss_curve_tracks_the_candle_path() {
     let first = max_rel(&curves[0][..2], &curves[1][..2]);
     assert!(first < 1e-4, "first rows differ by {first}\n{curves:?}");
     let all = max_rel(&curves[0], &curves[1]);
-    assert!(all < 1e-2, "curves differ by {all}\n{curves:?}");
+    assert!(all < 2e-2, "curves differ by {all}\n{curves:?}");
 }
 
 /// Direct loops: y[b,o,t] = Σ_{c,j} w[o,c,j] x[b,c,t+j−l]; returns (y, dW, dX) for upstream g.
