@@ -46,9 +46,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example (side by side with the PyTorch anchor, same run, same threads):\n  \
-codats bench --batch 128,512 --sources 3 --threads 1,2 --torch-python /tmp/torch-venv/bin/python\n\n\
+codats bench --batch 128,512 --sources 3 --threads 1,2 --rounds 3 --torch-python /tmp/torch-venv/bin/python\n\n\
 Each configuration runs in its own process; --json prints one JSON line per configuration with\n\
-samples_per_s and ms_per_step (and GFLOP/s of the convolution work, peak RSS)."
+samples_per_s and ms_per_step (and GFLOP/s of the convolution work, peak RSS, phases_ms, and\n\
+rounds_ms with every round's time), plus one ratio line per (batch, threads) with the anchor."
 )]
 pub struct BenchArgs {
     /// Total samples per step over all domains (comma list); divided evenly over sources + target.
