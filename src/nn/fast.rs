@@ -619,14 +619,12 @@ pub(super) struct BnBatch {
     pub shift: Vec<f32>,
 }
 
-/// The parameter gradients of a [`BnBatch`] and the per-channel coefficients of its input
-/// gradient (see [`bn_bwd_dx`]).
+/// The parameter gradients of a [`BnBatch`] (dγ = Σ dz·x̂ and dβ = Σ dz, which are also the
+/// `m2` and `m1` of its input gradient) and the input gradient's `coef` (see [`bn_bwd_dx`]).
 pub(super) struct BnGrad {
     pub dgamma: Vec<f32>,
     pub dbeta: Vec<f32>,
     coef: Vec<f32>,
-    m1: Vec<f32>,
-    m2: Vec<f32>,
 }
 
 impl BnBatch {
@@ -674,8 +672,6 @@ impl BnBatch {
             .map(|(&g, &i)| g * i / n)
             .collect();
         BnGrad {
-            m1: dbeta.clone(),
-            m2: dgamma.clone(),
             dgamma,
             dbeta,
             coef,
@@ -687,7 +683,13 @@ impl BnGrad {
     /// `[mean, scale, shift, inv, coef, m1, m2]`, as [`bn_bwd_dx`] takes them.
     pub fn dx_params<'a>(&'a self, bn: &'a BnBatch) -> [&'a [f32]; 7] {
         [
-            &bn.mean, &bn.scale, &bn.shift, &bn.inv, &self.coef, &self.m1, &self.m2,
+            &bn.mean,
+            &bn.scale,
+            &bn.shift,
+            &bn.inv,
+            &self.coef,
+            &self.dbeta,
+            &self.dgamma,
         ]
     }
 }
@@ -786,6 +788,14 @@ impl BnRelu {
             eps: cfg.eps,
             momentum: cfg.momentum,
         })
+    }
+
+    /// [`BnRelu::update_running`] for each layer with its batch's statistics.
+    pub fn update_all(bns: &[BnRelu], stats: &[(Vec<f64>, Vec<f64>)], n: usize) -> Result<()> {
+        for (bn, (mean, var)) in bns.iter().zip(stats) {
+            bn.update_running(mean, var, n)?;
+        }
+        Ok(())
     }
 
     /// Moves the running averages towards a batch's mean and biased variance over `n` rows, as

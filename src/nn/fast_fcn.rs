@@ -61,12 +61,11 @@ pub struct FcnTrain {
 #[derive(Clone, Copy)]
 pub(super) struct Rows {
     pub stride: usize,
-    pub offset: usize,
 }
 
 impl Rows {
     pub fn of<'a>(&self, buf: &'a [f32], bi: usize, t: usize, c: usize) -> &'a [f32] {
-        let r = bi * self.stride + self.offset;
+        let r = bi * self.stride;
         &buf[r * c..(r + t) * c]
     }
 }
@@ -268,7 +267,6 @@ impl CustomOp2 for FcnTrain {
             let win = Windows { b, t, k };
             let z_rows = Rows {
                 stride: win.stride(),
-                offset: 0,
             };
             let mut zp = pool.take(win.starts() * cout);
             {
@@ -358,10 +356,7 @@ impl CustomOp2 for FcnTrain {
             let gamma = &p[go..go + cout];
             let win = Windows { b, t, k };
             let tp = win.stride();
-            let z_rows = Rows {
-                stride: tp,
-                offset: 0,
-            };
+            let z_rows = Rows { stride: tp };
             let zp = saved.zp.pop().expect("one per layer");
             let bn = &saved.bn[li];
             let dy_of = |bi: usize| {
@@ -379,8 +374,8 @@ impl CustomOp2 for FcnTrain {
             grads[go..go + cout].copy_from_slice(&g.dgamma);
             grads[bo..bo + cout].copy_from_slice(&g.dbeta);
             let pp = g.dx_params(bn);
-            // dz into the padded layout [B, T+K−1, Cout] with `shift` zero rows first: read from
-            // row `shift` on it lines up with the forward's window starts (weight gradient), and
+            // dz into the padded layout [B, T+K−1, Cout] with `lead` zero rows first: read from
+            // row `lead` on it lines up with the forward's window starts (weight gradient), and
             // as a whole it is the input of the flipped convolution (input gradient).
             let lead = k - 1 - (k - 1) / 2;
             let mut dzq = pool.take(b * tp * cout);

@@ -147,10 +147,7 @@ impl CustomOp3 for DomainHeadTrain {
             bn: Vec::new(),
         };
         let mut stats = Vec::new();
-        let rows = Rows {
-            stride: 1,
-            offset: 0,
-        };
+        let rows = Rows { stride: 1 };
         for l in 0..self.layers {
             let (input, cin) = match saved.d.last() {
                 Some(prev) => (&prev[..], h),
@@ -234,10 +231,7 @@ impl CustomOp3 for DomainHeadTrain {
         let mut dy = vec![0.0f32; b * cin];
         let w = &p[w_out..w_out + d * cin];
         gemm(b, cin, d, &mut dy, &dl, (d, 1), w, (cin, 1), false);
-        let rows = Rows {
-            stride: 1,
-            offset: 0,
-        };
+        let rows = Rows { stride: 1 };
         let nf = b as f32;
         for l in (0..self.layers).rev() {
             // Through dropout: the gradient reaches only the kept units, scaled like them.

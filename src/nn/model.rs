@@ -167,10 +167,7 @@ impl Fcn {
                     .collect();
                 let (features, stats) =
                     FcnTrain::apply(x, &params, self.fast_bns[0].eps(), &self.pool)?;
-                let n = x.dim(0)? * x.dim(2)?;
-                for (bn, (mean, var)) in self.fast_bns.iter().zip(&stats) {
-                    bn.update_running(mean, var, n)?;
-                }
+                BnRelu::update_all(&self.fast_bns, &stats, x.dim(0)? * x.dim(2)?)?;
                 return Ok(features);
             }
             // Evaluation computes no gradients (detached), channels-last from here on: [B, T, C].
@@ -285,9 +282,7 @@ impl DomainHead {
         };
         let (logits, stats) =
             DomainHeadTrain::apply(features, &params, masks, self.fast_bns[0].eps())?;
-        for (bn, (mean, var)) in self.fast_bns.iter().zip(&stats) {
-            bn.update_running(mean, var, b)?;
-        }
+        BnRelu::update_all(&self.fast_bns, &stats, b)?;
         Ok(logits)
     }
 }
