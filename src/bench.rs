@@ -78,8 +78,9 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// The median round of `rounds` (same configuration, measured in turn), with every round's
-    /// ms/step attached; the peak memory is the largest seen.
+    /// The median round of `rounds` (same configuration, measured in turn; the faster of the
+    /// middle two for an even count), with every round's ms/step attached in order; the peak
+    /// memory is the largest seen.
     pub fn median_of(mut rounds: Vec<Measurement>) -> Option<Measurement> {
         let times: Vec<f64> = rounds.iter().map(|m| m.ms_per_step).collect();
         let peak = rounds
@@ -549,4 +550,63 @@ pub fn format_phases(m: &Measurement) -> Option<String> {
         m.ms_per_step,
         cells.join("")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(ms: f64, rss: f64) -> Measurement {
+        Measurement {
+            framework: "codats".into(),
+            what: "train_step".into(),
+            kernels: None,
+            batch: 8,
+            sources: 3,
+            threads: 1,
+            ms_per_step: ms,
+            samples_per_s: 8e3 / ms,
+            gflops: None,
+            conv_share: None,
+            peak_rss_mib: Some(rss),
+            phases_ms: None,
+            rounds_ms: None,
+        }
+    }
+
+    #[test]
+    fn median_takes_the_middle_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn median_round_is_a_real_round_with_all_times_and_the_largest_peak() {
+        let m = Measurement::median_of(vec![
+            round(30.0, 100.0),
+            round(10.0, 300.0),
+            round(20.0, 200.0),
+        ])
+        .expect("three rounds");
+        assert_eq!(m.ms_per_step, 20.0);
+        assert_eq!(m.samples_per_s, 8e3 / 20.0);
+        assert_eq!(m.rounds_ms, Some(vec![30.0, 10.0, 20.0]));
+        assert_eq!(m.peak_rss_mib, Some(300.0));
+        // even count: the faster of the middle two; one round: no per-round list
+        let even = Measurement::median_of(vec![
+            round(40.0, 1.0),
+            round(10.0, 1.0),
+            round(30.0, 1.0),
+            round(20.0, 1.0),
+        ]);
+        assert_eq!(even.expect("four").ms_per_step, 20.0);
+        assert_eq!(
+            Measurement::median_of(vec![round(5.0, 1.0)])
+                .expect("one")
+                .rounds_ms,
+            None
+        );
+        assert!(Measurement::median_of(Vec::new()).is_none());
+    }
 }
