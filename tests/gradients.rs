@@ -1,0 +1,137 @@
+//! Every loss reaches every parameter it should: one training step of each method, on both FCN
+//! implementations, gives every trainable variable a non-zero gradient, and the DA-WS term
+//! changes the task head's gradient (it did not while its softmax had no backward).
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use codats::methods::{self, Batch, MethodKind, MethodSetup, Slice, StepContext};
+use codats::nn::Kernels;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const CHANNELS: usize = 3;
+const LENGTH: usize = 32;
+const CLASSES: usize = 4;
+
+fn windows(n: usize, seed: u64) -> Tensor {
+    let v: Vec<f32> = (0..n * CHANNELS * LENGTH)
+        .map(|i| ((i as f64 * 0.37 + seed as f64 * 1.9).sin() * 1.3) as f32)
+        .collect();
+    Tensor::from_vec(v, (n, CHANNELS, LENGTH), &Device::Cpu).unwrap()
+}
+
+fn slice(n: usize, seed: u64, labelled: bool) -> Slice {
+    let y: Vec<u32> = (0..n as u32)
+        .map(|i| (i + seed as u32) % CLASSES as u32)
+        .collect();
+    Slice {
+        x: windows(n, seed),
+        y: labelled.then(|| Tensor::from_vec(y, n, &Device::Cpu).unwrap()),
+    }
+}
+
+fn batch(kind: MethodKind) -> Batch {
+    match kind {
+        MethodKind::Upper => Batch {
+            sources: vec![],
+            target: Some(slice(12, 9, true)),
+        },
+        MethodKind::None => Batch {
+            sources: vec![slice(8, 1, true), slice(8, 2, true)],
+            target: None,
+        },
+        _ => Batch {
+            sources: vec![slice(8, 1, true), slice(8, 2, true)],
+            target: Some(slice(8, 3, false)),
+        },
+    }
+}
+
+/// Gradients of one step's loss, by parameter name.
+fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
+    let setup = MethodSetup {
+        channels: CHANNELS,
+        classes: CLASSES,
+        n_sources: if kind == MethodKind::Upper { 0 } else { 2 },
+        // Far from what the model predicts at init, so the DA-WS term is large.
+        target_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
+        kernels,
+    };
+    let varmap = VarMap::new();
+    let mut method = methods::build(kind, &setup, &varmap).unwrap();
+    codats::nn::glorot_init(&varmap, 7).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut ctx = StepContext {
+        step: 5,
+        total_steps: 10,
+        rng: &mut rng,
+    };
+    let out = method.step(&batch(kind), &mut ctx).unwrap();
+    let grads = out.loss.backward().unwrap();
+    methods::trainable_vars(&varmap, "")
+        .into_iter()
+        .map(|(name, var)| {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{kind} ({kernels:?}): no gradient reaches {name}"))
+                .clone();
+            (name, g)
+        })
+        .collect()
+}
+
+fn norm(t: &Tensor) -> f64 {
+    t.sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64
+}
+
+#[test]
+fn every_trainable_parameter_gets_a_gradient() {
+    for kernels in [Kernels::Fast, Kernels::Candle] {
+        for kind in MethodKind::all() {
+            let grads = step_gradients(kind, kernels);
+            assert!(!grads.is_empty());
+            for (name, g) in &grads {
+                assert!(
+                    norm(g) > 0.0,
+                    "{kind} ({kernels:?}): zero gradient for {name}"
+                );
+            }
+            let has_domain = grads.iter().any(|(n, _)| n.starts_with("domain."));
+            let adversarial = matches!(kind, MethodKind::Codats | MethodKind::CodatsWs);
+            assert_eq!(
+                has_domain, adversarial,
+                "{kind}: domain head present iff adversarial"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_weak_supervision_loss_changes_the_gradient() {
+    for kernels in [Kernels::Fast, Kernels::Candle] {
+        let plain = step_gradients(MethodKind::Codats, kernels);
+        let ws = step_gradients(MethodKind::CodatsWs, kernels);
+        for ((name, a), (name_ws, b)) in plain.iter().zip(&ws) {
+            assert_eq!(name, name_ws);
+            let diff = norm(&(a - b).unwrap());
+            if name.starts_with("domain.") {
+                // DA-WS acts on the task logits: the domain head's gradient is the same.
+                assert!(
+                    diff < 1e-12 * norm(a).max(1.0),
+                    "{kernels:?} {name}: {diff}"
+                );
+            } else {
+                // The task head and every FCN layer receive DA-WS's gradient.
+                assert!(
+                    diff > 1e-6 * norm(a),
+                    "{kernels:?} {name}: DA-WS adds no gradient"
+                );
+            }
+        }
+    }
+}
