@@ -319,6 +319,7 @@ fn bench_config(o: One) -> TrainConfig {
         kernels: o.kernels,
         ws_noise: None,
         data: Default::default(),
+        conventions: crate::config::CONVENTIONS,
         code_version: code_version(),
     }
 }

@@ -110,14 +110,14 @@ pub struct TrainArgs {
     /// Dataset name (`codats datasets list`); default: synthetic, which needs no data.
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetName>,
-    /// Source domain ids, comma separated (UCI HAR: subjects 1..30). `upper` does not train on
-    /// them, but still reports its accuracy on their test windows.
+    /// Source domain ids, comma separated (UCI HAR: subjects 1..30). `target_only` does not
+    /// train on them, but still reports its accuracy on their test windows.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub sources: Vec<u32>,
     /// Target domain id.
     #[arg(long, required_unless_present = "resume")]
     pub target: Option<u32>,
-    /// Method: none (source only), upper (train on target), codats, codats_ws.
+    /// Method: none (source only), target_only (train on target; alias upper), codats, codats_ws.
     #[arg(long, value_enum, default_value_t = MethodKind::Codats)]
     pub method: MethodKind,
     /// Training steps (the paper used 30000).
@@ -238,7 +238,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             &cfg.data,
             a.data.no_cache,
         )?;
-        let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
+        let problem = Problem::for_run(&dataset, &cfg)?;
         let mut trainer = Trainer::resume(problem, &out)?;
         if progress {
             eprintln!(
@@ -284,6 +284,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         threads,
         kernels: a.kernels,
         code_version: code_version(),
+        conventions: crate::config::CONVENTIONS,
         data: a.data.options(dataset)?,
     };
     cfg.validate()?;
@@ -304,7 +305,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if let Some(p) = &cfg.target_proportions {
         TrainConfig::check_proportions(p, dataset.n_classes())?;
     }
-    let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
+    let problem = Problem::for_run(&dataset, &cfg)?;
     let out = a
         .out
         .clone()
@@ -388,16 +389,16 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     let name = DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?;
     let data_dir = a.data_dir.or(cfg.data_dir.clone());
     let dataset = cli_data::load_for_run(name, data_dir.as_deref(), true, true, &cfg.data, false)?;
-    let problem = Problem::new(&dataset, &cfg.sources, cfg.target, cfg.split_seed)?;
+    let problem = Problem::for_run(&dataset, &cfg)?;
     let dir = train::checkpoint::RunDir::open(&a.run_dir)?;
     dir.check_splits(&problem)?;
     let state = dir.read_state()?;
-    if state.step < cfg.steps {
+    if state.step < cfg.updates() {
         anyhow::bail!(
-            "{} stopped at step {} of {}; finish it with `codats train --resume --out {}` first",
+            "{} stopped after {} of {} updates; finish it with `codats train --resume --out {}` first",
             a.run_dir.display(),
             state.step,
-            cfg.steps,
+            cfg.updates(),
             a.run_dir.display()
         );
     }

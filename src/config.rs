@@ -95,10 +95,24 @@ pub struct TrainConfig {
     pub kernels: crate::nn::Kernels,
     /// codats version and git commit that produced the run (informational).
     pub code_version: String,
+    /// Which of the reference's conventions the run follows ([`CONVENTIONS`] for new runs). A
+    /// config.toml without the key was written before the fidelity fixes and means `1`:
+    /// validation size round(0.2·n), `steps` updates evaluated after update i + 1. Version 2 is
+    /// the reference's: validation size ⌈0.2·n⌉ (1000 when ⌊0.2·n⌋ > 1000) and `steps + 1`
+    /// updates evaluated after update i when i % eval_every == 0 and at i = steps.
+    #[serde(default = "legacy_conventions")]
+    pub conventions: u32,
     /// Loader options (tabular columns and windows, synthetic settings, WISDM/HAPT switches), saved
     /// as `[data]` so that `codats eval` and `--resume` rebuild the same dataset.
     #[serde(default, skip_serializing_if = "DataOptions::is_empty")]
     pub data: DataOptions,
+}
+
+/// The conventions new runs follow (see [`TrainConfig::conventions`]).
+pub const CONVENTIONS: u32 = 2;
+
+fn legacy_conventions() -> u32 {
+    1
 }
 
 /// This build's version string: crate version and git commit.
@@ -111,6 +125,42 @@ pub fn code_version() -> String {
 }
 
 impl TrainConfig {
+    /// Optimiser updates a run of `steps` steps does: `steps + 1`, as the reference's
+    /// `for i in range(steps + 1)`, whose first evaluation is after one update (`steps` for
+    /// runs made with conventions 1).
+    pub fn updates(&self) -> usize {
+        if self.conventions >= 2 {
+            self.steps + 1
+        } else {
+            self.steps
+        }
+    }
+
+    /// The step number of the update with 0-based index `i`, as metrics.csv and result.json
+    /// show it: the reference's index `i` (conventions 1: the count `i + 1`).
+    pub fn step_label(&self, i: usize) -> usize {
+        if self.conventions >= 2 {
+            i
+        } else {
+            i + 1
+        }
+    }
+
+    /// Whether the run evaluates (and may select) after the update with 0-based index `i`.
+    pub fn evaluates_after(&self, i: usize) -> bool {
+        let last = self.updates() - 1;
+        self.step_label(i) % self.eval_every == 0 || i == last
+    }
+
+    /// How validation parts are sized in this run's splits.
+    pub fn valid_size(&self) -> crate::data::split::ValidSize {
+        if self.conventions >= 2 {
+            crate::data::split::ValidSize::Sklearn
+        } else {
+            crate::data::split::ValidSize::Rounded
+        }
+    }
+
     /// Checks everything that does not need the data (see also [`TrainConfig::check_proportions`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.steps == 0 {
@@ -174,7 +224,7 @@ impl TrainConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn cfg() -> TrainConfig {
@@ -192,6 +242,7 @@ mod tests {
             split_seed: 0,
             eval_every: 50,
             checkpoint_every: 50,
+            conventions: CONVENTIONS,
             target_proportions: None,
             ws_noise: None,
             threads: 2,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::split::{split_domain, zscore_domain, zscore_domain_padded, DomainSplit};
+use crate::data::split::{
+    split_domain_with, zscore_domain, zscore_domain_padded, DomainSplit, ValidSize,
+};
 use crate::data::{Dataset, DomainData};
 
 /// Why a (sources, target) choice cannot be trained.
@@ -138,6 +140,31 @@ impl Problem {
         target: u32,
         seed: u64,
     ) -> Result<Self, ProblemError> {
+        Self::with_valid_size(dataset, sources, target, seed, ValidSize::Sklearn)
+    }
+
+    /// The problem a run's configuration describes (its domains, split seed and conventions).
+    pub fn for_run(
+        dataset: &Dataset,
+        cfg: &crate::config::TrainConfig,
+    ) -> Result<Self, ProblemError> {
+        Self::with_valid_size(
+            dataset,
+            &cfg.sources,
+            cfg.target,
+            cfg.split_seed,
+            cfg.valid_size(),
+        )
+    }
+
+    /// [`Problem::new`] with an explicit validation-size rule.
+    pub fn with_valid_size(
+        dataset: &Dataset,
+        sources: &[u32],
+        target: u32,
+        seed: u64,
+        valid_size: ValidSize,
+    ) -> Result<Self, ProblemError> {
         validate_domains(dataset, sources, target)?;
         let window = dataset.channels * dataset.length;
         let prepare = |d: &DomainData| -> Result<PreparedDomain, ProblemError> {
@@ -150,7 +177,7 @@ impl Problem {
                 });
             }
             debug_assert_eq!(d.x.len(), d.len() * window);
-            let split = split_domain(&d.y, seed, d.id);
+            let split = split_domain_with(&d.y, seed, d.id, valid_size);
             let mut x = d.x.clone();
             if dataset.zscore {
                 match &d.valid_lengths {

@@ -148,7 +148,7 @@ fn unknown_dataset_and_method_list_the_valid_ones() {
     ]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("[possible values: none, upper, codats, codats_ws]"),
+        err.contains("[possible values: none, target_only, codats, codats_ws]"),
         "{err}"
     );
 }

@@ -146,6 +146,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             ws_noise: None,
             data: Default::default(),
             code_version: code_version(),
+            conventions: codats::config::CONVENTIONS,
         };
         let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
         let out = tmp.path().join(format!("{kernels:?}"));
@@ -163,7 +164,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             .collect();
         curves.push(loss);
     }
-    assert_eq!(curves[0].len(), 10);
+    assert_eq!(curves[0].len(), 11, "evaluations at steps 0, 5, ..., 50");
     curves
 }
 

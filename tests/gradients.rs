@@ -32,7 +32,7 @@ fn slice(n: usize, seed: u64, labelled: bool) -> Slice {
 
 fn batch(kind: MethodKind) -> Batch {
     match kind {
-        MethodKind::Upper => Batch {
+        MethodKind::TargetOnly => Batch {
             sources: vec![],
             target: Some(slice(12, 9, true)),
         },
@@ -52,7 +52,7 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
     let setup = MethodSetup {
         channels: CHANNELS,
         classes: CLASSES,
-        n_sources: if kind == MethodKind::Upper { 0 } else { 2 },
+        n_sources: if kind == MethodKind::TargetOnly { 0 } else { 2 },
         // Far from what the model predicts at init, so the DA-WS term is large.
         target_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
         kernels,

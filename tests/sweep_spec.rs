@@ -87,7 +87,7 @@ target = 4
     let upper: Vec<_> = plan
         .jobs
         .iter()
-        .filter(|j| j.method.as_str() == "upper")
+        .filter(|j| j.method.as_str() == "target_only")
         .collect();
     assert!(upper.iter().all(|j| j.steps == 50));
     let ws: Vec<_> = plan
@@ -252,7 +252,7 @@ fn bad_specs_name_file_key_and_line() {
     );
     assert_eq!(
         error_of("methods = [\"none\",\n  \"dann\"]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"),
-        "bad.toml:2:3: key `methods[1]`: unknown method \"dann\"; valid methods: none, codats, codats_ws, upper"
+        "bad.toml:2:3: key `methods[1]`: unknown method \"dann\"; valid methods: none, codats, codats_ws, target_only"
     );
     assert_eq!(
         error_of(&format!(

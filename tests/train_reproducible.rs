@@ -97,7 +97,8 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
         read(&d.join("checkpoints/last.safetensors"))
     );
 
-    // Killed after step 25 (last checkpoint at step 20), then resumed: identical to uninterrupted.
+    // Killed after 25 updates (the last checkpoint after the update with index 20, i.e. 21
+    // updates: the run does steps + 1 = 31), then resumed: identical to uninterrupted.
     short_run(&c, "7", &["--stop-after", "25"]);
     assert!(
         !c.join("result.json").exists(),
@@ -105,7 +106,7 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
     );
     let state: serde_json::Value =
         serde_json::from_slice(&read(&c.join("checkpoints/resume/state.json"))).expect("json");
-    assert_eq!(state["step"], 20);
+    assert_eq!(state["step"], 21);
     codats(&[
         "train",
         "--resume",
@@ -126,9 +127,15 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
     assert_eq!(metrics_without_timing(&a), metrics_without_timing(&c));
     assert_eq!(
         metrics_without_timing(&a).len(),
-        4,
-        "header + 3 evaluations"
+        5,
+        "header + 4 evaluations (steps 0, 10, 20, 30)"
     );
+    let steps: Vec<String> = metrics_without_timing(&a)
+        .iter()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(steps, ["0", "10", "20", "30"]);
 
     // `codats eval` recomputes result.json from the checkpoints, exactly.
     std::fs::remove_file(a.join("result.json")).expect("remove");
@@ -153,10 +160,17 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
     );
     let splits: serde_json::Value =
         serde_json::from_slice(&read(&a.join("splits.json"))).expect("json");
-    // subject 11 has 316 windows: test ⌈63.2⌉ = 64, valid round(0.2 · 252) = 50, train 202
-    assert_eq!(splits["11"]["test"].as_array().expect("array").len(), 64);
-    assert_eq!(splits["11"]["valid"].as_array().expect("array").len(), 50);
-    assert_eq!(splits["11"]["train"].as_array().expect("array").len(), 202);
+    // scikit-learn's sizes, as the reference: subject 11 has 316 windows: test ⌈63.2⌉ = 64,
+    // valid ⌈0.2 · 252⌉ = 51, train 201; subject 2 has 302: test 61, valid ⌈48.2⌉ = 49, train 192.
+    let len = |s: &str, part: &str| splits[s][part].as_array().expect("array").len();
+    assert_eq!(
+        (len("11", "train"), len("11", "valid"), len("11", "test")),
+        (201, 51, 64)
+    );
+    assert_eq!(
+        (len("2", "train"), len("2", "valid"), len("2", "test")),
+        (192, 49, 61)
+    );
 
     // A second run into the same directory is refused instead of overwriting it.
     let out = Command::new(env!("CARGO_BIN_EXE_codats"))

@@ -75,18 +75,61 @@ pub fn stratified_pick(
 }
 
 /// The reference split of one domain: stratified 80/20 train/test (test = ⌈0.2·n⌉ as
-/// scikit-learn), then validation = min(1000, round(0.2·train)) stratified from train.
+/// scikit-learn), then validation stratified from train with [`valid_size`].
 /// Depends only on `seed`, the domain id and the labels.
 pub fn split_domain(labels: &[u32], seed: u64, domain_id: u32) -> DomainSplit {
+    split_domain_with(labels, seed, domain_id, ValidSize::Sklearn)
+}
+
+/// How the validation part of a domain's training windows is sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValidSize {
+    /// The reference's (scikit-learn's) rule, [`valid_size`].
+    #[default]
+    Sklearn,
+    /// min(1000, round(0.2·n)): runs made before the fidelity fixes (config conventions 1).
+    Rounded,
+}
+
+impl ValidSize {
+    /// Validation windows for `n_train` training windows.
+    pub fn of(self, n_train: usize) -> usize {
+        match self {
+            ValidSize::Sklearn => valid_size(n_train),
+            ValidSize::Rounded => {
+                ((VALID_FRACTION * n_train as f64).round() as usize).min(MAX_VALID)
+            }
+        }
+    }
+}
+
+/// [`split_domain`] with an explicit validation-size rule.
+pub fn split_domain_with(
+    labels: &[u32],
+    seed: u64,
+    domain_id: u32,
+    rule: ValidSize,
+) -> DomainSplit {
     let mut rng = ChaCha8Rng::seed_from_u64(
         seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(domain_id as u64 + 1)),
     );
     let all: Vec<usize> = (0..labels.len()).collect();
     let n_test = (TEST_FRACTION * labels.len() as f64).ceil() as usize;
     let (train_all, test) = stratified_pick(&all, labels, n_test, &mut rng);
-    let n_valid = ((VALID_FRACTION * train_all.len() as f64).round() as usize).min(MAX_VALID);
+    let n_valid = rule.of(train_all.len());
     let (train, valid) = stratified_pick(&train_all, labels, n_valid, &mut rng);
     DomainSplit { train, valid, test }
+}
+
+/// Validation windows taken from `n_train` training windows, as the CoDATS reference does:
+/// scikit-learn's `test_size=0.2` (⌈0.2·n⌉) unless ⌊0.2·n⌋ exceeds 1000, then exactly 1000.
+pub fn valid_size(n_train: usize) -> usize {
+    let share = VALID_FRACTION * n_train as f64;
+    if share.floor() as usize > MAX_VALID {
+        MAX_VALID
+    } else {
+        share.ceil() as usize
+    }
 }
 
 /// Per-channel mean and standard deviation of the windows `idx` of `x` (`[n, channels, length]`).
@@ -195,7 +238,7 @@ mod tests {
         let s = split_domain(&y, 42, 7);
         assert_eq!(y.len(), 300);
         assert_eq!(s.test.len(), 60);
-        assert_eq!(s.valid.len(), 48); // round(0.2 * 240)
+        assert_eq!(s.valid.len(), 48); // ceil(0.2 * 240)
         assert_eq!(s.train.len(), 192);
         // disjoint and complete
         let mut all: Vec<usize> = s
@@ -232,6 +275,18 @@ mod tests {
         assert_eq!(split_domain(&y, 5, 2), split_domain(&y, 5, 2));
         assert_ne!(split_domain(&y, 5, 2).test, split_domain(&y, 6, 2).test);
         assert_ne!(split_domain(&y, 5, 2).test, split_domain(&y, 5, 3).test);
+    }
+
+    #[test]
+    fn validation_size_is_sklearns_rule() {
+        // UCI HAR subject 11 (316 windows -> 252 train) and subject 2 (302 -> 241).
+        assert_eq!(valid_size(252), 51); // ceil(50.4), not round
+        assert_eq!(valid_size(241), 49); // ceil(48.2)
+        assert_eq!(valid_size(240), 48);
+        assert_eq!(valid_size(5004), 1001); // floor(1000.8) = 1000 is not > 1000: ceil
+        assert_eq!(valid_size(5005), 1000); // floor(1001) > 1000: capped
+        assert_eq!(valid_size(5010), 1000); // floor(1002) > 1000: capped
+        assert_eq!(valid_size(0), 0);
     }
 
     #[test]

@@ -42,6 +42,17 @@ impl Codats {
     }
 }
 
+/// Domain-classifier labels of a batch laid out as [source_1 .. source_n, target]: source i
+/// (0-based, `sizes[i]` rows) is domain i + 1, the target's `n_target` rows are domain 0.
+pub fn domain_labels(sizes: &[usize], n_target: usize) -> Vec<u32> {
+    let mut labels = Vec::with_capacity(sizes.iter().sum::<usize>() + n_target);
+    for (i, &n) in sizes.iter().enumerate() {
+        labels.extend(std::iter::repeat_n(i as u32 + 1, n));
+    }
+    labels.extend(std::iter::repeat_n(0u32, n_target));
+    labels
+}
+
 impl Method for Codats {
     fn kind(&self) -> MethodKind {
         self.kind
@@ -63,16 +74,19 @@ impl Method for Codats {
             .map(|s| s.x.dim(0))
             .sum::<Result<usize>>()?;
         let n_tgt = target.x.dim(0)?;
-        let mut domain_labels: Vec<u32> = Vec::with_capacity(n_src + n_tgt);
+        let sizes = batch
+            .sources
+            .iter()
+            .map(|s| s.x.dim(0))
+            .collect::<Result<Vec<usize>>>()?;
+        let domain_labels = domain_labels(&sizes, n_tgt);
         let mut ys: Vec<&Tensor> = Vec::new();
-        for (i, s) in batch.sources.iter().enumerate() {
-            domain_labels.extend(std::iter::repeat_n(i as u32 + 1, s.x.dim(0)?));
+        for s in &batch.sources {
             ys.push(
                 s.y.as_ref()
                     .ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?,
             );
         }
-        domain_labels.extend(std::iter::repeat_n(0u32, n_tgt));
         let y_task = Tensor::cat(&ys, 0)?;
         let y_domain = Tensor::from_vec(domain_labels, n_src + n_tgt, &dev)?;
 
@@ -115,5 +129,53 @@ impl Method for Codats {
                 prefix: "domain.",
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::{build, trainable_vars};
+    use candle_nn::VarMap;
+
+    #[test]
+    fn target_is_domain_zero_and_source_i_is_domain_i_plus_one() {
+        assert_eq!(domain_labels(&[2, 1, 3], 2), vec![1, 1, 2, 3, 3, 3, 0, 0]);
+        assert_eq!(domain_labels(&[1], 0), vec![1]);
+        assert_eq!(domain_labels(&[], 2), vec![0, 0]);
+    }
+
+    #[test]
+    fn the_domain_head_gets_two_adam_updates_per_batch_and_the_rest_one() -> Result<()> {
+        let setup = MethodSetup {
+            channels: 3,
+            classes: 4,
+            n_sources: 2,
+            target_proportions: Some(vec![0.25; 4]),
+            kernels: crate::nn::Kernels::Fast,
+        };
+        for kind in [MethodKind::Codats, MethodKind::CodatsWs] {
+            let varmap = VarMap::new();
+            let method = build(kind, &setup, &varmap)?;
+            let groups = method.param_groups();
+            let all = trainable_vars(&varmap, "");
+            assert!(all.iter().any(|(n, _)| n.starts_with("domain.")));
+            for (name, _) in &all {
+                let updates = groups
+                    .iter()
+                    .filter(|g| {
+                        trainable_vars(&varmap, g.prefix)
+                            .iter()
+                            .any(|(n, _)| n == name)
+                    })
+                    .count();
+                let want = if name.starts_with("domain.") { 2 } else { 1 };
+                assert_eq!(
+                    updates, want,
+                    "{kind}: {name} is in {updates} optimiser groups"
+                );
+            }
+        }
+        Ok(())
     }
 }

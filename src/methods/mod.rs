@@ -15,8 +15,11 @@ pub mod supervised;
 pub enum MethodKind {
     /// Source-only lower bound: train on the labelled sources, never see the target.
     None,
-    /// "Train on Target" upper bound: train on the target's own training labels.
-    Upper,
+    /// "Train on Target" bound: train on the target's own training labels, select on its own
+    /// validation split (the reference's `none --sources=<target>`). `upper` is accepted too.
+    #[value(name = "target_only", alias = "upper")]
+    #[serde(alias = "upper")]
+    TargetOnly,
     /// CoDATS: multi-source domain-adversarial training (DANN with the FCN).
     Codats,
     /// CoDATS-WS: CoDATS plus the DA-WS loss towards known target label proportions.
@@ -29,7 +32,7 @@ impl MethodKind {
     pub fn as_str(self) -> &'static str {
         match self {
             MethodKind::None => "none",
-            MethodKind::Upper => "upper",
+            MethodKind::TargetOnly => "target_only",
             MethodKind::Codats => "codats",
             MethodKind::CodatsWs => "codats_ws",
         }
@@ -41,7 +44,7 @@ impl MethodKind {
             MethodKind::None,
             MethodKind::Codats,
             MethodKind::CodatsWs,
-            MethodKind::Upper,
+            MethodKind::TargetOnly,
         ]
     }
 
@@ -52,7 +55,7 @@ impl MethodKind {
                 sources: true,
                 target: TargetUse::None,
             },
-            MethodKind::Upper => DataNeeds {
+            MethodKind::TargetOnly => DataNeeds {
                 sources: false,
                 target: TargetUse::Labelled,
             },
@@ -174,7 +177,7 @@ pub struct MethodSetup {
 pub fn build(kind: MethodKind, setup: &MethodSetup, varmap: &VarMap) -> Result<Box<dyn Method>> {
     let vb = VarBuilder::from_varmap(varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
     Ok(match kind {
-        MethodKind::None | MethodKind::Upper => {
+        MethodKind::None | MethodKind::TargetOnly => {
             Box::new(supervised::Supervised::new(kind, setup, vb)?)
         }
         MethodKind::Codats | MethodKind::CodatsWs => {
@@ -212,4 +215,46 @@ pub fn concat(slices: &[&Slice]) -> Result<(Tensor, Option<Tensor>)> {
         None
     };
     Ok((x, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batch::BatchDivision;
+
+    #[test]
+    fn default_batch_division_follows_the_reference() {
+        assert_eq!(
+            MethodKind::None.default_batch_division(),
+            BatchDivision::All
+        );
+        assert_eq!(
+            MethodKind::Codats.default_batch_division(),
+            BatchDivision::All
+        );
+        assert_eq!(
+            MethodKind::CodatsWs.default_batch_division(),
+            BatchDivision::Sources
+        );
+        assert_eq!(
+            MethodKind::TargetOnly.default_batch_division(),
+            BatchDivision::All
+        );
+    }
+
+    #[test]
+    fn target_only_is_named_so_and_accepts_upper() {
+        use clap::ValueEnum;
+        assert_eq!(MethodKind::TargetOnly.as_str(), "target_only");
+        assert_eq!(
+            MethodKind::from_str("upper", false),
+            Ok(MethodKind::TargetOnly)
+        );
+        assert_eq!(
+            MethodKind::from_str("target_only", false),
+            Ok(MethodKind::TargetOnly)
+        );
+        let m: MethodKind = serde_json::from_str("\"upper\"").unwrap();
+        assert_eq!(m, MethodKind::TargetOnly);
+    }
 }

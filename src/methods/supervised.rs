@@ -1,5 +1,5 @@
 //! Supervised baselines on the same network: `none` (sources only, the lower bound) and
-//! `upper` (the target's own training labels, the upper bound).
+//! `target_only` (the target's own training labels, the train-on-target bound).
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -17,7 +17,7 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Builds `none` or `upper`.
+    /// Builds `none` or `target_only`.
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
         let cfg = ModelConfig {
             channels: setup.channels,
@@ -39,7 +39,7 @@ impl Method for Supervised {
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
         let labelled: Vec<&Slice> = match self.kind {
-            MethodKind::Upper => batch.target.iter().collect(),
+            MethodKind::TargetOnly => batch.target.iter().collect(),
             _ => batch.sources.iter().collect(),
         };
         let (x, y) = concat(&labelled)?;

@@ -95,7 +95,7 @@ pub fn method_title(label: &str) -> String {
         "none" => "No Adaptation",
         "codats" => "CoDATS",
         "codats_ws" => "CoDATS-WS",
-        "upper" => "Train on Target",
+        "target_only" | "upper" => "Train on Target",
         other => other,
     };
     match variant {

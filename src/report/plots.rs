@@ -67,7 +67,7 @@ fn color(label: &str, i: usize) -> RGBColor {
         "none" => RGBColor(120, 120, 120),
         "codats" => RGBColor(0, 114, 178),
         "codats_ws" => RGBColor(230, 159, 0),
-        "upper" => RGBColor(0, 158, 115),
+        "target_only" | "upper" => RGBColor(0, 158, 115),
         _ => RGBColor(204, 121, 167),
     }
 }
@@ -477,7 +477,7 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
         let mut series: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
         for r in records
             .iter()
-            .filter(|r| &r.job.dataset == dataset && r.job.method != MethodKind::Upper)
+            .filter(|r| &r.job.dataset == dataset && r.job.method != MethodKind::TargetOnly)
         {
             let v = r.accuracy(rule);
             if v.is_finite() {

@@ -50,7 +50,10 @@ fn best(methods: &[String], cells: &[Vec<f64>]) -> Vec<usize> {
     let means: Vec<Option<f64>> = methods
         .iter()
         .zip(cells)
-        .map(|(m, v)| (!m.starts_with("upper") && !v.is_empty()).then(|| mean(v)))
+        .map(|(m, v)| {
+            (!m.starts_with("upper") && !m.starts_with("target_only") && !v.is_empty())
+                .then(|| mean(v))
+        })
         .collect();
     let top = means
         .iter()

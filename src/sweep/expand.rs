@@ -138,6 +138,7 @@ impl Job {
             lr: self.lr,
             seed: self.seed,
             split_seed: self.split_seed,
+            conventions: crate::config::CONVENTIONS,
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every.unwrap_or(self.eval_every).max(1),
             target_proportions: None,

@@ -12,7 +12,7 @@
 //! batch_size = 32
 //!
 //! [[overrides]]                    # later entries win; match on dataset and/or method
-//! method = "upper"
+//! method = "target_only"
 //! steps = 10
 //!
 //! [grid]                           # optional: one job per value (ws_noise: codats_ws jobs only)

@@ -166,4 +166,32 @@ mod tests {
         assert_eq!(p[2], 0.5);
         Ok(())
     }
+
+    #[test]
+    fn later_adam_steps_follow_the_keras_rule() -> Result<()> {
+        // Three steps with changing gradients; expected values from the Keras rule in f64
+        // (Python: lr_t = lr·sqrt(1−β₂ᵗ)/(1−β₁ᵗ), m, v updated, p −= lr_t·m/(sqrt(v)+ε)):
+        // t=2: (0.8128937974822429, -1.873366393931236); t=3: (0.7563739572073834, -1.8563793383969625).
+        let var = Var::new(&[1.0f32, -2.0], &Device::Cpu)?;
+        let mut opt = Adam::new(AdamConfig::keras(0.1), vec![("w".into(), var.clone())]);
+        let want = [
+            [0.900_000_105_409_144_2, -1.900_000_079_056_879],
+            [0.812_893_797_482_242_9, -1.873_366_393_931_236],
+            [0.756_373_957_207_383_4, -1.856_379_338_396_962_5],
+        ];
+        for (c, w) in [[3.0f32, -4.0], [1.0, 2.0], [-0.5, 0.25]].iter().zip(want) {
+            let loss = (var.as_tensor() * &Tensor::new(c, &Device::Cpu)?)?.sum_all()?;
+            opt.step(&loss.backward()?)?;
+            let p = var.as_tensor().to_vec1::<f32>()?;
+            for k in 0..2 {
+                assert!(
+                    (p[k] as f64 - w[k]).abs() < 2e-6,
+                    "t={}: {p:?} vs {w:?}",
+                    opt.t()
+                );
+            }
+        }
+        assert_eq!(opt.t(), 3);
+        Ok(())
+    }
 }

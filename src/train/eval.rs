@@ -105,7 +105,8 @@ impl EvalSets {
 /// Test metrics of the weights chosen by one selection rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleResult {
-    /// Step (1-based count) of the chosen weights.
+    /// Step of the chosen weights, numbered as metrics.csv numbers them (the reference's step
+    /// index: 0 = after the first update; runs with conventions 1: the update count).
     pub step: usize,
     /// Target-test accuracy, macro-F1, confusion matrix.
     pub target_test: Classification,
@@ -130,7 +131,7 @@ pub struct RunResult {
     pub target: u32,
     /// Seed.
     pub seed: u64,
-    /// Steps trained.
+    /// Steps trained (the configured `steps`; the run did `steps + 1` updates, as the reference).
     pub steps: usize,
     /// Class names (order of the confusion matrices).
     pub classes: Vec<String>,
@@ -149,6 +150,7 @@ pub fn evaluate_run(
     let sets = EvalSets::new(problem)?;
     let (mut varmap, method) = build_method(cfg, problem)?;
     let mut selection = BTreeMap::new();
+    let label = |updates: usize| updates.checked_sub(1).map_or(0, |i| cfg.step_label(i));
     for (rule, step) in [
         (LAST, state.step),
         (BEST_SOURCE, state.best_source.step),
@@ -165,7 +167,7 @@ pub fn evaluate_run(
         selection.insert(
             rule.to_string(),
             RuleResult {
-                step,
+                step: label(step),
                 target_test: Classification::new(&sets.target_test.y, &pred, problem.n_classes()),
                 source_test_accuracy,
                 source_valid_accuracy: sets.source_valid_accuracy(m)?,
@@ -179,7 +181,7 @@ pub fn evaluate_run(
         sources: cfg.sources.clone(),
         target: cfg.target,
         seed: cfg.seed,
-        steps: state.step,
+        steps: label(state.step),
         classes: problem.class_names.clone(),
         selection,
     })

@@ -48,14 +48,30 @@ const SEED_STREAMS: u64 = 100;
 pub struct Best {
     /// Validation accuracy.
     pub accuracy: f64,
-    /// Step count (1-based) at which it was reached; 0 = never evaluated.
+    /// Updates done when it was reached (= the reference's step index + 1); 0 = never evaluated.
     pub step: usize,
+}
+
+impl Best {
+    /// The selection rule's update: the first evaluation is always kept, later ones only when
+    /// strictly better (the reference's `>`). Returns whether `accuracy` became the best.
+    pub fn offer(&mut self, accuracy: f64, updates: usize) -> bool {
+        if self.step == 0 || accuracy > self.accuracy {
+            *self = Best {
+                accuracy,
+                step: updates,
+            };
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Everything besides weights and optimiser moments that a resumed run needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
-    /// Steps completed.
+    /// Updates completed (a finished run of `steps` steps has done `steps + 1`, as the reference).
     pub step: usize,
     /// Adam step counters, per optimiser group.
     pub optimiser_steps: Vec<u64>,
@@ -251,7 +267,13 @@ impl Trainer {
         let mut groups = Self::optimisers(&cfg, &varmap, method.as_ref());
         let state = dir.load_checkpoint(&varmap, &mut groups)?;
         let eval = eval::EvalSets::new(&problem)?;
-        MetricsLog::truncate_after(&dir.metrics_path(), state.step)?;
+        // Rows are logged by step index i after update i + 1: keep those the checkpoint covers.
+        let covered = state
+            .step
+            .checked_sub(1)
+            .map(|i| cfg.step_label(i))
+            .unwrap_or(0);
+        MetricsLog::truncate_after(&dir.metrics_path(), covered)?;
         Ok(Self {
             cfg,
             problem,
@@ -340,7 +362,7 @@ impl Trainer {
         }
         let target = match self.state.target_stream.as_mut() {
             Some(stream) => {
-                // `upper` trains on the target alone and takes the whole batch from it.
+                // `target_only` trains on the target alone and takes the whole batch from it.
                 let n = if needs.sources {
                     per_target
                 } else {
@@ -362,8 +384,9 @@ impl Trainer {
     /// checkpointing on the way, then writes `result.json`. Returns the result.
     pub fn run(&mut self, opts: RunOptions) -> Result<Option<eval::RunResult>> {
         let total = self.cfg.steps;
+        let updates = self.cfg.updates();
         let bar = if opts.progress {
-            ProgressBar::new(total as u64)
+            ProgressBar::new(updates as u64)
         } else {
             ProgressBar::hidden()
         };
@@ -382,7 +405,7 @@ impl Trainer {
         let mut timed_steps = 0usize;
         let started = Instant::now();
         self.timing = Timing::default();
-        while self.state.step < total {
+        while self.state.step < updates {
             if opts.stop_after.is_some_and(|s| self.state.step >= s) {
                 bar.abandon();
                 self.timing.total = started.elapsed().as_secs_f64();
@@ -403,30 +426,32 @@ impl Trainer {
             for (i, (_, opt)) in self.groups.iter().enumerate() {
                 self.state.optimiser_steps[i] = opt.t();
             }
+            // The 0-based index of the update just done.
+            let i = self.state.step;
+            let step = self.cfg.step_label(i);
             self.state.step += 1;
             timed_steps += 1;
             acc.add(loss, &scalars);
             bar.inc(1);
 
-            let step = self.state.step;
-            if step % self.cfg.eval_every == 0 || step == total {
+            if self.cfg.evaluates_after(i) {
                 let t = Instant::now();
                 let steps_per_s = timed_steps as f64 / timer.elapsed().as_secs_f64();
                 let src = self.eval.source_valid_accuracy(self.method.as_ref())?;
                 let tgt = self.eval.target_valid_accuracy(self.method.as_ref())?;
-                if src > self.state.best_source.accuracy || self.state.best_source.step == 0 {
-                    self.state.best_source = Best {
-                        accuracy: src,
-                        step,
-                    };
+                // `best_source` selects on the validation split of the domains the method
+                // trains on: for `target_only`, the target's own (the reference's
+                // `none --sources=<target>`).
+                let own = if self.cfg.method.data_needs().sources || self.cfg.conventions < 2 {
+                    src
+                } else {
+                    tgt
+                };
+                if self.state.best_source.offer(own, self.state.step) {
                     self.dir
                         .save_weights(&self.varmap, checkpoint::BEST_SOURCE)?;
                 }
-                if tgt > self.state.best_target.accuracy || self.state.best_target.step == 0 {
-                    self.state.best_target = Best {
-                        accuracy: tgt,
-                        step,
-                    };
+                if self.state.best_target.offer(tgt, self.state.step) {
                     self.dir
                         .save_weights(&self.varmap, checkpoint::BEST_TARGET)?;
                 }
@@ -442,7 +467,7 @@ impl Trainer {
                 timer = Instant::now();
                 timed_steps = 0;
             }
-            if step % self.cfg.checkpoint_every == 0 || step == total {
+            if step % self.cfg.checkpoint_every == 0 || self.state.step == updates {
                 let t = Instant::now();
                 log.flush()?;
                 self.dir
@@ -537,7 +562,112 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
 
 #[cfg(test)]
 mod tests {
-    use super::perturb_proportions;
+    use super::*;
+    use crate::data::synthetic::{generate, SyntheticConfig};
+    use crate::methods::MethodKind;
+
+    #[test]
+    fn selection_keeps_the_first_evaluation_then_only_strictly_better() {
+        let mut b = Best::default();
+        assert!(
+            b.offer(0.0, 1),
+            "the first evaluation is kept even at accuracy 0"
+        );
+        assert_eq!(
+            b,
+            Best {
+                accuracy: 0.0,
+                step: 1
+            }
+        );
+        assert!(b.offer(0.5, 11));
+        assert!(
+            !b.offer(0.5, 21),
+            "a tie does not replace the earlier weights"
+        );
+        assert!(!b.offer(0.4, 31));
+        assert!(b.offer(0.6, 41));
+        assert_eq!(
+            b,
+            Best {
+                accuracy: 0.6,
+                step: 41
+            }
+        );
+    }
+
+    #[test]
+    fn evaluation_follows_the_reference_schedule() {
+        let mut cfg = crate::config::tests::cfg();
+        cfg.steps = 10;
+        cfg.eval_every = 4;
+        assert_eq!(cfg.updates(), 11);
+        let at: Vec<usize> = (0..cfg.updates())
+            .filter(|&i| cfg.evaluates_after(i))
+            .collect();
+        assert_eq!(at, vec![0, 4, 8, 10], "i % 4 == 0 and the last index, 10");
+        // Runs made before the fix (no `conventions` key): 10 updates, after counts 4, 8, 10.
+        cfg.conventions = 1;
+        assert_eq!(cfg.updates(), 10);
+        let at: Vec<usize> = (0..cfg.updates())
+            .filter(|&i| cfg.evaluates_after(i))
+            .collect();
+        assert_eq!(at, vec![3, 7, 9]);
+    }
+
+    fn synthetic_trainer(method: MethodKind, dir: &Path) -> Trainer {
+        let ds = generate(&SyntheticConfig {
+            domains: 3,
+            windows_per_class: 20,
+            ..Default::default()
+        });
+        let mut cfg = crate::config::tests::cfg();
+        cfg.dataset = "synthetic".into();
+        cfg.sources = vec![1, 2];
+        cfg.target = 0;
+        cfg.method = method;
+        cfg.batch_size = 24;
+        let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
+        Trainer::new(cfg, problem, dir).unwrap()
+    }
+
+    #[test]
+    fn target_labels_never_reach_an_adaptation_batch() {
+        let tmp = std::env::temp_dir().join(format!("codats-leak-{}", std::process::id()));
+        for method in MethodKind::all() {
+            let dir = tmp.join(method.as_str());
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut t = synthetic_trainer(method, &dir);
+            for _ in 0..3 {
+                let b = t.next_batch().unwrap();
+                let needs = method.data_needs();
+                assert_eq!(
+                    b.sources.len(),
+                    if needs.sources { 2 } else { 0 },
+                    "{method}"
+                );
+                assert!(
+                    b.sources.iter().all(|s| s.y.is_some()),
+                    "{method}: source labels"
+                );
+                match needs.target {
+                    TargetUse::None => assert!(b.target.is_none(), "{method}"),
+                    TargetUse::Unlabelled => {
+                        let target = b.target.as_ref().expect("target slice");
+                        assert!(
+                            target.y.is_none(),
+                            "{method}: target labels reached the batch"
+                        );
+                    }
+                    TargetUse::Labelled => {
+                        assert_eq!(method, MethodKind::TargetOnly);
+                        assert!(b.target.as_ref().and_then(|s| s.y.as_ref()).is_some());
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 
     #[test]
     fn ws_noise_moves_proportions_by_the_given_amount_and_renormalises() {
