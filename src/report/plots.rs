@@ -409,6 +409,19 @@ fn sorted_methods<'a>(labels: impl Iterator<Item = &'a String>) -> Vec<String> {
     m
 }
 
+/// "2 runs per method", or "1–3 runs per method" when methods have different counts.
+fn runs_per_method(runs: &BTreeMap<String, usize>) -> String {
+    let lo = runs.values().copied().min().unwrap_or(0);
+    let hi = runs.values().copied().max().unwrap_or(0);
+    let n = if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}–{hi}")
+    };
+    let noun = if hi == 1 { "run" } else { "runs" };
+    format!("{n} {noun} per method")
+}
+
 /// Reads (step, target_valid_acc, loss) rows of a run's metrics.csv.
 fn read_metrics(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
     let path = run.join("metrics.csv");
@@ -531,13 +544,13 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
     // 3. Training curves per dataset, averaged over runs per method.
     for (dataset, _) in &by_ds {
         let mut per: BTreeMap<String, BTreeMap<u64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
-        let mut runs = 0;
+        let mut runs: BTreeMap<String, usize> = BTreeMap::new();
         for r in records.iter().filter(|r| &r.job.dataset == dataset) {
             let rows = read_metrics(&r.run_dir)?;
             if rows.is_empty() {
                 continue;
             }
-            runs += 1;
+            *runs.entry(r.job.method_label()).or_default() += 1;
             let m = per.entry(r.job.method_label()).or_default();
             for (s, a, l) in rows {
                 let e = m.entry(s as u64).or_default();
@@ -553,8 +566,9 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
         let order = sorted_methods(per.keys());
         let curves = Curves {
             title: format!(
-                "{}: training curves (mean ± std over {runs} runs)",
-                dataset_title(dataset)
+                "{}: training curves (mean ± std over {})",
+                dataset_title(dataset),
+                runs_per_method(&runs)
             ),
             series: order
                 .iter()
@@ -632,4 +646,29 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
         ));
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve_titles_count_runs_per_method() {
+        let m = |v: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        // 2 pairs x 4 methods: 2 runs each, not "8 runs".
+        let four = m(&[
+            ("none", 2),
+            ("codats", 2),
+            ("codats_ws", 2),
+            ("target_only", 2),
+        ]);
+        assert_eq!(runs_per_method(&four), "2 runs per method");
+        assert_eq!(
+            runs_per_method(&m(&[("a", 1), ("b", 3)])),
+            "1–3 runs per method"
+        );
+        assert_eq!(runs_per_method(&m(&[("a", 1)])), "1 run per method");
+    }
 }
