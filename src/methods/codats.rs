@@ -58,6 +58,14 @@ impl Method for Codats {
         self.kind
     }
 
+    fn scalars(&self) -> Vec<&'static str> {
+        if self.proportions.is_some() {
+            vec!["task_loss", "domain_loss", "ws_loss", "lambda"]
+        } else {
+            vec!["task_loss", "domain_loss", "lambda"]
+        }
+    }
+
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
         let target = batch
             .target

@@ -150,6 +150,9 @@ pub struct ParamGroup {
 pub trait Method: Send {
     /// Which method this is.
     fn kind(&self) -> MethodKind;
+    /// Names of the scalars [`Method::step`] returns, in metrics.csv column order (a scalar
+    /// not listed here makes the run fail at its next evaluation instead of being dropped).
+    fn scalars(&self) -> Vec<&'static str>;
     /// Computes the loss for one batch (training mode).
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput>;
     /// Eval-mode task logits for windows `[B, C, T]`.

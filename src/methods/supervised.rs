@@ -37,6 +37,10 @@ impl Method for Supervised {
         self.kind
     }
 
+    fn scalars(&self) -> Vec<&'static str> {
+        vec!["task_loss"]
+    }
+
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
         let labelled: Vec<&Slice> = match self.kind {
             MethodKind::TargetOnly => batch.target.iter().collect(),

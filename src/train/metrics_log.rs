@@ -4,20 +4,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-/// Columns of metrics.csv, in order.
-pub const COLUMNS: [&str; 9] = [
-    "step",
-    "loss",
-    "task_loss",
-    "domain_loss",
-    "ws_loss",
-    "lambda",
-    "source_valid_acc",
-    "target_valid_acc",
-    "steps_per_s",
-];
+/// Columns before a method's own scalars.
+pub const LEADING: [&str; 2] = ["step", "loss"];
+/// Columns after a method's own scalars.
+pub const TRAILING: [&str; 3] = ["source_valid_acc", "target_valid_acc", "steps_per_s"];
+
+/// metrics.csv's columns for a method that logs `scalars` ([`crate::methods::Method::scalars`]).
+pub fn columns(scalars: &[&str]) -> Vec<String> {
+    LEADING
+        .iter()
+        .chain(scalars)
+        .chain(TRAILING.iter())
+        .map(|c| c.to_string())
+        .collect()
+}
 
 /// Averages the loss and named scalars over the steps since the last row.
 #[derive(Debug, Default)]
@@ -43,48 +45,45 @@ impl Accumulator {
         }
     }
 
-    /// The row for this evaluation.
+    /// The row for this evaluation: the mean of every scalar added since the last row, then the
+    /// validation accuracies and speed.
     pub fn row(&self, step: usize, source_valid: f64, target_valid: f64, steps_per_s: f64) -> Row {
-        let mean = |k: &str| {
-            self.sums
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, s)| s / self.n.max(1) as f64)
-        };
-        Row {
-            step,
-            values: vec![
-                mean("loss"),
-                mean("task_loss"),
-                mean("domain_loss"),
-                mean("ws_loss"),
-                mean("lambda"),
-                Some(source_valid),
-                Some(target_valid),
-                Some(steps_per_s),
-            ],
-        }
+        let n = self.n.max(1) as f64;
+        let mut values: Vec<(&'static str, f64)> =
+            self.sums.iter().map(|&(k, s)| (k, s / n)).collect();
+        values.push(("source_valid_acc", source_valid));
+        values.push(("target_valid_acc", target_valid));
+        values.push(("steps_per_s", steps_per_s));
+        Row { step, values }
     }
 }
 
-/// One metrics.csv row (missing values are written as empty fields).
+/// One metrics.csv row: named values (a column without a value is written as an empty field).
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Steps completed.
+    /// The step index of the evaluation.
     pub step: usize,
-    /// Values of the columns after `step`.
-    pub values: Vec<Option<f64>>,
+    /// Column name and value.
+    pub values: Vec<(&'static str, f64)>,
 }
 
 impl Row {
+    /// The value of column `name`, if the row has one.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|&(_, v)| v)
+    }
+
     /// A short human-readable summary for the progress bar and logs.
     pub fn summary(&self) -> String {
-        let v = |i: usize| self.values[i].unwrap_or(f64::NAN);
+        let v = |k: &str| self.get(k).unwrap_or(f64::NAN);
         format!(
             "loss {:.3}  src-valid {:.1}%  tgt-valid {:.1}%",
-            v(0),
-            100.0 * v(5),
-            100.0 * v(6)
+            v("loss"),
+            100.0 * v("source_valid_acc"),
+            100.0 * v("target_valid_acc")
         )
     }
 }
@@ -92,12 +91,33 @@ impl Row {
 /// An append-only metrics.csv writer.
 pub struct MetricsLog {
     out: BufWriter<File>,
+    header: Vec<String>,
 }
 
 impl MetricsLog {
-    /// Opens (creating with a header if needed) the log at `path` for appending.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens the log at `path` for appending, creating it with the header [`columns`]`(scalars)`
+    /// if needed. An existing log (a resumed run) keeps its header, which must hold every column.
+    pub fn open(path: &Path, scalars: &[&str]) -> Result<Self> {
+        let want = columns(scalars);
         let fresh = !path.exists() || std::fs::metadata(path)?.len() == 0;
+        let header = if fresh {
+            want.clone()
+        } else {
+            let first = BufReader::new(File::open(path)?)
+                .lines()
+                .next()
+                .transpose()
+                .with_context(|| format!("reading {}", path.display()))?
+                .unwrap_or_default();
+            let header: Vec<String> = first.split(',').map(str::to_string).collect();
+            if let Some(missing) = want.iter().find(|c| !header.contains(c)) {
+                bail!(
+                    "{} has no column `{missing}` (its header: {first}); it belongs to another run",
+                    path.display()
+                );
+            }
+            header
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,17 +125,27 @@ impl MetricsLog {
             .with_context(|| format!("opening {}", path.display()))?;
         let mut out = BufWriter::new(file);
         if fresh {
-            writeln!(out, "{}", COLUMNS.join(","))?;
+            writeln!(out, "{}", header.join(","))?;
         }
-        Ok(Self { out })
+        Ok(Self { out, header })
     }
 
-    /// Appends a row.
+    /// Appends a row. A value whose column the header lacks is an error, never dropped.
     pub fn write(&mut self, row: &Row) -> Result<()> {
+        if let Some((k, _)) = row
+            .values
+            .iter()
+            .find(|(k, _)| !self.header.iter().any(|h| h == k))
+        {
+            bail!(
+                "scalar `{k}` has no column in metrics.csv ({}); the method must declare it in scalars()",
+                self.header.join(",")
+            );
+        }
         let mut line = row.step.to_string();
-        for v in &row.values {
+        for col in &self.header[1..] {
             line.push(',');
-            if let Some(v) = v {
+            if let Some(v) = row.get(col) {
                 line.push_str(&format!("{v:.6}"));
             }
         }
@@ -151,5 +181,76 @@ impl MetricsLog {
         let mut text = kept.join("\n");
         text.push('\n');
         super::checkpoint::write_atomic(path, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("codats-metrics-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("metrics.csv")
+    }
+
+    #[test]
+    fn columns_come_from_the_method_and_every_scalar_is_written() {
+        let path = tmp("cols");
+        let mut log = MetricsLog::open(&path, &["task_loss", "my_scalar"]).unwrap();
+        let mut acc = Accumulator::default();
+        acc.add(2.0, &[("task_loss", 1.0), ("my_scalar", 0.5)]);
+        acc.add(4.0, &[("task_loss", 3.0), ("my_scalar", 1.5)]);
+        log.write(&acc.row(10, 0.25, 0.5, 3.0)).unwrap();
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "step,loss,task_loss,my_scalar,source_valid_acc,target_valid_acc,steps_per_s\n\
+             10,3.000000,2.000000,1.000000,0.250000,0.500000,3.000000\n"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_scalar_is_an_error_not_dropped() {
+        let path = tmp("undeclared");
+        let mut log = MetricsLog::open(&path, &["task_loss"]).unwrap();
+        let mut acc = Accumulator::default();
+        acc.add(1.0, &[("task_loss", 1.0), ("surprise", 2.0)]);
+        let err = log
+            .write(&acc.row(0, 0.0, 0.0, 1.0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("scalar `surprise` has no column in metrics.csv"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_resumed_log_keeps_its_header() {
+        // A metrics.csv from before the method declared its columns (all nine, fixed).
+        let path = tmp("old");
+        let old = "step,loss,task_loss,domain_loss,ws_loss,lambda,source_valid_acc,target_valid_acc,steps_per_s";
+        std::fs::write(&path, format!("{old}\n10,1,1,,,,0.5,0.5,2\n")).unwrap();
+        let mut log = MetricsLog::open(&path, &["task_loss"]).unwrap();
+        let mut acc = Accumulator::default();
+        acc.add(1.0, &[("task_loss", 1.0)]);
+        log.write(&acc.row(20, 0.5, 0.25, 2.0)).unwrap();
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().last().unwrap(),
+            "20,1.000000,1.000000,,,,0.500000,0.250000,2.000000"
+        );
+        // A log without a column the method needs belongs to another run.
+        let err = MetricsLog::open(&path, &["task_loss", "cons_loss"])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("has no column `cons_loss`"),
+            "{err}"
+        );
     }
 }

@@ -399,7 +399,7 @@ impl Trainer {
         );
         bar.set_position(self.state.step as u64);
         let draws = opts.progress && !bar.is_hidden();
-        let mut log = MetricsLog::open(&self.dir.metrics_path())?;
+        let mut log = MetricsLog::open(&self.dir.metrics_path(), &self.method.scalars())?;
         let mut acc = metrics_log::Accumulator::default();
         let mut timer = Instant::now();
         let mut timed_steps = 0usize;
@@ -629,6 +629,49 @@ mod tests {
         cfg.batch_size = 24;
         let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
         Trainer::new(cfg, problem, dir).unwrap()
+    }
+
+    #[test]
+    fn metrics_csv_carries_every_scalar_each_method_logs() {
+        let tmp = std::env::temp_dir().join(format!("codats-scalars-{}", std::process::id()));
+        for method in MethodKind::all() {
+            let dir = tmp.join(method.as_str());
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut t = synthetic_trainer(method, &dir);
+            t.cfg.steps = 2;
+            t.cfg.eval_every = 1;
+            // What the method actually logs in a step.
+            let batch = t.next_batch().unwrap();
+            let mut rng = t.state.rng.clone();
+            let mut ctx = StepContext {
+                step: 0,
+                total_steps: 2,
+                rng: &mut rng,
+            };
+            let logged: Vec<&str> = t
+                .method
+                .step(&batch, &mut ctx)
+                .unwrap()
+                .scalars
+                .iter()
+                .map(|(k, _)| *k)
+                .collect();
+            t.run(RunOptions::default()).unwrap();
+            let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+            let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+            assert_eq!(rows.len(), 3, "{method}: steps 0, 1, 2");
+            for k in &logged {
+                let col = header.iter().position(|h| h == k);
+                let col = col.unwrap_or_else(|| panic!("{method}: `{k}` missing from {header:?}"));
+                assert!(
+                    rows.iter().all(|r| !r[col].is_empty()),
+                    "{method}: empty `{k}`"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 
     #[test]
