@@ -344,11 +344,18 @@ fn every_shipped_spec_parses_and_the_runnable_ones_expand() {
     let ws = plan_of("w.toml", &shipped("ws_noise_synthetic.toml"), None).expect("valid");
     assert_eq!(ws.jobs.len(), 36);
     assert_eq!(
-        plan_of("d.toml", &shipped("docs_ucihar_small.toml"), None)
+        plan_of("r.toml", &shipped("readme_ucihar.toml"), None)
             .expect("valid")
             .jobs
             .len(),
-        8
+        16
+    );
+    assert_eq!(
+        plan_of("w.toml", &shipped("ws_ucihar.toml"), None)
+            .expect("valid")
+            .jobs
+            .len(),
+        12
     );
 }
 
