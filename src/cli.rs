@@ -242,10 +242,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         let mut trainer = Trainer::resume(problem, &out)?;
         if progress {
             eprintln!(
-                "resuming {} at step {}/{}",
+                "resuming {} after {} of {} updates",
                 out.display(),
                 trainer.step(),
-                cfg.steps
+                cfg.updates()
             );
         }
         return finish(
