@@ -209,7 +209,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 );
             }
             let total = per * (o.sources + 1);
-            let kind = MethodKind::Codats;
+            let kind = MethodKind::CODATS;
             let setup = MethodSetup {
                 channels: CHANNELS,
                 classes: CLASSES,
@@ -305,7 +305,7 @@ fn bench_config(o: One) -> TrainConfig {
         data_dir: None,
         sources: (1..=o.sources as u32).collect(),
         target: 0,
-        method: MethodKind::Codats,
+        method: MethodKind::CODATS,
         steps: o.steps,
         batch_size: o.batch,
         batch_division: BatchDivision::All,

@@ -117,8 +117,8 @@ pub struct TrainArgs {
     /// Target domain id.
     #[arg(long, required_unless_present = "resume")]
     pub target: Option<u32>,
-    /// Method: none (source only), target_only (train on target; alias upper), codats, codats_ws.
-    #[arg(long, value_enum, default_value_t = MethodKind::Codats)]
+    /// Training method (every registered method is listed below).
+    #[arg(long, value_enum, default_value_t = MethodKind::CODATS)]
     pub method: MethodKind,
     /// Training steps (the paper used 30000).
     #[arg(long, default_value_t = 30_000)]

@@ -38,14 +38,14 @@ pub enum ConfigError {
     #[error("--target-proportions sum to {0:.6}, not 1 (±1e-6)")]
     ProportionsSum(f64),
     /// Proportions given to a method that does not use them.
-    #[error("--target-proportions is only used by codats_ws (method is {0})")]
-    ProportionsUnused(String),
+    #[error("--target-proportions is only used by {users} (method is {method})")]
+    ProportionsUnused { method: String, users: String },
     /// A negative or non-finite `--ws-noise`.
     #[error("--ws-noise must be a non-negative number (got {0})")]
     BadWsNoise(f64),
     /// `--ws-noise` given to a method that does not use proportions.
-    #[error("--ws-noise is only used by codats_ws (method is {0})")]
-    WsNoiseUnused(String),
+    #[error("--ws-noise is only used by {users} (method is {method})")]
+    WsNoiseUnused { method: String, users: String },
 }
 
 /// A training run's settings. Serialises to `config.toml`.
@@ -190,15 +190,30 @@ impl TrainConfig {
                 domains: n_src + 1,
             });
         }
-        if self.target_proportions.is_some() && self.method != MethodKind::CodatsWs {
-            return Err(ConfigError::ProportionsUnused(self.method.to_string()));
+        let users = || {
+            crate::methods::REGISTRY
+                .iter()
+                .filter(|m| m.uses_proportions)
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let uses = self.method.info().uses_proportions;
+        if self.target_proportions.is_some() && !uses {
+            return Err(ConfigError::ProportionsUnused {
+                method: self.method.to_string(),
+                users: users(),
+            });
         }
         if let Some(noise) = self.ws_noise {
             if !(noise.is_finite() && noise >= 0.0) {
                 return Err(ConfigError::BadWsNoise(noise));
             }
-            if self.method != MethodKind::CodatsWs {
-                return Err(ConfigError::WsNoiseUnused(self.method.to_string()));
+            if !uses {
+                return Err(ConfigError::WsNoiseUnused {
+                    method: self.method.to_string(),
+                    users: users(),
+                });
             }
         }
         Ok(())
@@ -233,7 +248,7 @@ pub(crate) mod tests {
             data_dir: None,
             sources: vec![1, 3, 5],
             target: 7,
-            method: MethodKind::Codats,
+            method: MethodKind::CODATS,
             steps: 100,
             batch_size: 128,
             batch_division: BatchDivision::All,
@@ -255,7 +270,7 @@ pub(crate) mod tests {
     #[test]
     fn config_round_trips_through_toml() {
         let mut c = cfg();
-        c.method = MethodKind::CodatsWs;
+        c.method = MethodKind::CODATS_WS;
         c.target_proportions = Some(vec![0.5, 0.5]);
         let s = toml::to_string(&c).unwrap();
         assert!(s.contains("method = \"codats_ws\""), "{s}");

@@ -178,7 +178,7 @@ fn max_rel(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn same_loss_curve_over_50_training_steps() {
     // source-only: plain descent, no adversarial game to amplify rounding differences
-    let curves = loss_curves(codats::methods::MethodKind::None, 1e-3, "fast-vs-candle");
+    let curves = loss_curves(codats::methods::MethodKind::NONE, 1e-3, "fast-vs-candle");
     let d = max_rel(&curves[0], &curves[1]);
     assert!(d < 1e-3, "fast vs candle differ by {d}\n{curves:?}");
     // and it is learning: the loss falls
@@ -194,7 +194,7 @@ fn codats_loss_curve_tracks_the_candle_path() {
     // room for other CPUs' kernels, which round differently); a wrong dropout mask or
     // running-statistics update breaks the first rows already.
     let curves = loss_curves(
-        codats::methods::MethodKind::Codats,
+        codats::methods::MethodKind::CODATS,
         1e-4,
         "fast-vs-candle-codats",
     );

@@ -32,11 +32,11 @@ fn slice(n: usize, seed: u64, labelled: bool) -> Slice {
 
 fn batch(kind: MethodKind) -> Batch {
     match kind {
-        MethodKind::TargetOnly => Batch {
+        MethodKind::TARGET_ONLY => Batch {
             sources: vec![],
             target: Some(slice(12, 9, true)),
         },
-        MethodKind::None => Batch {
+        MethodKind::NONE => Batch {
             sources: vec![slice(8, 1, true), slice(8, 2, true)],
             target: None,
         },
@@ -52,7 +52,11 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
     let setup = MethodSetup {
         channels: CHANNELS,
         classes: CLASSES,
-        n_sources: if kind == MethodKind::TargetOnly { 0 } else { 2 },
+        n_sources: if kind == MethodKind::TARGET_ONLY {
+            0
+        } else {
+            2
+        },
         // Far from what the model predicts at init, so the DA-WS term is large.
         target_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
         kernels,
@@ -102,7 +106,7 @@ fn every_trainable_parameter_gets_a_gradient() {
                 );
             }
             let has_domain = grads.iter().any(|(n, _)| n.starts_with("domain."));
-            let adversarial = matches!(kind, MethodKind::Codats | MethodKind::CodatsWs);
+            let adversarial = matches!(kind, MethodKind::CODATS | MethodKind::CODATS_WS);
             assert_eq!(
                 has_domain, adversarial,
                 "{kind}: domain head present iff adversarial"
@@ -114,8 +118,8 @@ fn every_trainable_parameter_gets_a_gradient() {
 #[test]
 fn the_weak_supervision_loss_changes_the_gradient() {
     for kernels in [Kernels::Fast, Kernels::Candle] {
-        let plain = step_gradients(MethodKind::Codats, kernels);
-        let ws = step_gradients(MethodKind::CodatsWs, kernels);
+        let plain = step_gradients(MethodKind::CODATS, kernels);
+        let ws = step_gradients(MethodKind::CODATS_WS, kernels);
         for ((name, a), (name_ws, b)) in plain.iter().zip(&ws) {
             assert_eq!(name, name_ws);
             let diff = norm(&(a - b).unwrap());

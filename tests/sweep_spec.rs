@@ -252,7 +252,8 @@ fn bad_specs_name_file_key_and_line() {
     );
     assert_eq!(
         error_of("methods = [\"none\",\n  \"dann\"]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"),
-        "bad.toml:2:3: key `methods[1]`: unknown method \"dann\"; valid methods: none, codats, codats_ws, target_only"
+        "bad.toml:2:3: key `methods[1]`: unknown method \"dann\"; valid methods: ".to_string()
+            + &codats::methods::MethodKind::names()
     );
     assert_eq!(
         error_of(&format!(

@@ -4,9 +4,48 @@
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{Batch, Method, MethodKind, MethodSetup, ParamGroup, StepContext, StepOutput};
+use super::{
+    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, ParamGroup, StepContext,
+    StepOutput, TargetUse,
+};
+use crate::data::batch::BatchDivision;
 use crate::losses::{cross_entropy, weak_supervision_kl};
 use crate::nn::{grl_lambda, CodatsModel, ModelConfig};
+
+const ADAPTS: DataNeeds = DataNeeds {
+    sources: true,
+    target: TargetUse::Unlabelled,
+};
+
+fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Codats::new(kind, setup, vb)?))
+}
+
+/// CoDATS: multi-source domain-adversarial training (DANN with the FCN).
+pub const CODATS: MethodInfo = MethodInfo {
+    name: "codats",
+    aliases: &[],
+    label: "CoDATS",
+    help: "CoDATS: multi-source domain-adversarial training (DANN with the FCN)",
+    color: (0, 114, 178),
+    needs: ADAPTS,
+    batch_division: BatchDivision::All,
+    uses_proportions: false,
+    build,
+};
+
+/// CoDATS-WS: CoDATS plus DA-WS, weak supervision by known target label proportions.
+pub const CODATS_WS: MethodInfo = MethodInfo {
+    name: "codats_ws",
+    aliases: &[],
+    label: "CoDATS-WS",
+    help: "CoDATS-WS: CoDATS plus the DA-WS loss towards known target label proportions",
+    color: (230, 159, 0),
+    needs: ADAPTS,
+    batch_division: BatchDivision::Sources,
+    uses_proportions: true,
+    build,
+};
 
 /// CoDATS / CoDATS-WS.
 pub struct Codats {
@@ -16,7 +55,8 @@ pub struct Codats {
 }
 
 impl Codats {
-    /// Builds `codats` or `codats_ws` (the latter needs `setup.target_proportions`).
+    /// Builds `codats` or `codats_ws` (a method that uses proportions needs
+    /// `setup.target_proportions`).
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
         let cfg = ModelConfig {
             channels: setup.channels,
@@ -24,15 +64,13 @@ impl Codats {
             domains: Some(setup.n_sources + 1),
             kernels: setup.kernels,
         };
-        let proportions = match (kind, &setup.target_proportions) {
-            (MethodKind::CodatsWs, Some(p)) => {
+        let proportions = match (kind.info().uses_proportions, &setup.target_proportions) {
+            (true, Some(p)) => {
                 let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();
                 Some(Tensor::from_vec(p, setup.classes, &Device::Cpu)?)
             }
-            (MethodKind::CodatsWs, None) => {
-                candle_core::bail!("codats_ws needs target label proportions")
-            }
-            _ => None,
+            (true, None) => candle_core::bail!("{kind} needs target label proportions"),
+            (false, _) => None,
         };
         Ok(Self {
             kind,
@@ -162,7 +200,7 @@ mod tests {
             target_proportions: Some(vec![0.25; 4]),
             kernels: crate::nn::Kernels::Fast,
         };
-        for kind in [MethodKind::Codats, MethodKind::CodatsWs] {
+        for kind in [MethodKind::CODATS, MethodKind::CODATS_WS] {
             let varmap = VarMap::new();
             let method = build(kind, &setup, &varmap)?;
             let groups = method.param_groups();

@@ -6,78 +6,144 @@ use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::batch::BatchDivision;
+
 pub mod codats;
 pub mod supervised;
 
-/// The methods `codats train --method` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum MethodKind {
-    /// Source-only lower bound: train on the labelled sources, never see the target.
-    None,
-    /// "Train on Target" bound: train on the target's own training labels, select on its own
-    /// validation split (the reference's `none --sources=<target>`). `upper` is accepted too.
-    #[value(name = "target_only", alias = "upper")]
-    #[serde(alias = "upper")]
-    TargetOnly,
-    /// CoDATS: multi-source domain-adversarial training (DANN with the FCN).
-    Codats,
-    /// CoDATS-WS: CoDATS plus the DA-WS loss towards known target label proportions.
-    #[value(name = "codats_ws")]
-    CodatsWs,
+/// Everything the rest of codats knows about one method besides its maths: one entry of
+/// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
+/// colours and order all read it, so adding a method is its file plus one registry line.
+pub struct MethodInfo {
+    /// Name on the command line and in config.toml, sweep specs and result files.
+    pub name: &'static str,
+    /// Other names accepted for it (old spellings).
+    pub aliases: &'static [&'static str],
+    /// Name in report tables and figures.
+    pub label: &'static str,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// Colour in report figures (RGB).
+    pub color: (u8, u8, u8),
+    /// The data it trains on.
+    pub needs: DataNeeds,
+    /// The batch division the reference uses for it.
+    pub batch_division: BatchDivision,
+    /// Whether it uses DA-WS target label proportions (`--target-proportions`, `--ws-noise`).
+    pub uses_proportions: bool,
+    /// Builds it with its (uninitialised) variables under `vb`.
+    pub build: fn(MethodKind, &MethodSetup, VarBuilder) -> Result<Box<dyn Method>>,
 }
 
+/// Every method, in the order tables list them.
+pub static REGISTRY: &[MethodInfo] = &[
+    supervised::NONE,
+    codats::CODATS,
+    codats::CODATS_WS,
+    supervised::TARGET_ONLY,
+];
+
+/// A registered method (an entry of [`REGISTRY`]); parses from and prints as its name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MethodKind(usize);
+
+static ALL: std::sync::LazyLock<Vec<MethodKind>> =
+    std::sync::LazyLock::new(|| (0..REGISTRY.len()).map(MethodKind).collect());
+
 impl MethodKind {
+    /// Source-only training (`none`).
+    pub const NONE: MethodKind = MethodKind(0);
+    /// CoDATS (`codats`).
+    pub const CODATS: MethodKind = MethodKind(1);
+    /// CoDATS-WS (`codats_ws`).
+    pub const CODATS_WS: MethodKind = MethodKind(2);
+    /// Train on Target (`target_only`).
+    pub const TARGET_ONLY: MethodKind = MethodKind(3);
+
+    /// Its registry entry.
+    pub fn info(self) -> &'static MethodInfo {
+        &REGISTRY[self.0]
+    }
+
     /// The name used on the command line and in files.
     pub fn as_str(self) -> &'static str {
-        match self {
-            MethodKind::None => "none",
-            MethodKind::TargetOnly => "target_only",
-            MethodKind::Codats => "codats",
-            MethodKind::CodatsWs => "codats_ws",
-        }
+        self.info().name
+    }
+
+    /// The method called `name` (or one of its aliases).
+    pub fn parse(name: &str) -> Option<MethodKind> {
+        ALL.iter()
+            .copied()
+            .find(|m| m.info().name == name || m.info().aliases.contains(&name))
     }
 
     /// Every method, in the order tables list them.
-    pub fn all() -> [MethodKind; 4] {
-        [
-            MethodKind::None,
-            MethodKind::Codats,
-            MethodKind::CodatsWs,
-            MethodKind::TargetOnly,
-        ]
+    pub fn all() -> Vec<MethodKind> {
+        ALL.clone()
+    }
+
+    /// "none, codats, …": every method's name, for error messages.
+    pub fn names() -> String {
+        REGISTRY
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Which data streams the method trains on.
     pub fn data_needs(self) -> DataNeeds {
-        match self {
-            MethodKind::None => DataNeeds {
-                sources: true,
-                target: TargetUse::None,
-            },
-            MethodKind::TargetOnly => DataNeeds {
-                sources: false,
-                target: TargetUse::Labelled,
-            },
-            MethodKind::Codats | MethodKind::CodatsWs => DataNeeds {
-                sources: true,
-                target: TargetUse::Unlabelled,
-            },
-        }
+        self.info().needs
     }
 
-    /// The batch division the reference recommends for this method.
-    pub fn default_batch_division(self) -> crate::data::batch::BatchDivision {
-        match self {
-            MethodKind::CodatsWs => crate::data::batch::BatchDivision::Sources,
-            _ => crate::data::batch::BatchDivision::All,
-        }
+    /// The batch division the reference uses for this method.
+    pub fn default_batch_division(self) -> BatchDivision {
+        self.info().batch_division
     }
 }
 
 impl std::fmt::Display for MethodKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for MethodKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for MethodKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        MethodKind::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown method {name:?}; valid methods: {}",
+                MethodKind::names()
+            ))
+        })
+    }
+}
+
+impl clap::ValueEnum for MethodKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let i = self.info();
+        Some(
+            clap::builder::PossibleValue::new(i.name)
+                .help(i.help)
+                .aliases(i.aliases.iter().copied()),
+        )
     }
 }
 
@@ -179,14 +245,7 @@ pub struct MethodSetup {
 /// Builds the method `kind` with its variables in `varmap` (uninitialised: the trainer seeds them).
 pub fn build(kind: MethodKind, setup: &MethodSetup, varmap: &VarMap) -> Result<Box<dyn Method>> {
     let vb = VarBuilder::from_varmap(varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
-    Ok(match kind {
-        MethodKind::None | MethodKind::TargetOnly => {
-            Box::new(supervised::Supervised::new(kind, setup, vb)?)
-        }
-        MethodKind::Codats | MethodKind::CodatsWs => {
-            Box::new(codats::Codats::new(kind, setup, vb)?)
-        }
-    })
+    (kind.info().build)(kind, setup, vb)
 }
 
 /// Trainable variables of `varmap` whose names start with `prefix`, sorted by name
@@ -228,19 +287,19 @@ mod tests {
     #[test]
     fn default_batch_division_follows_the_reference() {
         assert_eq!(
-            MethodKind::None.default_batch_division(),
+            MethodKind::NONE.default_batch_division(),
             BatchDivision::All
         );
         assert_eq!(
-            MethodKind::Codats.default_batch_division(),
+            MethodKind::CODATS.default_batch_division(),
             BatchDivision::All
         );
         assert_eq!(
-            MethodKind::CodatsWs.default_batch_division(),
+            MethodKind::CODATS_WS.default_batch_division(),
             BatchDivision::Sources
         );
         assert_eq!(
-            MethodKind::TargetOnly.default_batch_division(),
+            MethodKind::TARGET_ONLY.default_batch_division(),
             BatchDivision::All
         );
     }
@@ -248,16 +307,44 @@ mod tests {
     #[test]
     fn target_only_is_named_so_and_accepts_upper() {
         use clap::ValueEnum;
-        assert_eq!(MethodKind::TargetOnly.as_str(), "target_only");
+        assert_eq!(MethodKind::TARGET_ONLY.as_str(), "target_only");
         assert_eq!(
             MethodKind::from_str("upper", false),
-            Ok(MethodKind::TargetOnly)
+            Ok(MethodKind::TARGET_ONLY)
         );
         assert_eq!(
             MethodKind::from_str("target_only", false),
-            Ok(MethodKind::TargetOnly)
+            Ok(MethodKind::TARGET_ONLY)
         );
         let m: MethodKind = serde_json::from_str("\"upper\"").unwrap();
-        assert_eq!(m, MethodKind::TargetOnly);
+        assert_eq!(m, MethodKind::TARGET_ONLY);
+        let err = serde_json::from_str::<MethodKind>("\"dann\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("unknown method \"dann\"; valid methods: none, codats"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_registry_is_consistent() {
+        // The named constants point at the entries they name.
+        for (k, name) in [
+            (MethodKind::NONE, "none"),
+            (MethodKind::CODATS, "codats"),
+            (MethodKind::CODATS_WS, "codats_ws"),
+            (MethodKind::TARGET_ONLY, "target_only"),
+        ] {
+            assert_eq!(k.as_str(), name);
+        }
+        // Names and aliases are unique, and each parses back to its method.
+        let mut seen = std::collections::HashSet::new();
+        for m in MethodKind::all() {
+            for n in std::iter::once(m.as_str()).chain(m.info().aliases.iter().copied()) {
+                assert!(seen.insert(n), "{n} registered twice");
+                assert_eq!(MethodKind::parse(n), Some(m));
+            }
+        }
     }
 }

@@ -5,10 +5,49 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{
-    concat, Batch, Method, MethodKind, MethodSetup, ParamGroup, Slice, StepContext, StepOutput,
+    concat, Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, ParamGroup, Slice,
+    StepContext, StepOutput, TargetUse,
 };
+use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
 use crate::nn::{CodatsModel, ModelConfig};
+
+fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Supervised::new(kind, setup, vb)?))
+}
+
+/// Source-only lower bound: train on the labelled sources, never see the target.
+pub const NONE: MethodInfo = MethodInfo {
+    name: "none",
+    aliases: &[],
+    label: "No Adaptation",
+    help: "source only: train on the labelled sources, never see the target",
+    color: (120, 120, 120),
+    needs: DataNeeds {
+        sources: true,
+        target: TargetUse::None,
+    },
+    batch_division: BatchDivision::All,
+    uses_proportions: false,
+    build,
+};
+
+/// "Train on Target" bound: train on the target's own training labels and select on its own
+/// validation split (the reference's `none --sources=<target>`).
+pub const TARGET_ONLY: MethodInfo = MethodInfo {
+    name: "target_only",
+    aliases: &["upper"],
+    label: "Train on Target",
+    help: "train on the target's own labels and select on its validation split (the bound)",
+    color: (0, 158, 115),
+    needs: DataNeeds {
+        sources: false,
+        target: TargetUse::Labelled,
+    },
+    batch_division: BatchDivision::All,
+    uses_proportions: false,
+    build,
+};
 
 /// Cross-entropy on labelled rows with the CoDATS FCN and task head (no domain head).
 pub struct Supervised {
@@ -42,9 +81,10 @@ impl Method for Supervised {
     }
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
-        let labelled: Vec<&Slice> = match self.kind {
-            MethodKind::TargetOnly => batch.target.iter().collect(),
-            _ => batch.sources.iter().collect(),
+        let labelled: Vec<&Slice> = if self.kind.data_needs().sources {
+            batch.sources.iter().collect()
+        } else {
+            batch.target.iter().collect()
         };
         let (x, y) = concat(&labelled)?;
         let y =

@@ -91,13 +91,7 @@ pub fn method_title(label: &str) -> String {
         Some((m, v)) => (m, Some(v.trim_end_matches(']'))),
         None => (label, None),
     };
-    let base = match m {
-        "none" => "No Adaptation",
-        "codats" => "CoDATS",
-        "codats_ws" => "CoDATS-WS",
-        "target_only" | "upper" => "Train on Target",
-        other => other,
-    };
+    let base = MethodKind::parse(m).map_or(m, |k| k.info().label);
     match variant {
         Some(v) => format!("{base} ({v})"),
         None => base.to_string(),
@@ -107,10 +101,12 @@ pub fn method_title(label: &str) -> String {
 /// Sort key of a method label: the order of [`MethodKind::all`], then the variant.
 pub fn method_order(label: &str) -> (usize, String) {
     let m = label.split(" [").next().unwrap_or(label);
-    let i = MethodKind::all()
-        .iter()
-        .position(|k| k.as_str() == m)
-        .unwrap_or(usize::MAX);
+    let i = MethodKind::parse(m).map_or(usize::MAX, |k| {
+        MethodKind::all()
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or(usize::MAX)
+    });
     let v = label
         .split_once(" [")
         .map(|(_, v)| v.to_string())

@@ -63,12 +63,12 @@ fn color(label: &str, i: usize) -> RGBColor {
         ];
         return p[i % p.len()];
     }
-    match label {
-        "none" => RGBColor(120, 120, 120),
-        "codats" => RGBColor(0, 114, 178),
-        "codats_ws" => RGBColor(230, 159, 0),
-        "target_only" | "upper" => RGBColor(0, 158, 115),
-        _ => RGBColor(204, 121, 167),
+    match MethodKind::parse(label) {
+        Some(m) => {
+            let (r, g, b) = m.info().color;
+            RGBColor(r, g, b)
+        }
+        None => RGBColor(204, 121, 167),
     }
 }
 
@@ -490,7 +490,7 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
         let mut series: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
         for r in records
             .iter()
-            .filter(|r| &r.job.dataset == dataset && r.job.method != MethodKind::TargetOnly)
+            .filter(|r| &r.job.dataset == dataset && r.job.method.data_needs().sources)
         {
             let v = r.accuracy(rule);
             if v.is_finite() {
@@ -601,10 +601,10 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
             if !v.is_finite() {
                 continue;
             }
-            if r.job.method == MethodKind::CodatsWs {
+            if r.job.method.info().uses_proportions {
                 let n = r.config.ws_noise.unwrap_or(0.0);
                 noise.entry(n.to_bits()).or_default().push(100.0 * v);
-            } else if matches!(r.job.method, MethodKind::None | MethodKind::Codats) {
+            } else if r.job.method.data_needs().sources {
                 refs.entry(r.job.method.as_str().to_string())
                     .or_default()
                     .push(100.0 * v);

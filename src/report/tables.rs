@@ -44,16 +44,19 @@ fn tex_cell(values: &[f64], bold: bool) -> String {
     }
 }
 
+/// Whether a method label names a bound trained on target labels (never "best adaptation").
+fn is_bound(label: &str) -> bool {
+    let name = label.split(" [").next().unwrap_or(label);
+    crate::methods::MethodKind::parse(name).is_some_and(|k| !k.data_needs().sources)
+}
+
 /// Indices of the best adaptation methods (highest mean, ties included; Train on Target
 /// excluded) in `cells`.
 fn best(methods: &[String], cells: &[Vec<f64>]) -> Vec<usize> {
     let means: Vec<Option<f64>> = methods
         .iter()
         .zip(cells)
-        .map(|(m, v)| {
-            (!m.starts_with("upper") && !m.starts_with("target_only") && !v.is_empty())
-                .then(|| mean(v))
-        })
+        .map(|(m, v)| (!is_bound(m) && !v.is_empty()).then(|| mean(v)))
         .collect();
     let top = means
         .iter()

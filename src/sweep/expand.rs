@@ -483,10 +483,11 @@ pub fn expand(
             let problem = format!("{}->{}", describe_ids(&sources), target);
             for &method in &methods {
                 let hyper = resolve(dataset, Some(method));
-                // Grid combinations for this method (ws_noise only multiplies codats_ws).
+                // Grid combinations for this method (ws_noise only multiplies methods that
+                // use DA-WS proportions).
                 let mut combos: Vec<(Hyper, Vec<String>)> = vec![(hyper.clone(), Vec::new())];
                 for (k, hs, labels) in &grid {
-                    if k == "ws_noise" && method != MethodKind::CodatsWs {
+                    if k == "ws_noise" && !method.info().uses_proportions {
                         continue;
                     }
                     let mut next = Vec::new();
@@ -504,7 +505,7 @@ pub fn expand(
                 for (h, labels) in combos {
                     let variant = labels.join(",");
                     for &seed in &seeds {
-                        let ws_noise = if method == MethodKind::CodatsWs {
+                        let ws_noise = if method.info().uses_proportions {
                             h.ws_noise.filter(|n| *n > 0.0)
                         } else {
                             None

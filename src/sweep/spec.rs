@@ -329,10 +329,9 @@ pub fn read(path: &Path) -> anyhow::Result<(String, RawSpec)> {
 /// Parses a method name as `codats train --method` does.
 pub fn parse_method(name: &str) -> Result<MethodKind, String> {
     <MethodKind as clap::ValueEnum>::from_str(name, false).map_err(|_| {
-        let valid: Vec<&str> = MethodKind::all().iter().map(|m| m.as_str()).collect();
         format!(
             "unknown method {name:?}; valid methods: {}",
-            valid.join(", ")
+            MethodKind::names()
         )
     })
 }

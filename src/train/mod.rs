@@ -703,7 +703,7 @@ mod tests {
                         );
                     }
                     TargetUse::Labelled => {
-                        assert_eq!(method, MethodKind::TargetOnly);
+                        assert_eq!(method, MethodKind::TARGET_ONLY);
                         assert!(b.target.as_ref().and_then(|s| s.y.as_ref()).is_some());
                     }
                 }
