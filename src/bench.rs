@@ -216,6 +216,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 n_sources: o.sources,
                 target_proportions: None,
                 kernels: o.kernels,
+                params: Default::default(),
             };
             let varmap = VarMap::new();
             let mut method = methods::build(kind, &setup, &varmap)?;
@@ -314,6 +315,7 @@ fn bench_config(o: One) -> TrainConfig {
         split_seed: 0,
         eval_every: 1,
         checkpoint_every: 1,
+        method_params: Default::default(),
         target_proportions: None,
         threads: o.threads,
         kernels: o.kernels,

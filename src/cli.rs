@@ -40,6 +40,8 @@ pub enum Command {
     Sweep(crate::cli_sweep::SweepCommand),
     /// Tables, paired t-tests and figures of a sweep directory.
     Report(crate::cli_sweep::ReportArgs),
+    /// List the training methods: what each trains on and its parameters with their defaults.
+    Methods,
 }
 
 /// `codats bench`.
@@ -153,6 +155,11 @@ pub struct TrainArgs {
     /// renormalise, to measure robustness to wrong proportions (deterministic from --seed).
     #[arg(long)]
     pub ws_noise: Option<f64>,
+    /// A hyper-parameter of the method, as NAME=VALUE (repeatable; e.g. `--param coral_weight=0.5`).
+    /// Each method's parameters and their paper defaults: `codats methods`; config.toml saves
+    /// every one under [method_params].
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, f64)>,
     /// Run directory (default: runs/<dataset>-<method>-<sources>-to-<target>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -201,6 +208,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench_cmd(a),
         Command::Sweep(c) => crate::cli_sweep::sweep_cmd(c),
         Command::Report(a) => crate::cli_sweep::report_cmd(a),
+        Command::Methods => {
+            print!("{}", methods_table());
+            Ok(())
+        }
     }
 }
 
@@ -279,6 +290,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         split_seed: a.split_seed,
         eval_every: a.eval_every,
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every).max(1),
+        method_params: a
+            .method
+            .resolve_params(&a.params.iter().cloned().collect())
+            .map_err(anyhow::Error::msg)?,
         target_proportions: a.target_proportions.clone(),
         ws_noise: a.ws_noise,
         threads,
@@ -554,4 +569,55 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses `--param NAME=VALUE`.
+fn parse_param(s: &str) -> std::result::Result<(String, f64), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))?;
+    let v: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{k}: {v:?} is not a number"))?;
+    Ok((k.trim().to_string(), v))
+}
+
+/// `codats methods`: one block per registered method.
+pub fn methods_table() -> String {
+    use crate::methods::{TargetUse, REGISTRY};
+    let mut out = String::new();
+    for m in REGISTRY {
+        let target = match m.needs.target {
+            TargetUse::None => "no target",
+            TargetUse::Unlabelled => "unlabelled target",
+            TargetUse::Labelled => "labelled target",
+        };
+        let sources = if m.needs.sources {
+            "labelled sources, "
+        } else {
+            ""
+        };
+        let mut line = format!(
+            "{:<12} {} — trains on {sources}{target}; batch division {}",
+            m.name,
+            m.help,
+            m.batch_division.as_str()
+        );
+        if m.uses_proportions {
+            line.push_str("; uses --target-proportions / --ws-noise");
+        }
+        if !m.aliases.is_empty() {
+            line.push_str(&format!("; also accepted as {}", m.aliases.join(", ")));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        for p in m.params {
+            out.push_str(&format!(
+                "    --param {}={} ({}; valid {} to {})\n",
+                p.name, p.default, p.help, p.min, p.max
+            ));
+        }
+    }
+    out
 }

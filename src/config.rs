@@ -40,6 +40,9 @@ pub enum ConfigError {
     /// Proportions given to a method that does not use them.
     #[error("--target-proportions is only used by {users} (method is {method})")]
     ProportionsUnused { method: String, users: String },
+    /// An unknown method parameter or a value out of its range.
+    #[error("{0}")]
+    MethodParam(String),
     /// A negative or non-finite `--ws-noise`.
     #[error("--ws-noise must be a non-negative number (got {0})")]
     BadWsNoise(f64),
@@ -102,6 +105,11 @@ pub struct TrainConfig {
     /// updates evaluated after update i when i % eval_every == 0 and at i = steps.
     #[serde(default = "legacy_conventions")]
     pub conventions: u32,
+    /// The method's own parameters (`--param NAME=VALUE`), every one with its value (defaults
+    /// filled in when the run was created); saved as `[method_params]`, absent for methods
+    /// without parameters.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub method_params: std::collections::BTreeMap<String, f64>,
     /// Loader options (tabular columns and windows, synthetic settings, WISDM/HAPT switches), saved
     /// as `[data]` so that `codats eval` and `--resume` rebuild the same dataset.
     #[serde(default, skip_serializing_if = "DataOptions::is_empty")]
@@ -190,6 +198,9 @@ impl TrainConfig {
                 domains: n_src + 1,
             });
         }
+        self.method
+            .resolve_params(&self.method_params)
+            .map_err(ConfigError::MethodParam)?;
         let users = || {
             crate::methods::REGISTRY
                 .iter()
@@ -258,6 +269,7 @@ pub(crate) mod tests {
             eval_every: 50,
             checkpoint_every: 50,
             conventions: CONVENTIONS,
+            method_params: Default::default(),
             target_proportions: None,
             ws_noise: None,
             threads: 2,

@@ -203,3 +203,24 @@ fn resume_without_a_run() {
         "{err}"
     );
 }
+
+#[test]
+fn method_parameters_are_named_in_errors() {
+    let err = train(&[
+        "--sources",
+        "1",
+        "--target",
+        "2",
+        "--method",
+        "codats",
+        "--param",
+        "weight=0.5",
+    ]);
+    assert_eq!(
+        err,
+        "error: --param weight: method codats has no parameter `weight` (its parameters: none)"
+    );
+    let (code, _, err) = codats(&["train", "--target", "2", "--param", "weight"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("expected NAME=VALUE, got \"weight\""), "{err}");
+}

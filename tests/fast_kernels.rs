@@ -140,6 +140,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             split_seed: 0,
             eval_every: 5,
             checkpoint_every: 50,
+            method_params: Default::default(),
             target_proportions: None,
             threads: 2,
             kernels,

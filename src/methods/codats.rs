@@ -31,6 +31,7 @@ pub const CODATS: MethodInfo = MethodInfo {
     needs: ADAPTS,
     batch_division: BatchDivision::All,
     uses_proportions: false,
+    params: &[],
     build,
 };
 
@@ -44,6 +45,7 @@ pub const CODATS_WS: MethodInfo = MethodInfo {
     needs: ADAPTS,
     batch_division: BatchDivision::Sources,
     uses_proportions: true,
+    params: &[],
     build,
 };
 
@@ -199,6 +201,7 @@ mod tests {
             n_sources: 2,
             target_proportions: Some(vec![0.25; 4]),
             kernels: crate::nn::Kernels::Fast,
+            params: Default::default(),
         };
         for kind in [MethodKind::CODATS, MethodKind::CODATS_WS] {
             let varmap = VarMap::new();

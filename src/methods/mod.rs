@@ -6,8 +6,11 @@ use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::data::batch::BatchDivision;
 
+pub mod align;
 pub mod codats;
 pub mod supervised;
 
@@ -31,8 +34,25 @@ pub struct MethodInfo {
     pub batch_division: BatchDivision,
     /// Whether it uses DA-WS target label proportions (`--target-proportions`, `--ws-noise`).
     pub uses_proportions: bool,
+    /// Its own hyper-parameters (`--param NAME=VALUE`), with their papers' defaults.
+    pub params: &'static [Param],
     /// Builds it with its (uninitialised) variables under `vb`.
     pub build: fn(MethodKind, &MethodSetup, VarBuilder) -> Result<Box<dyn Method>>,
+}
+
+/// One hyper-parameter of a method: a number with its paper's default and a valid range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Param {
+    /// Name in `--param NAME=VALUE` and in config.toml's `[method_params]`.
+    pub name: &'static str,
+    /// The default (from the method's paper).
+    pub default: f64,
+    /// Smallest valid value.
+    pub min: f64,
+    /// Largest valid value.
+    pub max: f64,
+    /// One line for `--help` and error messages.
+    pub help: &'static str,
 }
 
 /// Every method, in the order tables list them.
@@ -99,6 +119,39 @@ impl MethodKind {
     /// The batch division the reference uses for this method.
     pub fn default_batch_division(self) -> BatchDivision {
         self.info().batch_division
+    }
+
+    /// Checks `given` parameter values against the method's own and fills in the defaults:
+    /// every parameter of the method, by name. An unknown name or a value out of range is a
+    /// one-line error naming it.
+    pub fn resolve_params(
+        self,
+        given: &BTreeMap<String, f64>,
+    ) -> std::result::Result<BTreeMap<String, f64>, String> {
+        let params = self.info().params;
+        if let Some(bad) = given.keys().find(|k| !params.iter().any(|p| p.name == *k)) {
+            let known: Vec<&str> = params.iter().map(|p| p.name).collect();
+            return Err(format!(
+                "--param {bad}: method {self} has no parameter `{bad}` (its parameters: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for p in params {
+            let v = given.get(p.name).copied().unwrap_or(p.default);
+            if !(v.is_finite() && v >= p.min && v <= p.max) {
+                return Err(format!(
+                    "--param {}={v}: must be a number in [{}, {}] ({})",
+                    p.name, p.min, p.max, p.help
+                ));
+            }
+            out.insert(p.name.to_string(), v);
+        }
+        Ok(out)
     }
 }
 
@@ -240,6 +293,19 @@ pub struct MethodSetup {
     pub target_proportions: Option<Vec<f64>>,
     /// FCN implementation.
     pub kernels: crate::nn::Kernels,
+    /// The method's own parameters, checked and with defaults filled in
+    /// ([`MethodKind::resolve_params`]).
+    pub params: BTreeMap<String, f64>,
+}
+
+impl MethodSetup {
+    /// The value of the method parameter `name` (present after [`MethodKind::resolve_params`]).
+    pub fn param(&self, name: &str) -> Result<f64> {
+        self.params
+            .get(name)
+            .copied()
+            .ok_or_else(|| candle_core::Error::Msg(format!("method parameter `{name}` is not set")))
+    }
 }
 
 /// Builds the method `kind` with its variables in `varmap` (uninitialised: the trainer seeds them).
@@ -325,6 +391,24 @@ mod tests {
             err.starts_with("unknown method \"dann\"; valid methods: none, codats"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn method_parameters_are_checked_by_name() {
+        let given: BTreeMap<String, f64> = [("x".to_string(), 1.0)].into();
+        assert_eq!(
+            MethodKind::NONE.resolve_params(&given).unwrap_err(),
+            "--param x: method none has no parameter `x` (its parameters: none)"
+        );
+        assert!(MethodKind::CODATS
+            .resolve_params(&BTreeMap::new())
+            .unwrap()
+            .is_empty());
+        // Every registered default lies in its own range.
+        for m in MethodKind::all() {
+            let resolved = m.resolve_params(&BTreeMap::new()).unwrap();
+            assert_eq!(resolved.len(), m.info().params.len(), "{m}");
+        }
     }
 
     #[test]

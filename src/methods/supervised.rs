@@ -29,6 +29,7 @@ pub const NONE: MethodInfo = MethodInfo {
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,
+    params: &[],
     build,
 };
 
@@ -46,6 +47,7 @@ pub const TARGET_ONLY: MethodInfo = MethodInfo {
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,
+    params: &[],
     build,
 };
 

@@ -141,6 +141,7 @@ impl Job {
             conventions: crate::config::CONVENTIONS,
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every.unwrap_or(self.eval_every).max(1),
+            method_params: Default::default(),
             target_proportions: None,
             ws_noise: self.ws_noise,
             threads,

@@ -170,6 +170,10 @@ fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
             }
         }),
         kernels: cfg.kernels,
+        params: cfg
+            .method
+            .resolve_params(&cfg.method_params)
+            .unwrap_or_else(|_| cfg.method_params.clone()),
     }
 }
 

@@ -1,0 +1,97 @@
+//! The shared body of feature-alignment methods (Deep CORAL, DDC-style MMD, …): cross-entropy on
+//! the labelled sources plus a weighted distance between source and target features, with the
+//! CoDATS FCN and task head and no domain head. A method supplies the distance and its weight.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{Batch, Method, MethodKind, MethodSetup, ParamGroup, StepContext, StepOutput};
+use crate::losses::cross_entropy;
+use crate::nn::{CodatsModel, ModelConfig};
+
+/// A distance between source features `[n_s, d]` and target features `[n_t, d]` (a scalar).
+pub type Distance = fn(&Tensor, &Tensor) -> Result<Tensor>;
+
+/// Source cross-entropy + `weight` × `distance(source features, target features)`.
+pub struct Aligned {
+    kind: MethodKind,
+    model: CodatsModel,
+    distance: Distance,
+    weight: f64,
+    scalar: &'static str,
+}
+
+impl Aligned {
+    /// Builds the method; `weight_param` names its weight in `setup.params`, `scalar` is the
+    /// metrics.csv column of the distance.
+    pub fn new(
+        kind: MethodKind,
+        setup: &MethodSetup,
+        vb: VarBuilder,
+        distance: Distance,
+        weight_param: &str,
+        scalar: &'static str,
+    ) -> Result<Self> {
+        let cfg = ModelConfig {
+            channels: setup.channels,
+            classes: setup.classes,
+            domains: None,
+            kernels: setup.kernels,
+        };
+        Ok(Self {
+            kind,
+            model: CodatsModel::new(cfg, vb)?,
+            distance,
+            weight: setup.param(weight_param)?,
+            scalar,
+        })
+    }
+}
+
+impl Method for Aligned {
+    fn kind(&self) -> MethodKind {
+        self.kind
+    }
+
+    fn scalars(&self) -> Vec<&'static str> {
+        vec!["task_loss", self.scalar]
+    }
+
+    fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
+        let target = batch.target.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
+        })?;
+        let sources: Vec<&super::Slice> = batch.sources.iter().collect();
+        let (xs, ys) = super::concat(&sources)?;
+        let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
+        let n_src = xs.dim(0)?;
+        let n_tgt = target.x.dim(0)?;
+        // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
+        let features = self
+            .model
+            .features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
+        let f_src = features.narrow(0, 0, n_src)?;
+        let f_tgt = features.narrow(0, n_src, n_tgt)?;
+        let task_loss = cross_entropy(&self.model.task_logits(&f_src)?, &ys)?;
+        let distance = (self.distance)(&f_src, &f_tgt)?;
+        let loss = (&task_loss + distance.affine(self.weight, 0.0)?)?;
+        Ok(StepOutput {
+            scalars: vec![
+                ("task_loss", task_loss.to_scalar::<f32>()?),
+                (self.scalar, distance.to_scalar::<f32>()?),
+            ],
+            loss,
+        })
+    }
+
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.model.predict(x)
+    }
+
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        vec![ParamGroup {
+            name: "model",
+            prefix: "",
+        }]
+    }
+}
