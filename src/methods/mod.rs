@@ -12,6 +12,7 @@ use crate::data::batch::BatchDivision;
 
 pub mod align;
 pub mod codats;
+pub mod coral;
 pub mod supervised;
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
@@ -61,6 +62,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     codats::CODATS,
     codats::CODATS_WS,
     supervised::TARGET_ONLY,
+    coral::CORAL,
 ];
 
 /// A registered method (an entry of [`REGISTRY`]); parses from and prints as its name.
