@@ -60,7 +60,7 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
         // Far from what the model predicts at init, so the DA-WS term is large.
         target_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
         kernels,
-        params: Default::default(),
+        params: kind.resolve_params(&Default::default()).unwrap(),
     };
     let varmap = VarMap::new();
     let mut method = methods::build(kind, &setup, &varmap).unwrap();
