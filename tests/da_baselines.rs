@@ -8,7 +8,10 @@ use std::process::Command;
 mod common;
 
 /// (method, its loss column in metrics.csv, its weight parameter)
-const METHODS: &[(&str, &str, &str)] = &[("coral", "coral_loss", "coral_weight")];
+const METHODS: &[(&str, &str, &str)] = &[
+    ("coral", "coral_loss", "coral_weight"),
+    ("mmd", "mmd_loss", "mmd_weight"),
+];
 
 fn train(out: &Path, method: &str, extra: &[&str]) {
     let o = Command::new(env!("CARGO_BIN_EXE_codats"))

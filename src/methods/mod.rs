@@ -13,6 +13,7 @@ use crate::data::batch::BatchDivision;
 pub mod align;
 pub mod codats;
 pub mod coral;
+pub mod mmd;
 pub mod supervised;
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
@@ -63,6 +64,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     codats::CODATS_WS,
     supervised::TARGET_ONLY,
     coral::CORAL,
+    mmd::MMD,
 ];
 
 /// A registered method (an entry of [`REGISTRY`]); parses from and prints as its name.
