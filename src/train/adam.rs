@@ -110,6 +110,16 @@ impl Adam {
         Ok(())
     }
 
+    /// The learning rate of the next steps.
+    pub fn learning_rate(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    /// Sets the learning rate of the next steps.
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+
     /// The moments as named tensors (`{prefix}{var}.m`, `.v`) for a safetensors checkpoint.
     pub fn state_tensors(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_nn::VarMap;
 
-use super::adam::Adam;
 use super::eval::RunResult;
+use super::optim::Optimizer;
 use super::TrainState;
 use crate::config::TrainConfig;
 use crate::problem::{Problem, SavedSplits};
@@ -150,7 +150,7 @@ impl RunDir {
     pub fn save_checkpoint(
         &self,
         varmap: &VarMap,
-        groups: &[(String, Adam)],
+        groups: &[(String, Box<dyn Optimizer>)],
         state: &TrainState,
     ) -> Result<()> {
         let final_dir = self.resume_dir();
@@ -208,7 +208,7 @@ impl RunDir {
     pub fn load_checkpoint(
         &self,
         varmap: &VarMap,
-        groups: &mut [(String, Adam)],
+        groups: &mut [(String, Box<dyn Optimizer>)],
     ) -> Result<TrainState> {
         let d = self.existing_resume_dir()?;
         let state: TrainState = serde_json::from_slice(&std::fs::read(d.join("state.json"))?)?;
