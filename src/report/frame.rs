@@ -9,7 +9,7 @@ use polars::prelude::*;
 use serde_json::Value;
 
 use super::Record;
-use crate::train::checkpoint::RULES;
+use crate::train::selection::names as rule_names;
 
 /// A column's values before typing.
 type Cells = Vec<Option<Value>>;
@@ -78,7 +78,7 @@ pub fn columns(records: &[Record]) -> Result<Vec<(String, Cells)>> {
     for (k, v) in config {
         cols.push((k, v));
     }
-    for rule in RULES {
+    for rule in rule_names() {
         let get = |f: &dyn Fn(&crate::train::eval::RuleResult) -> Value| -> Cells {
             records
                 .iter()

@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use crate::config::TrainConfig;
 use crate::methods::MethodKind;
 use crate::sweep::{Job, JobState, SweepDir};
-use crate::train::checkpoint::RULES;
 use crate::train::eval::RunResult;
+use crate::train::selection::names as rule_names;
 
 /// One finished run of a sweep.
 #[derive(Debug, Clone)]
@@ -184,10 +184,10 @@ pub fn make_report(dir: &Path, out: &Path, rules: Option<&[String]>) -> Result<V
         None => sweep.plan().selection.clone(),
     };
     for r in &rules {
-        if !RULES.contains(&r.as_str()) {
+        if !rule_names().contains(&r.as_str()) {
             bail!(
                 "unknown selection rule {r:?}; valid rules: {}",
-                RULES.join(", ")
+                rule_names().join(", ")
             );
         }
     }

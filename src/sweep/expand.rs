@@ -18,8 +18,8 @@ use crate::data::batch::BatchDivision;
 use crate::data::registry::DatasetName;
 use crate::methods::MethodKind;
 use crate::problem::describe_ids;
-use crate::train::checkpoint::RULES;
 use crate::train::derive_seed;
+use crate::train::selection::names as rule_names;
 
 /// Defaults of `codats train` that a spec does not set.
 pub const DEFAULT_STEPS: usize = 30_000;
@@ -326,14 +326,14 @@ pub fn expand(
             }
             let mut out = Vec::new();
             for (i, r) in s.get_ref().iter().enumerate() {
-                if !RULES.contains(&r.get_ref().as_str()) {
+                if !rule_names().contains(&r.get_ref().as_str()) {
                     return cx.err(
                         r.span(),
                         &format!("selection[{i}]"),
                         format!(
                             "unknown selection rule {:?}; valid rules: {}",
                             r.get_ref(),
-                            RULES.join(", ")
+                            rule_names().join(", ")
                         ),
                     );
                 }

@@ -22,13 +22,7 @@ use crate::config::TrainConfig;
 use crate::problem::{Problem, SavedSplits};
 
 /// Weights at the end of training.
-pub const LAST: &str = "last";
-/// Weights with the best source-validation accuracy.
-pub const BEST_SOURCE: &str = "best_source";
-/// Weights with the best target-validation accuracy (oracle selection).
-pub const BEST_TARGET: &str = "best_target";
-/// The selection rules, in report order.
-pub const RULES: [&str; 3] = [LAST, BEST_SOURCE, BEST_TARGET];
+pub use super::selection::LAST;
 
 /// Writes `bytes` to `path` via a temporary file and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

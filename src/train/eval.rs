@@ -7,7 +7,8 @@ use anyhow::Result;
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{RunDir, BEST_SOURCE, BEST_TARGET, LAST};
+use super::checkpoint::{RunDir, LAST};
+use super::selection::RULES;
 use super::{build_method, TrainState};
 use crate::config::TrainConfig;
 use crate::methods::Method;
@@ -151,11 +152,12 @@ pub fn evaluate_run(
     let (mut varmap, method) = build_method(cfg, problem)?;
     let mut selection = BTreeMap::new();
     let label = |updates: usize| updates.checked_sub(1).map_or(0, |i| cfg.step_label(i));
-    for (rule, step) in [
-        (LAST, state.step),
-        (BEST_SOURCE, state.best_source.step),
-        (BEST_TARGET, state.best_target.step),
-    ] {
+    let rules = std::iter::once((LAST, state.step)).chain(
+        RULES
+            .iter()
+            .map(|r| (r.name, state.best.get(r.name).map_or(0, |b| b.step))),
+    );
+    for (rule, step) in rules {
         run.load_weights(&mut varmap, rule)?;
         let m = method.as_ref();
         let pred = sets.target_test.predict(m)?;

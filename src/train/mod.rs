@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod eval;
 pub mod metrics_log;
 pub mod optim;
+pub mod selection;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -82,10 +83,10 @@ pub struct TrainState {
     pub source_streams: Vec<DomainStream>,
     /// Target stream, when the method uses the target.
     pub target_stream: Option<DomainStream>,
-    /// Best source-validation accuracy (the `best_source` rule).
-    pub best_source: Best,
-    /// Best target-validation accuracy (the `best_target` oracle rule).
-    pub best_target: Best,
+    /// Each selection rule's best so far, by rule name (state.json keeps them as top-level
+    /// `best_source`, `best_target`, … keys, as before the rules were data).
+    #[serde(flatten)]
+    pub best: std::collections::BTreeMap<String, Best>,
 }
 
 /// Options that change how a run reports, not what it computes.
@@ -245,8 +246,10 @@ impl Trainer {
             rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, SEED_DROPOUT)),
             source_streams,
             target_stream,
-            best_source: Best::default(),
-            best_target: Best::default(),
+            best: selection::RULES
+                .iter()
+                .map(|r| (r.name.to_string(), Best::default()))
+                .collect(),
         };
         let eval = eval::EvalSets::new(&problem)?;
         Ok(Self {
@@ -452,13 +455,16 @@ impl Trainer {
                 } else {
                     tgt
                 };
-                if self.state.best_source.offer(own, self.state.step) {
-                    self.dir
-                        .save_weights(&self.varmap, checkpoint::BEST_SOURCE)?;
-                }
-                if self.state.best_target.offer(tgt, self.state.step) {
-                    self.dir
-                        .save_weights(&self.varmap, checkpoint::BEST_TARGET)?;
+                let scores = selection::Scores {
+                    source_valid: src,
+                    target_valid: tgt,
+                    trained_valid: own,
+                };
+                for rule in selection::RULES {
+                    let best = self.state.best.entry(rule.name.to_string()).or_default();
+                    if best.offer((rule.score)(&scores), self.state.step) {
+                        self.dir.save_weights(&self.varmap, rule.name)?;
+                    }
                 }
                 let row = acc.row(step, src, tgt, steps_per_s);
                 let line = row.summary();

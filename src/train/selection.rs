@@ -1,0 +1,83 @@
+//! Model-selection rules as data: each keeps the weights with the best value of one validation
+//! score. `last` (the final weights) is implicit; a new rule is one entry in [`RULES`].
+
+/// What one evaluation measured: the inputs every rule scores from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// Accuracy on the sources' validation windows (0 when the method uses no sources).
+    pub source_valid: f64,
+    /// Accuracy on the target's validation windows (labelled: only oracle rules may use it).
+    pub target_valid: f64,
+    /// Accuracy on the validation windows of the domains the method trains on: the sources', or
+    /// the target's own for a method trained on target labels (`target_only`).
+    pub trained_valid: f64,
+}
+
+/// A selection rule: a name (the checkpoint file and the key in result.json), what it means,
+/// whether it reads target labels, and the score it maximises (first evaluation kept, then
+/// only strictly greater, as the reference).
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// Name in result.json, report tables and `checkpoints/<name>.safetensors`.
+    pub name: &'static str,
+    /// One line for docs and reports.
+    pub description: &'static str,
+    /// Whether the rule uses target labels (an oracle: not available in practice).
+    pub oracle: bool,
+    /// The score to maximise.
+    pub score: fn(&Scores) -> f64,
+}
+
+/// The final weights' pseudo-rule.
+pub const LAST: &str = "last";
+
+fn trained_valid(s: &Scores) -> f64 {
+    s.trained_valid
+}
+
+fn target_valid(s: &Scores) -> f64 {
+    s.target_valid
+}
+
+/// The rules with best-weights checkpoints, in report order (after `last`).
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "best_source",
+        description: "validation accuracy of the domains trained on (no target labels for \
+                      adaptation methods; the target's own for target_only)",
+        oracle: false,
+        score: trained_valid,
+    },
+    Rule {
+        name: "best_target",
+        description: "target validation accuracy (oracle: uses target labels)",
+        oracle: true,
+        score: target_valid,
+    },
+];
+
+/// Every rule name, `last` first: the keys of result.json's `selection`.
+pub fn names() -> Vec<&'static str> {
+    std::iter::once(LAST)
+        .chain(RULES.iter().map(|r| r.name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_score_what_they_say() {
+        let s = Scores {
+            source_valid: 0.1,
+            target_valid: 0.2,
+            trained_valid: 0.3,
+        };
+        let by = |n: &str| RULES.iter().find(|r| r.name == n).expect("rule");
+        assert_eq!((by("best_source").score)(&s), 0.3);
+        assert_eq!((by("best_target").score)(&s), 0.2);
+        assert!(by("best_target").oracle && !by("best_source").oracle);
+        assert_eq!(names(), ["last", "best_source", "best_target"]);
+    }
+}
