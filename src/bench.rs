@@ -214,7 +214,10 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 channels: CHANNELS,
                 classes: CLASSES,
                 n_sources: o.sources,
-                target_proportions: None,
+                given_proportions: None,
+                target_train_proportions: None,
+                ws_noise: None,
+                seed: 0,
                 kernels: o.kernels,
                 params: Default::default(),
             };

@@ -17,5 +17,6 @@ pub mod nn;
 pub mod problem;
 pub mod profile;
 pub mod report;
+pub mod seed;
 pub mod sweep;
 pub mod train;

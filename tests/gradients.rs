@@ -58,7 +58,10 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
             2
         },
         // Far from what the model predicts at init, so the DA-WS term is large.
-        target_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
+        given_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
+        target_train_proportions: None,
+        ws_noise: None,
+        seed: 0,
         kernels,
         params: kind.resolve_params(&Default::default()).unwrap(),
     };

@@ -293,8 +293,15 @@ pub struct MethodSetup {
     pub classes: usize,
     /// Number of source domains.
     pub n_sources: usize,
-    /// Target label proportions for DA-WS.
-    pub target_proportions: Option<Vec<f64>>,
+    /// DA-WS proportions given by the user (`--target-proportions`).
+    pub given_proportions: Option<Vec<f64>>,
+    /// The target train split's label proportions: the one target-label statistic a method is
+    /// permitted to see, handed only to methods whose entry declares `uses_proportions`.
+    pub target_train_proportions: Option<Vec<f64>>,
+    /// `--ws-noise`: move the proportions by this L1 distance.
+    pub ws_noise: Option<f64>,
+    /// The run seed (derive per-purpose seeds with `crate::seed::derive_seed`).
+    pub seed: u64,
     /// FCN implementation.
     pub kernels: crate::nn::Kernels,
     /// The method's own parameters, checked and with defaults filled in

@@ -29,20 +29,10 @@ use checkpoint::RunDir;
 use metrics_log::MetricsLog;
 use optim::{Adam, AdamConfig, Optimizer};
 
-/// Derives an independent seed for one purpose from the run seed.
-pub fn derive_seed(seed: u64, purpose: u64) -> u64 {
-    // SplitMix64 finaliser over (seed, purpose).
-    let mut z = seed
-        .wrapping_add(purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .wrapping_add(0x632b_e59b_d9b4_e019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub use crate::seed::derive_seed;
 
 const SEED_INIT: u64 = 1;
 const SEED_DROPOUT: u64 = 2;
-const SEED_WS_NOISE: u64 = 3;
 const SEED_STREAMS: u64 = 100;
 
 /// Best validation accuracy seen so far for one selection rule.
@@ -159,48 +149,21 @@ fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
         channels: problem.channels,
         classes: problem.n_classes(),
         n_sources: problem.sources.len(),
-        target_proportions: Some({
-            let p = cfg
-                .target_proportions
-                .clone()
-                .unwrap_or_else(|| problem.target_train_proportions());
-            match cfg.ws_noise {
-                Some(noise) if noise > 0.0 => {
-                    perturb_proportions(&p, noise, derive_seed(cfg.seed, SEED_WS_NOISE))
-                }
-                _ => p,
-            }
-        }),
+        given_proportions: cfg.target_proportions.clone(),
+        // The one target-label statistic a method may see, and only one that declares DA-WS.
+        target_train_proportions: cfg
+            .method
+            .info()
+            .uses_proportions
+            .then(|| problem.target_train_proportions()),
+        ws_noise: cfg.ws_noise,
+        seed: cfg.seed,
         kernels: cfg.kernels,
         params: cfg
             .method
             .resolve_params(&cfg.method_params)
             .unwrap_or_else(|_| cfg.method_params.clone()),
     }
-}
-
-/// Moves proportions `p` by `noise` in total (L1) along a seeded random zero-sum direction, clips
-/// at zero and renormalises to sum 1 (`--ws-noise`: DA-WS given slightly wrong proportions).
-pub fn perturb_proportions(p: &[f64], noise: f64, seed: u64) -> Vec<f64> {
-    use rand::Rng;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let raw: Vec<f64> = p.iter().map(|_| rng.random::<f64>() - 0.5).collect();
-    let mean = raw.iter().sum::<f64>() / raw.len().max(1) as f64;
-    let dir: Vec<f64> = raw.iter().map(|v| v - mean).collect();
-    let l1: f64 = dir.iter().map(|v| v.abs()).sum();
-    if l1 == 0.0 {
-        return p.to_vec();
-    }
-    let moved: Vec<f64> = p
-        .iter()
-        .zip(&dir)
-        .map(|(v, d)| (v + noise * d / l1).max(0.0))
-        .collect();
-    let sum: f64 = moved.iter().sum();
-    if sum <= 0.0 {
-        return p.to_vec();
-    }
-    moved.iter().map(|v| v / sum).collect()
 }
 
 /// Builds the method with its variables, seeded initialisation applied.
@@ -721,21 +684,5 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&tmp);
-    }
-
-    #[test]
-    fn ws_noise_moves_proportions_by_the_given_amount_and_renormalises() {
-        let p = [0.1, 0.2, 0.3, 0.4];
-        let q = perturb_proportions(&p, 0.1, 7);
-        assert_eq!(q, perturb_proportions(&p, 0.1, 7), "deterministic");
-        assert_ne!(q, perturb_proportions(&p, 0.1, 8), "seeded");
-        assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        let l1: f64 = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum();
-        assert!((l1 - 0.1).abs() < 1e-9, "moved by {l1}");
-        // Large noise clips at zero and still sums to one.
-        let r = perturb_proportions(&p, 5.0, 7);
-        assert!(r.iter().all(|v| *v >= 0.0));
-        assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert_eq!(perturb_proportions(&p, 0.0, 7), p.to_vec());
     }
 }
