@@ -208,7 +208,6 @@ pub fn sweep_cmd(c: SweepCommand) -> Result<()> {
         }
         SweepCommand::Slurm(a) => {
             let (text, plan) = load_plan(&a.spec, a.only.as_deref())?;
-            let dir = SweepDir::prepare(&a.out, &text, &plan)?;
             let flags = SlurmSettings {
                 partition: a.partition,
                 time: a.time,
@@ -217,7 +216,8 @@ pub fn sweep_cmd(c: SweepCommand) -> Result<()> {
                 max_parallel: a.max_parallel,
                 extra: Vec::new(),
             };
-            let opts = SlurmOptions::resolve(&plan.slurm, &flags, a.max_array);
+            let opts = SlurmOptions::resolve(&plan.slurm, &flags, a.max_array)?;
+            let dir = SweepDir::prepare(&a.out, &text, &plan)?;
             let todo: Vec<usize> = dir
                 .states()
                 .into_iter()

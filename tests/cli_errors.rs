@@ -224,3 +224,41 @@ fn method_parameters_are_named_in_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("expected NAME=VALUE, got \"weight\""), "{err}");
 }
+
+#[test]
+fn slurm_values_cannot_inject_script_lines() {
+    let tmp = common::TempDir::new("slurm-inject");
+    let out = tmp.path().join("sweep");
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/smoke.toml");
+    let (code, _, err) = codats(&[
+        "sweep",
+        "slurm",
+        spec,
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--dry-run",
+        "--partition",
+        "cpu\ntouch pwned",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("slurm setting `partition` = \"cpu\\ntouch pwned\" contains the control character U+000A"),
+        "{err}"
+    );
+    assert!(!out.join("slurm").exists(), "no script may be written");
+    let (code, _, err) = codats(&[
+        "sweep",
+        "slurm",
+        spec,
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--dry-run",
+        "--cpus",
+        "0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("slurm setting `cpus-per-task` must be at least 1 (got 0)"),
+        "{err}"
+    );
+}

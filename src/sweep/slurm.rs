@@ -34,16 +34,14 @@ pub struct SlurmOptions {
 }
 
 impl SlurmOptions {
-    /// Spec settings with command-line flags taking precedence.
-    pub fn resolve(spec: &SlurmSettings, flags: &SlurmSettings, max_array: usize) -> Self {
-        Self {
+    /// Spec settings with command-line flags taking precedence, checked: every value that
+    /// reaches the job script is refused if it holds a control character (a newline would
+    /// become a script line of its own), and zero CPUs, array size or throttle are refused.
+    pub fn resolve(spec: &SlurmSettings, flags: &SlurmSettings, max_array: usize) -> Result<Self> {
+        let opts = Self {
             partition: flags.partition.clone().or(spec.partition.clone()),
             time: flags.time.clone().or(spec.time.clone()),
-            cpus: flags
-                .cpus_per_task
-                .or(spec.cpus_per_task)
-                .unwrap_or(1)
-                .max(1),
+            cpus: flags.cpus_per_task.or(spec.cpus_per_task).unwrap_or(1),
             mem: flags.mem.clone().or(spec.mem.clone()),
             max_parallel: flags.max_parallel.or(spec.max_parallel),
             extra: spec
@@ -52,9 +50,45 @@ impl SlurmOptions {
                 .chain(flags.extra.iter())
                 .cloned()
                 .collect(),
-            max_array: max_array.max(1),
+            max_array,
+        };
+        let named = [
+            ("partition", opts.partition.as_deref()),
+            ("time", opts.time.as_deref()),
+            ("mem", opts.mem.as_deref()),
+        ];
+        for (key, value) in named {
+            if let Some(v) = value {
+                script_safe(key, v)?;
+            }
         }
+        for e in &opts.extra {
+            script_safe("extra", e)?;
+        }
+        for (key, v) in [
+            ("cpus-per-task", Some(opts.cpus)),
+            ("max-array", Some(opts.max_array)),
+            ("max-parallel", opts.max_parallel),
+        ] {
+            if v == Some(0) {
+                bail!("slurm setting `{key}` must be at least 1 (got 0)");
+            }
+        }
+        Ok(opts)
     }
+}
+
+/// Refuses a value with a control character (newline, carriage return, tab, NUL, …) before it is
+/// written into a job script.
+pub fn script_safe(key: &str, value: &str) -> Result<()> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        bail!(
+            "slurm setting `{key}` = {value:?} contains the control character U+{:04X}; \
+             values written into the sbatch script must be one line",
+            c as u32
+        );
+    }
+    Ok(())
 }
 
 /// One written array script.
@@ -88,9 +122,17 @@ pub fn write_scripts(
 ) -> Result<Vec<ArrayScript>> {
     let root = std::fs::canonicalize(dir.path())
         .with_context(|| format!("resolving {}", dir.path().display()))?;
+    // The sweep folder and the executable are written into the script too.
+    script_safe("sweep directory", &root.display().to_string())?;
+    script_safe("codats executable", &exe.display().to_string())?;
     let sdir = root.join("slurm");
     std::fs::create_dir_all(sdir.join("logs"))?;
     let n = next_free(&sdir);
+    // The spec's name goes into the job name and a comment: one word, no control characters.
+    let name = dir
+        .plan()
+        .name
+        .replace(|c: char| c.is_whitespace() || c.is_control(), "_");
     let mut out = Vec::new();
     for (k, chunk) in indices.chunks(opts.max_array).enumerate() {
         let script = sdir.join(format!("array-{n:03}-{k}.sbatch"));
@@ -98,10 +140,7 @@ pub fn write_scripts(
         let list: String = chunk.iter().map(|i| format!("{i}\n")).collect();
         write_atomic(&index_file, list.as_bytes())?;
         let mut s = String::from("#!/bin/bash\n");
-        s.push_str(&format!(
-            "#SBATCH --job-name=codats-{}\n",
-            dir.plan().name.replace(char::is_whitespace, "_")
-        ));
+        s.push_str(&format!("#SBATCH --job-name=codats-{name}\n"));
         let throttle = opts
             .max_parallel
             .map(|p| format!("%{p}"))
@@ -131,7 +170,7 @@ pub fn write_scripts(
         s.push_str(&format!(
             "# codats sweep {}: array task i runs the job on line i+1 of the index file\n\
              # (an index into jobs.json); results go to runs/<job id>/ as with `codats sweep run`.\n",
-            dir.plan().name
+            name
         ));
         s.push_str("set -euo pipefail\n");
         s.push_str(&format!(
@@ -201,4 +240,93 @@ pub fn index_of_task(index_file: &Path, task: usize) -> Result<usize> {
     line.trim()
         .parse()
         .with_context(|| format!("line {} of {}", task + 1, index_file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(partition: &str) -> SlurmSettings {
+        SlurmSettings {
+            partition: Some(partition.to_string()),
+            time: None,
+            cpus_per_task: Some(2),
+            mem: None,
+            max_parallel: None,
+            extra: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_newline_in_any_script_value_is_refused() {
+        let none = SlurmSettings::default();
+        let err = SlurmOptions::resolve(&settings("cpu\ntouch x"), &none, 10)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "slurm setting `partition` = \"cpu\\ntouch x\" contains the control character \
+             U+000A; values written into the sbatch script must be one line"
+        );
+        for (key, f) in [
+            (
+                "time",
+                SlurmSettings {
+                    time: Some("1:00\rrm -rf".into()),
+                    ..none.clone()
+                },
+            ),
+            (
+                "mem",
+                SlurmSettings {
+                    mem: Some("4G\nid".into()),
+                    ..none.clone()
+                },
+            ),
+            (
+                "extra",
+                SlurmSettings {
+                    extra: vec!["--qos=x\nid".into()],
+                    ..none.clone()
+                },
+            ),
+        ] {
+            let err = SlurmOptions::resolve(&none, &f, 10)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("slurm setting `{key}`")), "{err}");
+        }
+        assert!(SlurmOptions::resolve(&settings("cpu"), &none, 10).is_ok());
+    }
+
+    #[test]
+    fn zero_cpus_array_size_or_throttle_are_refused() {
+        let base = settings("cpu");
+        let zero_cpus = SlurmSettings {
+            cpus_per_task: Some(0),
+            ..base.clone()
+        };
+        let err = SlurmOptions::resolve(&base, &zero_cpus, 10)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "slurm setting `cpus-per-task` must be at least 1 (got 0)"
+        );
+        let err = SlurmOptions::resolve(&base, &base, 0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "slurm setting `max-array` must be at least 1 (got 0)");
+        let throttle = SlurmSettings {
+            max_parallel: Some(0),
+            ..base.clone()
+        };
+        let err = SlurmOptions::resolve(&base, &throttle, 10)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "slurm setting `max-parallel` must be at least 1 (got 0)"
+        );
+    }
 }
