@@ -262,3 +262,45 @@ fn slurm_values_cannot_inject_script_lines() {
         "{err}"
     );
 }
+
+#[test]
+fn a_full_or_closed_stdout_is_an_error_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    // >/dev/full: one line and exit 1 (it was a panic with exit 101).
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .arg("methods")
+        .stdout(full)
+        .output()
+        .expect("run codats");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: writing to standard output: No space left on device (os error 28)"
+    );
+    // A pipe whose reader has gone (`codats … | head -0`): ends by SIGPIPE, quietly.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .args(["datasets", "list"])
+        .stdout(writer)
+        .output()
+        .expect("run codats");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?} {err}",
+        out.status
+    );
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}
