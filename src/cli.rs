@@ -145,7 +145,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 500)]
     pub eval_every: usize,
     /// Write a resumable checkpoint every N steps (default: --eval-every).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub checkpoint_every: Option<usize>,
     /// DA-WS: known target label proportions, one per class, summing to 1 (default: the
     /// target's train-split proportions, simulating reported proportions).
@@ -174,7 +174,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub offline: bool,
     /// CPU threads for tensor kernels (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// FCN implementation: fast (hand-written CPU kernels) or candle (plain candle ops, the reference).
     #[arg(long, value_enum, default_value_t = Kernels::Fast)]
@@ -569,6 +569,16 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A count that must be at least 1 (threads, jobs, checkpoint interval): 0 is refused instead
+/// of silently running as 1.
+pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (got 0)".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
 }
 
 /// Parses `--param NAME=VALUE`.

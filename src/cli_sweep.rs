@@ -68,10 +68,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Jobs run at the same time.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::at_least_one)]
     pub jobs: usize,
     /// CPU threads per job (default: the spec's `threads`, else cores / --jobs).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::at_least_one)]
     pub threads: Option<usize>,
     /// Keep only these datasets' problems (comma separated).
     #[arg(long, value_delimiter = ',')]

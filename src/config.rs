@@ -43,8 +43,10 @@ pub enum ConfigError {
     /// An unknown method parameter or a value out of its range.
     #[error("{0}")]
     MethodParam(String),
-    /// A negative or non-finite `--ws-noise`.
-    #[error("--ws-noise must be a non-negative number (got {0})")]
+    /// A `--ws-noise` outside [0, 2].
+    #[error(
+        "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got {0})"
+    )]
     BadWsNoise(f64),
     /// `--ws-noise` given to a method that does not use proportions.
     #[error("--ws-noise is only used by {users} (method is {method})")]
@@ -217,7 +219,7 @@ impl TrainConfig {
             });
         }
         if let Some(noise) = self.ws_noise {
-            if !(noise.is_finite() && noise >= 0.0) {
+            if !(noise.is_finite() && (0.0..=2.0).contains(&noise)) {
                 return Err(ConfigError::BadWsNoise(noise));
             }
             if !uses {

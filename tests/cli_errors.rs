@@ -304,3 +304,33 @@ fn a_full_or_closed_stdout_is_an_error_not_a_panic() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+#[test]
+fn zero_counts_are_refused_not_run_as_one() {
+    for (flag, args) in [
+        (
+            "--threads",
+            vec!["train", "--target", "1", "--threads", "0"],
+        ),
+        (
+            "--checkpoint-every",
+            vec!["train", "--target", "1", "--checkpoint-every", "0"],
+        ),
+        (
+            "--jobs",
+            vec!["sweep", "run", "x.toml", "--out", "o", "--jobs", "0"],
+        ),
+        (
+            "--threads",
+            vec!["sweep", "run", "x.toml", "--out", "o", "--threads", "0"],
+        ),
+    ] {
+        let (code, _, err) = codats(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '0' for '{flag} "))
+                && err.contains("must be at least 1 (got 0)"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -117,7 +117,12 @@ target = 4
     bad.ws_noise = Some(-0.1);
     assert_eq!(
         bad.validate().unwrap_err().to_string(),
-        "--ws-noise must be a non-negative number (got -0.1)"
+        "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got -0.1)"
+    );
+    bad.ws_noise = Some(5.0);
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got 5)"
     );
 }
 
