@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::{Batch, Method, MethodKind, MethodSetup, ParamGroup, StepContext, StepOutput};
 use crate::losses::cross_entropy;
-use crate::nn::{CodatsModel, ModelConfig};
+use crate::nn::CodatsModel;
 
 /// A distance between source features `[n_s, d]` and target features `[n_t, d]` (a scalar).
 pub type Distance = fn(&Tensor, &Tensor) -> Result<Tensor>;
@@ -32,12 +32,7 @@ impl Aligned {
         weight_param: &str,
         scalar: &'static str,
     ) -> Result<Self> {
-        let cfg = ModelConfig {
-            channels: setup.channels,
-            classes: setup.classes,
-            domains: None,
-            kernels: setup.kernels,
-        };
+        let cfg = setup.model_config(None);
         Ok(Self {
             kind,
             model: CodatsModel::new(cfg, vb)?,

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::data::batch::BatchDivision;
 use crate::losses::{cross_entropy, weak_supervision_kl};
-use crate::nn::{grl_lambda, CodatsModel, ModelConfig};
+use crate::nn::{grl_lambda, CodatsModel};
 
 const ADAPTS: DataNeeds = DataNeeds {
     sources: true,
@@ -105,12 +105,7 @@ impl Codats {
     /// Builds `codats` or `codats_ws` (a method that uses proportions needs
     /// `setup.target_proportions`).
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
-        let cfg = ModelConfig {
-            channels: setup.channels,
-            classes: setup.classes,
-            domains: Some(setup.n_sources + 1),
-            kernels: setup.kernels,
-        };
+        let cfg = setup.model_config(Some(setup.n_sources + 1));
         let proportions = match (kind.info().uses_proportions, ws_proportions(setup)) {
             (true, Some(p)) => {
                 let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();

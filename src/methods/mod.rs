@@ -310,6 +310,16 @@ pub struct MethodSetup {
 }
 
 impl MethodSetup {
+    /// The CoDATS network for this problem, with a domain head of `domains` outputs or none.
+    pub fn model_config(&self, domains: Option<usize>) -> crate::nn::ModelConfig {
+        crate::nn::ModelConfig {
+            channels: self.channels,
+            classes: self.classes,
+            domains,
+            kernels: self.kernels,
+        }
+    }
+
     /// The value of the method parameter `name` (present after [`MethodKind::resolve_params`]).
     pub fn param(&self, name: &str) -> Result<f64> {
         self.params

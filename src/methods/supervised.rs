@@ -10,7 +10,7 @@ use super::{
 };
 use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
-use crate::nn::{CodatsModel, ModelConfig};
+use crate::nn::CodatsModel;
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
     Ok(Box::new(Supervised::new(kind, setup, vb)?))
@@ -60,12 +60,7 @@ pub struct Supervised {
 impl Supervised {
     /// Builds `none` or `target_only`.
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
-        let cfg = ModelConfig {
-            channels: setup.channels,
-            classes: setup.classes,
-            domains: None,
-            kernels: setup.kernels,
-        };
+        let cfg = setup.model_config(None);
         Ok(Self {
             kind,
             model: CodatsModel::new(cfg, vb)?,
