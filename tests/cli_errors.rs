@@ -294,15 +294,10 @@ fn a_full_or_closed_stdout_is_an_error_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(
         out.status.signal(),
-        Some(libc_sigpipe()),
+        Some(libc::SIGPIPE),
         "{:?} {err}",
         out.status
     );
-}
-
-/// SIGPIPE's number on Linux.
-fn libc_sigpipe() -> i32 {
-    13
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{Batch, Method, MethodKind, MethodSetup, ParamGroup, StepContext, StepOutput};
+use super::{Batch, Method, MethodKind, MethodSetup, StepContext, StepOutput};
 use crate::losses::cross_entropy;
 use crate::nn::CodatsModel;
 
@@ -81,12 +81,5 @@ impl Method for Aligned {
 
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.predict(x)
-    }
-
-    fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup {
-            name: "model",
-            prefix: "",
-        }]
     }
 }

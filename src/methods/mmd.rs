@@ -85,8 +85,12 @@ pub fn median_bandwidth(d2: &Tensor) -> Result<f64> {
 /// Biased (V-statistic) squared MMD between `source` `[n_s, d]` and `target` `[n_t, d]` with
 /// k(a, b) = mean over s in [`BANDWIDTH_SCALES`] of exp(−‖a − b‖² / (2 · s · `sigma2`)).
 pub fn mmd_with_bandwidth(source: &Tensor, target: &Tensor, sigma2: f64) -> Result<Tensor> {
-    let (ns, nt) = (source.dim(0)?, target.dim(0)?);
     let d2 = squared_distances(&Tensor::cat(&[source, target], 0)?)?;
+    mmd_of_distances(&d2, source.dim(0)?, target.dim(0)?, sigma2)
+}
+
+/// MMD² from the pooled squared distances `d2` (`ns` source rows, then `nt` target rows).
+fn mmd_of_distances(d2: &Tensor, ns: usize, nt: usize, sigma2: f64) -> Result<Tensor> {
     let mut k: Option<Tensor> = None;
     for s in BANDWIDTH_SCALES {
         let ks = d2.affine(-1.0 / (2.0 * s * sigma2), 0.0)?.exp()?;
@@ -106,9 +110,10 @@ pub fn mmd_with_bandwidth(source: &Tensor, target: &Tensor, sigma2: f64) -> Resu
 
 /// Multi-kernel MMD² with the bandwidth from the median heuristic on the pooled features.
 pub fn mmd(source: &Tensor, target: &Tensor) -> Result<Tensor> {
-    let pooled = Tensor::cat(&[source, target], 0)?;
-    let sigma2 = median_bandwidth(&squared_distances(&pooled)?)?;
-    mmd_with_bandwidth(source, target, sigma2)
+    // The pooled distances serve both the bandwidth and the kernels: computed once.
+    let d2 = squared_distances(&Tensor::cat(&[source, target], 0)?)?;
+    let sigma2 = median_bandwidth(&d2)?;
+    mmd_of_distances(&d2, source.dim(0)?, target.dim(0)?, sigma2)
 }
 
 #[cfg(test)]

@@ -281,7 +281,13 @@ pub trait Method: Send {
     /// Eval-mode task logits for windows `[B, C, T]`.
     fn predict(&self, x: &Tensor) -> Result<Tensor>;
     /// Optimiser groups. All step on the same gradients of [`StepOutput::loss`], in order.
-    fn param_groups(&self) -> Vec<ParamGroup>;
+    /// Default: one group, `model`, over every trainable parameter.
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        vec![ParamGroup {
+            name: "model",
+            prefix: "",
+        }]
+    }
 }
 
 /// Settings a method needs at construction.

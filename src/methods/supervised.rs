@@ -5,8 +5,8 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{
-    concat, Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, ParamGroup, Slice,
-    StepContext, StepOutput, TargetUse,
+    concat, Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Slice, StepContext,
+    StepOutput, TargetUse,
 };
 use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
@@ -97,12 +97,5 @@ impl Method for Supervised {
 
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.predict(x)
-    }
-
-    fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup {
-            name: "model",
-            prefix: "",
-        }]
     }
 }

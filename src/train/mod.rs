@@ -144,8 +144,8 @@ pub struct Trainer {
     timing: Timing,
 }
 
-fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
-    MethodSetup {
+fn method_setup(cfg: &TrainConfig, problem: &Problem) -> Result<MethodSetup> {
+    Ok(MethodSetup {
         channels: problem.channels,
         classes: problem.n_classes(),
         n_sources: problem.sources.len(),
@@ -159,17 +159,18 @@ fn method_setup(cfg: &TrainConfig, problem: &Problem) -> MethodSetup {
         ws_noise: cfg.ws_noise,
         seed: cfg.seed,
         kernels: cfg.kernels,
+        // Checked when the run was created; an edited config.toml is refused here, not ignored.
         params: cfg
             .method
             .resolve_params(&cfg.method_params)
-            .unwrap_or_else(|_| cfg.method_params.clone()),
-    }
+            .map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// Builds the method with its variables, seeded initialisation applied.
 pub fn build_method(cfg: &TrainConfig, problem: &Problem) -> Result<(VarMap, Box<dyn Method>)> {
     let varmap = VarMap::new();
-    let method = methods::build(cfg.method, &method_setup(cfg, problem), &varmap)?;
+    let method = methods::build(cfg.method, &method_setup(cfg, problem)?, &varmap)?;
     crate::nn::glorot_init(&varmap, derive_seed(cfg.seed, SEED_INIT))?;
     Ok((varmap, method))
 }
@@ -646,6 +647,31 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn an_edited_method_parameter_is_refused_when_the_method_is_built() {
+        // config.toml is checked when a run starts; one edited afterwards (resume, eval) must
+        // not slip its value past the check.
+        let ds = generate(&SyntheticConfig {
+            domains: 3,
+            windows_per_class: 20,
+            ..Default::default()
+        });
+        let mut cfg = crate::config::tests::cfg();
+        cfg.sources = vec![1, 2];
+        cfg.target = 0;
+        cfg.method = MethodKind::parse("coral").expect("coral is registered");
+        cfg.method_params = [("coral_weight".to_string(), -1.0)].into();
+        let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
+        let err = build_method(&cfg, &problem)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("--param coral_weight=-1: must be a number in [0, "),
+            "{err}"
+        );
     }
 
     #[test]
