@@ -152,6 +152,7 @@ fn random_slice(n: usize, rng: &mut ChaCha8Rng, labelled: bool) -> Result<Slice>
         } else {
             None
         },
+        idx: (0..n).collect(),
     })
 }
 

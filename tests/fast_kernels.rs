@@ -318,3 +318,56 @@ fn first_layer_input_gradient_is_skipped() {
     assert!(grads.get(&x).is_none());
     assert!(grads.get(w.as_tensor()).is_some());
 }
+
+#[test]
+fn input_gradient_matches_the_candle_path() {
+    // VAT and VADA need ∂loss/∂x: an input built from a variable gets it on both paths.
+    use codats::nn::{Backbone, Mode};
+    let (_, fast) = model(Kernels::Fast, None);
+    let (_, reference) = model(Kernels::Candle, None);
+    let x = Var::from_tensor(&random((8, 9, 64), 5)).unwrap();
+    let w = random((1, 8, 128), 6).squeeze(0).unwrap();
+    let dx = |m: &CodatsModel| {
+        let f = m.fe.forward(x.as_tensor(), Mode::TrainKeepStats).unwrap();
+        let grads = (f * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        grads.get(x.as_tensor()).expect("input gradient").clone()
+    };
+    let (d_fast, d_ref) = (dx(&fast), dx(&reference));
+    assert_eq!(d_fast.dims(), &[8, 9, 64]);
+    let diff = max_rel_diff(&d_ref, &d_fast);
+    assert!(diff < 1e-4, "input gradient differs by {diff}");
+    assert!(
+        d_ref
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn keep_stats_mode_uses_batch_statistics_and_leaves_running_ones() {
+    use codats::nn::{Backbone, Mode};
+    for kernels in [Kernels::Fast, Kernels::Candle] {
+        let (vm, m) = model(kernels, None);
+        let running = || -> Vec<Vec<f32>> {
+            vars(&vm)
+                .iter()
+                .filter(|(n, _)| n.contains("running"))
+                .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+                .collect()
+        };
+        let before = running();
+        assert_eq!(before.len(), 6, "{kernels:?}: three BNs, mean and variance");
+        let x = random((16, 9, 64), 7);
+        let kept = m.fe.forward(&x, Mode::TrainKeepStats).unwrap();
+        assert_eq!(running(), before, "{kernels:?}: running statistics moved");
+        let trained = m.fe.forward(&x, Mode::Train).unwrap();
+        assert_ne!(running(), before, "{kernels:?}: Train updates them");
+        let diff = max_rel_diff(&trained, &kept);
+        assert!(diff < 1e-5, "{kernels:?}: outputs differ by {diff}");
+    }
+}

@@ -27,6 +27,7 @@ fn slice(n: usize, seed: u64, labelled: bool) -> Slice {
     Slice {
         x: windows(n, seed),
         y: labelled.then(|| Tensor::from_vec(y, n, &Device::Cpu).unwrap()),
+        idx: (0..n).collect(),
     }
 }
 

@@ -208,14 +208,8 @@ impl Method for Codats {
     /// groups step on the one backward pass, as the reference's persistent tape does.
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![
-            ParamGroup {
-                name: "model",
-                prefix: "",
-            },
-            ParamGroup {
-                name: "domain_head",
-                prefix: "domain.",
-            },
+            ParamGroup::new("model", ""),
+            ParamGroup::new("domain_head", "domain."),
         ]
     }
 }

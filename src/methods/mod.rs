@@ -13,7 +13,10 @@ use crate::data::batch::BatchDivision;
 pub mod align;
 pub mod codats;
 pub mod coral;
+pub mod ema;
 pub mod mmd;
+#[cfg(test)]
+pub(crate) mod probe;
 pub mod supervised;
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
@@ -65,6 +68,9 @@ pub static REGISTRY: &[MethodInfo] = &[
     supervised::TARGET_ONLY,
     coral::CORAL,
     mmd::MMD,
+    // A test-only method that exercises every hook of the seam (see methods/probe.rs).
+    #[cfg(test)]
+    probe::PROBE,
 ];
 
 /// A registered method (an entry of [`REGISTRY`]); parses from and prints as its name.
@@ -231,6 +237,49 @@ pub struct Slice {
     pub x: Tensor,
     /// Labels `[n]` (u32) when the method may see them.
     pub y: Option<Tensor>,
+    /// Each row's position in its pool (the order of [`PoolView::x`]), so that a method can keep
+    /// per-sample state such as pseudo-labels.
+    pub idx: Vec<usize>,
+}
+
+/// A pool of training windows a method draws from: a labelled pool (source domain `i`, in
+/// source order) or the unlabelled pool (the target's training windows, labels withheld).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// The labelled pool of source `i`.
+    Labelled(usize),
+    /// The unlabelled pool.
+    Unlabelled,
+}
+
+/// When [`Method::on_epoch`] runs: before the first update and then at every boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Every {
+    /// Every this many updates.
+    Updates(usize),
+    /// Once per pass over the hook's pool at the rows per step the batch gives it
+    /// (⌈pool size / rows per step⌉ updates).
+    Epoch,
+}
+
+/// A method's request to see a whole pool at epoch boundaries (relabelling, k-means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochHook {
+    /// Which pool.
+    pub pool: Pool,
+    /// How often.
+    pub every: Every,
+}
+
+/// A whole pool as [`Method::on_epoch`] sees it: every window (no labels, whatever the pool)
+/// and the method's own eval-mode logits for each ([`Method::predict`]), rows in pool order.
+pub struct PoolView<'a> {
+    /// Which pool.
+    pub pool: Pool,
+    /// Windows `[n, C, T]`.
+    pub x: &'a Tensor,
+    /// Logits `[n, classes]`.
+    pub logits: Tensor,
 }
 
 /// One training step's data: a slice per source domain (in source order) and the target slice.
@@ -261,15 +310,37 @@ pub struct StepOutput {
 }
 
 /// A set of parameters (selected by name prefix) with its own optimiser state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParamGroup {
     /// Name used in checkpoints.
     pub name: &'static str,
     /// Parameters whose name starts with this prefix ("" = all trainable parameters).
     pub prefix: &'static str,
+    /// The group's learning rate is the run's `lr` times this.
+    pub lr_scale: f64,
+    /// L2 weight decay added to the group's gradients (0: none, as Keras' Adam).
+    pub weight_decay: f64,
+}
+
+impl ParamGroup {
+    /// A group at the run's learning rate without weight decay.
+    pub const fn new(name: &'static str, prefix: &'static str) -> Self {
+        Self {
+            name,
+            prefix,
+            lr_scale: 1.0,
+            weight_decay: 0.0,
+        }
+    }
 }
 
 /// A training algorithm (`Send`, so that a training step can run on a worker thread).
+///
+/// The trainer calls, per update: [`Method::on_epoch`] when an [`EpochHook`] boundary is due,
+/// [`Method::step`], one backward pass and every optimiser group's step, then
+/// [`Method::after_step`]. Evaluation and model selection use [`Method::predict`], so a method
+/// that evaluates other weights (an EMA teacher) predicts with them; every variable it creates
+/// is saved with the selected weights. [`Method::state`] is checkpointed with the run.
 pub trait Method: Send {
     /// Which method this is.
     fn kind(&self) -> MethodKind;
@@ -283,10 +354,36 @@ pub trait Method: Send {
     /// Optimiser groups. All step on the same gradients of [`StepOutput::loss`], in order.
     /// Default: one group, `model`, over every trainable parameter.
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup {
-            name: "model",
-            prefix: "",
-        }]
+        vec![ParamGroup::new("model", "")]
+    }
+    /// Runs after every optimiser step, with the run's variables (e.g. an EMA teacher's update,
+    /// [`ema::Ema`]). Default: nothing.
+    fn after_step(&mut self, _vars: &VarMap, _ctx: &mut StepContext) -> Result<()> {
+        Ok(())
+    }
+    /// The pool the method wants to see at epoch boundaries, and how often. Default: none.
+    fn epoch_hook(&self) -> Option<EpochHook> {
+        None
+    }
+    /// At each boundary of [`Method::epoch_hook`] (before the first update, then every
+    /// interval), with the method's predictions on the whole pool.
+    fn on_epoch(&mut self, _pool: &PoolView, _ctx: &mut StepContext) -> Result<()> {
+        Ok(())
+    }
+    /// The method's own resumable state (pseudo-labels, sampler state), saved with each
+    /// checkpoint; `Null` (the default) when it has none.
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+    /// Restores what [`Method::state`] saved.
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
+        if state.is_null() {
+            return Ok(());
+        }
+        candle_core::bail!(
+            "the checkpoint holds method state but {} keeps none",
+            self.kind()
+        )
     }
 }
 

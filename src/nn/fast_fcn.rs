@@ -319,10 +319,11 @@ impl CustomOp2 for FcnTrain {
         _res: &Tensor,
         dfeat: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        if x.track_op() {
-            candle_core::bail!("fcn: the input gets no gradient (it is data)");
-        }
+        // Data needs no input gradient; an input that is (derived from) a variable gets one
+        // (VAT's adversarial direction), at the cost of one more GEMM for the first layer.
+        let want_dx = x.track_op();
         let (b, t, cin0) = x.dims3()?;
+        let mut dx_input = None;
         let mut saved = self
             .saved
             .lock()
@@ -399,11 +400,21 @@ impl CustomOp2 for FcnTrain {
                 pool.give(std::mem::replace(&mut dy, dx));
                 dy_seq = tp;
                 dy_stride = cin;
+            } else if want_dx {
+                // Sequence b's gradient is rows b·(T+K−1) .. b·(T+K−1) + T, as for the layers above.
+                let mut dx = pool.take(win.starts() * cin);
+                win.input_grad_into(&dzq, w, cin, cout, &mut dx);
+                let mut out = vec![0.0f32; b * t * cin];
+                out.par_chunks_mut(t * cin).enumerate().for_each(|(bi, o)| {
+                    o.copy_from_slice(&dx[bi * tp * cin..bi * tp * cin + t * cin])
+                });
+                pool.give(dx);
+                dx_input = Some(Tensor::from_vec(out, (b, t, cin), x.device())?);
             }
             pool.give(dzq);
         }
         pool.give(dy);
         let n = grads.len();
-        Ok((None, Some(tensor(grads, n)?)))
+        Ok((dx_input, Some(tensor(grads, n)?)))
     }
 }

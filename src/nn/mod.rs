@@ -4,6 +4,7 @@
 //! TF-style "same" padding, Glorot-uniform weights, zero biases, BatchNorm with the Keras
 //! defaults (running-stat momentum 0.99, i.e. 0.01 in candle terms, ε = 1e-3).
 
+pub mod backbone;
 pub mod dropout;
 pub mod fast;
 pub mod fast_fcn;
@@ -12,6 +13,7 @@ pub mod grl;
 pub mod init;
 pub mod model;
 
+pub use backbone::{Backbone, Mode};
 pub use dropout::Dropout;
 pub use grl::{grl_lambda, GradReverse};
 pub use init::glorot_init;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::fast::{BnRelu, BufferPool, ConvSameCl};
 use super::fast_fcn::FcnTrain;
 use super::fast_head::{DomainHeadTrain, HeadParams};
-use super::{Dropout, GradReverse};
+use super::{Backbone, Dropout, GradReverse, Mode};
 
 /// Which implementation runs the FCN: the fast hand-written CPU kernels, or plain candle ops
 /// (the reference, and the path for devices without the fast kernels).
@@ -157,8 +157,33 @@ impl Fcn {
 
     /// `[B, C, T]` → `[B, 128]` features; `train` selects batch statistics and updates running ones.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward(x, if train { Mode::Train } else { Mode::Eval })
+    }
+}
+
+/// Batch norm with the batch's own statistics (biased variance, as candle's training forward)
+/// that leaves the running statistics alone: `[B, C, T]`.
+fn batch_norm_keep_stats(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+    let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(2)?.mean_keepdim(0)?;
+    let y = centred.broadcast_div(&(var + bn.eps())?.sqrt()?)?;
+    match bn.weight_and_bias() {
+        Some((w, b)) => y
+            .broadcast_mul(&w.reshape((1, (), 1))?)?
+            .broadcast_add(&b.reshape((1, (), 1))?),
+        None => Ok(y),
+    }
+}
+
+impl Backbone for Fcn {
+    fn feature_dim(&self) -> usize {
+        FEATURES
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if self.kernels == Kernels::Fast {
-            if train {
+            if mode.batch_stats() {
                 let params: Vec<_> = self
                     .convs
                     .iter()
@@ -167,7 +192,9 @@ impl Fcn {
                     .collect();
                 let (features, stats) =
                     FcnTrain::apply(x, &params, self.fast_bns[0].eps(), &self.pool)?;
-                BnRelu::update_all(&self.fast_bns, &stats, x.dim(0)? * x.dim(2)?)?;
+                if mode == Mode::Train {
+                    BnRelu::update_all(&self.fast_bns, &stats, x.dim(0)? * x.dim(2)?)?;
+                }
                 return Ok(features);
             }
             // Evaluation computes no gradients (detached), channels-last from here on: [B, T, C].
@@ -180,7 +207,13 @@ impl Fcn {
         }
         let mut h = x.clone();
         for (conv, bn) in self.convs.iter().zip(self.bns.iter()) {
-            h = bn.forward_t(&conv.forward(&h)?, train)?.relu()?;
+            let z = conv.forward(&h)?;
+            h = match mode {
+                Mode::Train => bn.forward_t(&z, true)?,
+                Mode::TrainKeepStats => batch_norm_keep_stats(bn, &z)?,
+                Mode::Eval => bn.forward_t(&z, false)?,
+            }
+            .relu()?;
         }
         h.mean(2)
     }
@@ -313,6 +346,11 @@ impl CodatsModel {
     /// Features `[B, 128]` of windows `[B, C, T]`.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.fe.forward_t(x, train)
+    }
+
+    /// Features `[B, 128]` of windows `[B, C, T]` in `mode` (see [`Backbone`]).
+    pub fn features_in(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.fe.forward(x, mode)
     }
 
     /// Task logits of features.

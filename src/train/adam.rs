@@ -23,6 +23,8 @@ pub struct AdamConfig {
     pub beta2: f64,
     /// ε added to √v̂ (Keras' "epsilon hat").
     pub eps: f64,
+    /// L2 weight decay added to the gradient (PyTorch `Adam(weight_decay=…)`); 0 = Keras.
+    pub weight_decay: f64,
 }
 
 impl AdamConfig {
@@ -33,6 +35,7 @@ impl AdamConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-7,
+            weight_decay: 0.0,
         }
     }
 }
@@ -75,10 +78,11 @@ impl Adam {
         let t = self.t as f64;
         let lr_t = (self.cfg.lr * (1.0 - self.cfg.beta2.powf(t)).sqrt()
             / (1.0 - self.cfg.beta1.powf(t))) as f32;
-        let (b1, b2, eps) = (
+        let (b1, b2, eps, wd) = (
             self.cfg.beta1 as f32,
             self.cfg.beta2 as f32,
             self.cfg.eps as f32,
+            self.cfg.weight_decay as f32,
         );
         for (k, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else {
@@ -97,8 +101,9 @@ impl Adam {
                         .zip(g.par_chunks(CHUNK).zip(p.par_chunks(CHUNK)))
                         .for_each(|(((new, m), v), (g, p))| {
                             for i in 0..new.len() {
-                                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                                let g = if wd == 0.0 { g[i] } else { g[i] + wd * p[i] };
+                                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
                                 new[i] = p[i] - lr_t * m[i] / (v[i].sqrt() + eps);
                             }
                         });

@@ -18,6 +18,19 @@ use crate::problem::{PreparedDomain, Problem};
 /// Windows per forward pass when predicting.
 pub const EVAL_CHUNK: usize = 512;
 
+/// Eval-mode logits `[n, classes]` of `method` for windows `x` `[n, C, T]`, in chunks.
+pub fn predict_logits(method: &dyn Method, x: &Tensor) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let mut parts = Vec::with_capacity(n.div_ceil(EVAL_CHUNK));
+    let mut start = 0;
+    while start < n {
+        let len = EVAL_CHUNK.min(n - start);
+        parts.push(method.predict(&x.narrow(0, start, len)?)?);
+        start += len;
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
 /// A labelled evaluation set held as one tensor.
 pub struct EvalSet {
     /// Windows `[n, C, T]`.

@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::batch::DomainStream;
-use crate::methods::{self, Batch, Method, MethodSetup, Slice, StepContext, TargetUse};
+use crate::methods::{
+    self, Batch, EpochHook, Every, Method, MethodSetup, Pool, PoolView, Slice, StepContext,
+    TargetUse,
+};
 use crate::problem::Problem;
 use checkpoint::RunDir;
 use metrics_log::MetricsLog;
@@ -77,6 +80,9 @@ pub struct TrainState {
     /// `best_source`, `best_target`, … keys, as before the rules were data).
     #[serde(flatten)]
     pub best: std::collections::BTreeMap<String, Best>,
+    /// The method's own resumable state ([`Method::state`]); absent when it keeps none.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub method_state: serde_json::Value,
 }
 
 /// Options that change how a run reports, not what it computes.
@@ -142,6 +148,27 @@ pub struct Trainer {
     state: TrainState,
     eval: eval::EvalSets,
     timing: Timing,
+    /// Windows of the method's epoch-hook pool, gathered at its first boundary.
+    hook_pool: Option<Tensor>,
+    /// Position in its pool (its domain's training split) of each window id: sources in order,
+    /// then the target.
+    positions: Vec<std::collections::HashMap<usize, usize>>,
+}
+
+fn pool_positions(problem: &Problem) -> Vec<std::collections::HashMap<usize, usize>> {
+    problem
+        .sources
+        .iter()
+        .chain(std::iter::once(&problem.target))
+        .map(|d| {
+            d.split
+                .train
+                .iter()
+                .enumerate()
+                .map(|(p, &w)| (w, p))
+                .collect()
+        })
+        .collect()
 }
 
 fn method_setup(cfg: &TrainConfig, problem: &Problem) -> Result<MethodSetup> {
@@ -214,8 +241,10 @@ impl Trainer {
                 .iter()
                 .map(|r| (r.name.to_string(), Best::default()))
                 .collect(),
+            method_state: serde_json::Value::Null,
         };
         let eval = eval::EvalSets::new(&problem)?;
+        let positions = pool_positions(&problem);
         Ok(Self {
             cfg,
             problem,
@@ -226,6 +255,8 @@ impl Trainer {
             state,
             eval,
             timing: Timing::default(),
+            hook_pool: None,
+            positions,
         })
     }
 
@@ -235,10 +266,14 @@ impl Trainer {
         let dir = RunDir::open(out)?;
         let cfg = dir.read_config()?;
         dir.check_splits(&problem)?;
-        let (varmap, method) = build_method(&cfg, &problem)?;
+        let (varmap, mut method) = build_method(&cfg, &problem)?;
         let mut groups = Self::optimisers(&cfg, &varmap, method.as_ref());
         let state = dir.load_checkpoint(&varmap, &mut groups)?;
+        method
+            .load_state(state.method_state.clone())
+            .context("restoring the method's state from the checkpoint")?;
         let eval = eval::EvalSets::new(&problem)?;
+        let positions = pool_positions(&problem);
         // Rows are logged by step index i after update i + 1: keep those the checkpoint covers.
         let covered = state
             .step
@@ -256,10 +291,13 @@ impl Trainer {
             state,
             eval,
             timing: Timing::default(),
+            hook_pool: None,
+            positions,
         })
     }
 
-    /// One Adam per optimiser group of `method`, over its trainable variables in `varmap`.
+    /// One Adam per optimiser group of `method`, over its trainable variables in `varmap`, at
+    /// the run's learning rate times the group's scale.
     pub fn optimisers(
         cfg: &TrainConfig,
         varmap: &VarMap,
@@ -272,7 +310,10 @@ impl Trainer {
                 (
                     g.name.to_string(),
                     Box::new(Adam::new(
-                        AdamConfig::keras(cfg.lr),
+                        AdamConfig {
+                            weight_decay: g.weight_decay,
+                            ..AdamConfig::keras(cfg.lr * g.lr_scale)
+                        },
                         methods::trainable_vars(varmap, g.prefix),
                     )) as Box<dyn Optimizer>,
                 )
@@ -300,12 +341,14 @@ impl Trainer {
         self.dir.path()
     }
 
-    fn slice(
-        &self,
-        domain: &crate::problem::PreparedDomain,
-        idx: &[usize],
-        labelled: bool,
-    ) -> Result<Slice> {
+    /// The windows `idx` of pool `pool` (source `pool`, or the target when `pool` is the number
+    /// of sources), with labels when `labelled`.
+    fn slice(&self, pool: usize, idx: &[usize], labelled: bool) -> Result<Slice> {
+        let domain = self
+            .problem
+            .sources
+            .get(pool)
+            .unwrap_or(&self.problem.target);
         let (x, y) = domain.gather(idx, self.problem.window());
         let n = idx.len();
         let x = Tensor::from_vec(
@@ -318,31 +361,106 @@ impl Trainer {
         } else {
             None
         };
-        Ok(Slice { x, y })
+        Ok(Slice {
+            x,
+            y,
+            idx: idx.iter().map(|w| self.positions[pool][w]).collect(),
+        })
     }
 
-    fn next_batch(&mut self) -> Result<Batch> {
+    /// Rows per step the batch takes from each source and from the target.
+    fn rows_per_step(&self) -> (usize, usize) {
         let (per_source, per_target) = self
             .cfg
             .batch_division
             .sizes(self.cfg.batch_size, self.problem.sources.len());
+        if self.cfg.method.data_needs().sources {
+            (per_source, per_target)
+        } else {
+            // `target_only` trains on the target alone and takes the whole batch from it.
+            (per_source, self.cfg.batch_size)
+        }
+    }
+
+    /// The domain behind `pool`, if the method trains on it.
+    fn pool_domain(&self, pool: Pool) -> Result<&crate::problem::PreparedDomain> {
+        let needs = self.cfg.method.data_needs();
+        match pool {
+            Pool::Labelled(i) if needs.sources && i < self.problem.sources.len() => {
+                Ok(&self.problem.sources[i])
+            }
+            Pool::Unlabelled if needs.target != TargetUse::None => Ok(&self.problem.target),
+            _ => anyhow::bail!(
+                "method {} asks for pool {pool:?}, which it does not train on",
+                self.cfg.method
+            ),
+        }
+    }
+
+    /// Updates between two calls of the epoch hook.
+    fn hook_interval(&self, hook: EpochHook) -> Result<usize> {
+        Ok(match hook.every {
+            Every::Updates(n) => n.max(1),
+            Every::Epoch => {
+                let n = self.pool_domain(hook.pool)?.split.train.len();
+                let (per_source, per_target) = self.rows_per_step();
+                let rows = match hook.pool {
+                    Pool::Labelled(_) => per_source,
+                    Pool::Unlabelled => per_target,
+                };
+                n.div_ceil(rows.max(1)).max(1)
+            }
+        })
+    }
+
+    /// Calls the method's epoch hook when a boundary is due before the next update.
+    fn epoch_boundary(&mut self) -> Result<()> {
+        let Some(hook) = self.method.epoch_hook() else {
+            return Ok(());
+        };
+        if self.state.step % self.hook_interval(hook)? != 0 {
+            return Ok(());
+        }
+        if self.hook_pool.is_none() {
+            let d = self.pool_domain(hook.pool)?;
+            // Windows only: labels of a pool never reach the hook.
+            let (x, _) = d.gather(&d.split.train, self.problem.window());
+            let n = d.split.train.len();
+            self.hook_pool = Some(Tensor::from_vec(
+                x,
+                (n, self.problem.channels, self.problem.length),
+                &Device::Cpu,
+            )?);
+        }
+        let x = self.hook_pool.as_ref().expect("gathered above");
+        let logits = eval::predict_logits(self.method.as_ref(), x)?;
+        let view = PoolView {
+            pool: hook.pool,
+            x,
+            logits,
+        };
+        let mut ctx = StepContext {
+            step: self.state.step,
+            total_steps: self.cfg.steps,
+            rng: &mut self.state.rng,
+        };
+        self.method.on_epoch(&view, &mut ctx)?;
+        Ok(())
+    }
+
+    fn next_batch(&mut self) -> Result<Batch> {
+        let (per_source, per_target) = self.rows_per_step();
         let needs = self.cfg.method.data_needs();
         let mut sources = Vec::with_capacity(self.state.source_streams.len());
         for i in 0..self.state.source_streams.len() {
             let idx = self.state.source_streams[i].next_batch(per_source);
-            sources.push(self.slice(&self.problem.sources[i], &idx, true)?);
+            sources.push(self.slice(i, &idx, true)?);
         }
         let target = match self.state.target_stream.as_mut() {
             Some(stream) => {
-                // `target_only` trains on the target alone and takes the whole batch from it.
-                let n = if needs.sources {
-                    per_target
-                } else {
-                    self.cfg.batch_size
-                };
-                let idx = stream.next_batch(n);
+                let idx = stream.next_batch(per_target);
                 Some(self.slice(
-                    &self.problem.target,
+                    self.problem.sources.len(),
                     &idx,
                     needs.target == TargetUse::Labelled,
                 )?)
@@ -384,6 +502,7 @@ impl Trainer {
                 return Ok(None);
             }
             let t = Instant::now();
+            self.epoch_boundary()?;
             let batch = self.next_batch()?;
             self.timing.batching += t.elapsed().as_secs_f64();
             let t = Instant::now();
@@ -394,6 +513,7 @@ impl Trainer {
             };
             let (loss, scalars) =
                 train_step(self.method.as_mut(), &mut self.groups, &batch, &mut ctx)?;
+            self.method.after_step(&self.varmap, &mut ctx)?;
             self.timing.steps += t.elapsed().as_secs_f64();
             for (i, (_, opt)) in self.groups.iter().enumerate() {
                 self.state.optimiser_steps[i] = opt.t();
@@ -445,6 +565,7 @@ impl Trainer {
             if step % self.cfg.checkpoint_every == 0 || self.state.step == updates {
                 let t = Instant::now();
                 log.flush()?;
+                self.state.method_state = self.method.state()?;
                 self.dir
                     .save_checkpoint(&self.varmap, &self.groups, &self.state)?;
                 self.timing.checkpoints += t.elapsed().as_secs_f64();
@@ -616,6 +737,7 @@ mod tests {
             t.cfg.steps = 2;
             t.cfg.eval_every = 1;
             // What the method actually logs in a step.
+            t.epoch_boundary().unwrap();
             let batch = t.next_batch().unwrap();
             let mut rng = t.state.rng.clone();
             let mut ctx = StepContext {
@@ -646,6 +768,78 @@ mod tests {
                 );
             }
         }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn hooks_and_method_state_resume_bit_identically() {
+        use crate::methods::probe::{ProbeState, RELABEL_EVERY};
+        let probe = MethodKind::parse("probe").expect("registered in tests");
+        let tmp = std::env::temp_dir().join(format!("codats-hooks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let run = |dir: &Path, stop: Option<usize>| {
+            let mut t = synthetic_trainer(probe, dir);
+            t.cfg.steps = 30;
+            t.cfg.eval_every = 10;
+            t.cfg.checkpoint_every = 5;
+            std::fs::write(dir.join("config.toml"), toml::to_string(&t.cfg).unwrap()).unwrap();
+            t.run(RunOptions {
+                stop_after: stop,
+                ..Default::default()
+            })
+            .unwrap();
+        };
+        let whole = tmp.join("whole");
+        run(&whole, None);
+        let parts = tmp.join("parts");
+        run(&parts, Some(13));
+        // Killed after update 13: the checkpoint after update 11 (step label 10) holds the
+        // pseudo-labels of the boundary at 7.
+        let st = read_state(&parts).unwrap();
+        let probe_state: ProbeState = serde_json::from_value(st.method_state).unwrap();
+        assert_eq!((probe_state.epochs, probe_state.updates), (2, 11));
+        let ds = generate(&SyntheticConfig {
+            domains: 3,
+            windows_per_class: 20,
+            ..Default::default()
+        });
+        let problem = Problem::new(&ds, &[1, 2], 0, 0).unwrap();
+        let pool_size = problem.target.split.train.len();
+        Trainer::resume(problem, &parts)
+            .unwrap()
+            .run(RunOptions::default())
+            .unwrap();
+        // metrics.csv, less its wall-clock `steps_per_s` column.
+        let metrics = |d: &Path| -> Vec<String> {
+            let text = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+            text.lines()
+                .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+                .collect()
+        };
+        assert_eq!(metrics(&whole), metrics(&parts));
+        assert_eq!(metrics(&whole).len(), 5, "header and steps 0, 10, 20, 30");
+        for f in [
+            "result.json",
+            "checkpoints/last.safetensors",
+            "checkpoints/best_source.safetensors",
+            "checkpoints/resume/state.json",
+        ] {
+            assert_eq!(
+                std::fs::read(whole.join(f)).unwrap(),
+                std::fs::read(parts.join(f)).unwrap(),
+                "{f} differs after resume"
+            );
+        }
+        // Relabelled before updates 0, 7, 14, 21, 28 of 31; the EMA ran after each update.
+        let st = read_state(&whole).unwrap();
+        let probe_state: ProbeState = serde_json::from_value(st.method_state).unwrap();
+        assert_eq!(probe_state.epochs, 31usize.div_ceil(RELABEL_EVERY));
+        assert_eq!(probe_state.updates, 31);
+        assert_eq!(
+            probe_state.pseudo.len(),
+            pool_size,
+            "one label per pool window"
+        );
         let _ = std::fs::remove_dir_all(&tmp);
     }
 
