@@ -8,8 +8,7 @@ pub mod cache;
 pub mod card;
 pub mod download;
 pub mod error;
-pub mod hapt;
-pub mod hhar;
+pub mod formats;
 pub mod location;
 pub(crate) mod parse;
 pub mod plot;
@@ -18,14 +17,12 @@ pub mod report;
 pub mod source;
 pub mod spec;
 pub mod split;
-pub mod synthetic;
-pub mod tabular;
-pub mod ucihar;
-pub mod uwave;
 pub mod window;
-pub mod wisdm;
 
 pub use error::DataError;
+// The formats the rest of the crate (and its tests) name directly, at their paths from before
+// `formats/` existed.
+pub use formats::{hhar, synthetic, tabular, ucihar, uwave};
 
 /// One domain (a participant): its windows and labels, in file order.
 #[derive(Debug, Clone)]
