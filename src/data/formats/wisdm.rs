@@ -262,9 +262,9 @@ impl<'a> Records<'a> {
         let mut clean = std::mem::take(&mut self.clean);
         clean.clear();
         clean.extend(text.iter().copied().filter(|&b| b != b';'));
-        let kept = self.fields(line, text, &clean, counts_toward_threshold);
+        let read = self.fields(line, text, &clean, counts_toward_threshold);
         self.clean = clean;
-        kept
+        read
     }
 
     /// Reads the fields of line `line` (`text` as read, `clean` without semicolons).
