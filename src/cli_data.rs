@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use crate::data::registry::{self, DataOptions, DatasetName, LoadOptions, Loaded};
 use crate::data::tabular::TabularOptions;
 use crate::data::window::{LabelRule, WindowSpec};
-use crate::data::{cache, card::Card, download, plot, source, Dataset};
+use crate::data::{cache, card::Card, plot, source, Dataset};
 
 /// Loader options: tabular columns and windows, WISDM/HAPT switches, synthetic settings, cache.
 #[derive(Debug, Clone, Default, Args)]
@@ -501,7 +501,7 @@ fn download_cmd(name: DatasetName, data_dir: Option<PathBuf>) -> Result<()> {
     let dir = registry::dataset_dir(name, data_dir.as_deref());
     let dest = dir.join(&src.archive);
     let existed = dest.is_file();
-    let path = download::ensure(name, &card, &dir, true)?;
+    let path = registry::ensure(name, &card, &dir, true)?;
     if existed {
         println!(
             "{} is already at {}; verifying it",

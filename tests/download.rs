@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use codats::data::download::{download, ensure_ucihar};
+use codats::data::formats::ucihar::{download, ensure_ucihar};
 use codats::data::spec::DatasetSpec;
 use codats::data::DataError;
 use common::*;

@@ -10,10 +10,11 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use codats::data::card::Card;
+use codats::data::formats::tabular::{self, TabularOptions};
+use codats::data::formats::{hapt, hhar, uwave, wisdm};
 use codats::data::registry::{self, CacheStatus, DataOptions, DatasetName, LoadOptions};
-use codats::data::tabular::TabularOptions;
 use codats::data::window::{LabelRule, WindowSpec};
-use codats::data::{hapt, hhar, tabular, uwave, wisdm, DataError, Dataset};
+use codats::data::{DataError, Dataset};
 use codats::problem::Problem;
 use common::loaders::*;
 use common::TempDir;

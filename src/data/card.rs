@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::formats::synthetic::SyntheticConfig;
 use super::spec::DatasetSpec;
-use super::synthetic::SyntheticConfig;
 use super::window::WindowSpec;
 use super::DataError;
 
@@ -26,19 +26,19 @@ const CARDS: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoaderKind {
-    /// UCI HAR Inertial Signals ([`super::ucihar`]).
+    /// UCI HAR Inertial Signals ([`super::formats::ucihar`]).
     Ucihar,
-    /// UCI HHAR CSV ([`super::hhar`]).
+    /// UCI HHAR CSV ([`super::formats::hhar`]).
     Hhar,
-    /// WISDM raw records ([`super::wisdm`]).
+    /// WISDM raw records ([`super::formats::wisdm`]).
     Wisdm,
-    /// uWave gesture files ([`super::uwave`]).
+    /// uWave gesture files ([`super::formats::uwave`]).
     Uwave,
-    /// UCI HAPT raw signals ([`super::hapt`]).
+    /// UCI HAPT raw signals ([`super::formats::hapt`]).
     Hapt,
-    /// The user's CSV/Parquet ([`super::tabular`]).
+    /// The user's CSV/Parquet ([`super::formats::tabular`]).
     Tabular,
-    /// Generated ([`super::synthetic`]).
+    /// Generated ([`super::formats::synthetic`]).
     Synthetic,
 }
 

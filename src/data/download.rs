@@ -1,7 +1,8 @@
 //! Downloading dataset archives: stream to a temp file, verify, then rename atomically into place.
 //!
-//! The UCI HAR URL comes from `datasets/ucihar.toml`; set `CODATS_UCIHAR_URL` to fetch from elsewhere
-//! (a mirror, or a local server in tests).
+//! The URL comes from the dataset's card; its `url_env` variable (e.g. `CODATS_UCIHAR_URL`) fetches
+//! from elsewhere (a mirror, or a local server in tests). UCI HAR's own download, verified against its
+//! detailed member list, is [`crate::data::formats::ucihar::ensure_ucihar`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
@@ -11,31 +12,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::card::Card;
-use super::registry::DatasetName;
 use super::source;
-use super::spec::DatasetSpec;
-use super::ucihar::{self, verify_archive};
 use super::DataError;
-
-/// Downloads `url` to `dest`, verifying it against `spec` first; on any error nothing is left at `dest`.
-///
-/// The body is streamed into a temp file next to `dest` (the folder is created), checked with
-/// [`verify_archive`], and renamed into place. `progress` shows a bar on stderr when it is a terminal.
-/// An existing file at `dest` is replaced only by a verified download.
-pub fn download(
-    url: &str,
-    dest: &Path,
-    spec: &DatasetSpec,
-    progress: bool,
-) -> Result<(), DataError> {
-    download_verified(
-        url,
-        dest,
-        &spec.archive,
-        |p| verify_archive(p, spec),
-        progress,
-    )
-}
 
 /// Downloads `url` to `dest` through a temp file checked by `verify`; on any error nothing is left at
 /// `dest` (`fallback_name` names the temp file when `dest` has no file name).
@@ -71,34 +49,9 @@ pub fn download_verified(
     temp.persist(dest)
 }
 
-/// Returns the UCI HAR folder or archive in `dir`, downloading the archive there if neither exists.
-///
-/// With `offline`, a missing dataset is an error saying where to put it. The URL is the spec's, or
-/// `$CODATS_UCIHAR_URL` when set.
-pub fn ensure_ucihar(dir: &Path, offline: bool, progress: bool) -> Result<PathBuf, DataError> {
-    let spec = DatasetSpec::ucihar()?;
-    match ucihar::find(dir, &spec) {
-        Ok(source) => Ok(source.path().to_path_buf()),
-        Err(missing @ DataError::ArchiveNotFound { .. }) if offline => Err(missing),
-        Err(DataError::ArchiveNotFound { path, .. }) => {
-            download(&spec.effective_url(), &path, &spec, progress)?;
-            Ok(path)
-        }
-        Err(other) => Err(other),
-    }
-}
-
-/// Downloads dataset `name`'s published archive into `dir` (verified against its card, atomically),
-/// unless it is already there; returns the archive's path.
-pub fn ensure(
-    name: DatasetName,
-    card: &Card,
-    dir: &Path,
-    progress: bool,
-) -> Result<PathBuf, DataError> {
-    if name == DatasetName::Ucihar {
-        return ensure_ucihar(dir, false, progress);
-    }
+/// Downloads the archive described by `card`'s `[source]` into `dir` (verified against the card,
+/// atomically), unless it is already there; returns the archive's path.
+pub fn ensure_archive(card: &Card, dir: &Path, progress: bool) -> Result<PathBuf, DataError> {
     let source = card
         .source
         .as_ref()

@@ -1,5 +1,11 @@
 //! Datasets: per-participant windows, loaders for each published format, splits and batching.
 //!
+//! [`registry`] turns a `--dataset` name into its card and its [`formats::Format`], finds (or
+//! downloads) the files and reads the window [`cache`] or has the format parse them; [`formats`]
+//! holds one file per published format; the rest is shared: [`card`] and [`spec`] (datasets as
+//! data), [`location`], [`download`], [`source`] (opening input files and archives), [`window`],
+//! [`split`] and [`batch`].
+//!
 //! A [`Dataset`] is a set of domains (participants); each domain holds windows `[n, channels, length]`
 //! (row-major f32) and class labels `0..n_classes`.
 
@@ -8,8 +14,7 @@ pub mod cache;
 pub mod card;
 pub mod download;
 pub mod error;
-pub mod hapt;
-pub mod hhar;
+pub mod formats;
 pub mod location;
 pub(crate) mod parse;
 pub mod plot;
@@ -18,14 +23,12 @@ pub mod report;
 pub mod source;
 pub mod spec;
 pub mod split;
-pub mod synthetic;
-pub mod tabular;
-pub mod ucihar;
-pub mod uwave;
 pub mod window;
-pub mod wisdm;
 
 pub use error::DataError;
+// The formats that code outside `data` (config, training, sweeps, the CLI, bench) names by their
+// paths from before `formats/` existed; new code can name `data::formats::*`.
+pub use formats::{hhar, synthetic, tabular, ucihar, uwave};
 
 /// One domain (a participant): its windows and labels, in file order.
 #[derive(Debug, Clone)]

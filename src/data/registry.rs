@@ -1,16 +1,16 @@
-//! The datasets `--dataset` accepts, and loading one by name: find (or download) its files, read the
-//! window cache or parse and cache, and say what was skipped.
+//! The datasets `--dataset` accepts, and loading one by name: the name gives its card and its
+//! [`Format`] ([`DatasetName::format`]); the registry finds (or downloads) the files, reads the window
+//! cache or has the format parse them and caches the result, and says what was skipped.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::card::Card;
+use super::formats::{hapt, hhar, synthetic, tabular, ucihar, uwave, wisdm, Format};
 use super::report::LoadReport;
-use super::synthetic::SyntheticConfig;
-use super::tabular::TabularOptions;
-use super::{cache, download, hapt, hhar, location, synthetic, tabular, ucihar, uwave, wisdm};
+use super::{cache, location};
 use super::{DataError, Dataset};
+
+pub use super::formats::DataOptions;
 
 /// Dataset names accepted on the command line.
 #[derive(
@@ -96,35 +96,18 @@ impl DatasetName {
     pub fn card(self) -> Result<Card, DataError> {
         Card::builtin(self.as_str())
     }
-}
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// Loader options that change the windows: recorded in a run's `config.toml` (`[data]`) so that
-/// `codats eval` and `--resume` rebuild the same dataset.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataOptions {
-    /// WISDM: keep every user (turns off the reference's more-than-19200-records rule).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub wisdm_all_users: bool,
-    /// UCI HAPT: add the postural transitions (activities 7–12).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub hapt_transitions: bool,
-    /// Tabular: columns and windows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tabular: Option<TabularOptions>,
-    /// Synthetic: generator settings (default: `datasets/synthetic.toml`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synthetic: Option<SyntheticConfig>,
-}
-
-impl DataOptions {
-    /// True when no option is set.
-    pub fn is_empty(&self) -> bool {
-        *self == DataOptions::default()
+    /// The format this dataset is published in (its parser).
+    pub fn format(self) -> &'static dyn Format {
+        match self {
+            DatasetName::Ucihar => &ucihar::UciHar,
+            DatasetName::Ucihhar => &hhar::Hhar,
+            DatasetName::WisdmAr | DatasetName::WisdmAt => &wisdm::Wisdm,
+            DatasetName::Uwave => &uwave::Uwave,
+            DatasetName::Ucihapt => &hapt::Hapt,
+            DatasetName::Tabular => &tabular::Tabular,
+            DatasetName::Synthetic => &synthetic::Synthetic,
+        }
     }
 }
 
@@ -253,86 +236,33 @@ pub fn check_options(name: DatasetName, opts: &DataOptions) -> Result<(), DataEr
     if opts.hapt_transitions && name != DatasetName::Ucihapt {
         return misplaced("--hapt-transitions", "ucihapt");
     }
-    match (name, &opts.tabular) {
-        (DatasetName::Tabular, None) => Err(DataError::Options(
-            "--dataset tabular needs --domain-col, --label-col and --channels (and --data-dir FILE)"
-                .into(),
-        )),
-        (DatasetName::Tabular, Some(t)) => t.check(),
-        _ => Ok(()),
-    }
+    name.format().check(opts)
 }
 
 /// The input files of `name` found in `dir` (without parsing them); an error says what is missing.
 pub fn find_inputs(name: DatasetName, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    inputs(name, &name.card()?, dir)
+    name.format().inputs(&name.card()?, dir)
 }
 
-/// The files whose contents determine `name`'s windows, found in `dir`.
-fn inputs(name: DatasetName, card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    match name {
-        DatasetName::Ucihar => {
-            let spec = super::spec::DatasetSpec::ucihar()?;
-            Ok(match ucihar::find(dir, &spec)? {
-                ucihar::Source::Archive(p) => vec![p],
-                ucihar::Source::Folder(root) => spec
-                    .members()
-                    .map(|m| m.path.split('/').fold(root.clone(), |p, part| p.join(part)))
-                    .collect(),
-            })
-        }
-        DatasetName::Ucihhar => hhar::inputs(dir, card),
-        DatasetName::WisdmAr | DatasetName::WisdmAt => wisdm::inputs(dir, card),
-        DatasetName::Uwave => uwave::inputs(dir, card),
-        DatasetName::Ucihapt => hapt::inputs(dir, card),
-        DatasetName::Tabular => tabular::inputs(dir),
-        DatasetName::Synthetic => Ok(Vec::new()),
-    }
-}
-
-/// Parses `name` from `dir` (no cache).
-fn parse(
+/// Downloads dataset `name`'s published archive into `dir` (verified against its card, atomically),
+/// unless it is already there; returns the archive's path.
+pub fn ensure(
     name: DatasetName,
     card: &Card,
     dir: &Path,
-    opts: &DataOptions,
-) -> Result<(Dataset, LoadReport), DataError> {
-    match name {
-        DatasetName::Ucihar => {
-            let ds = ucihar::load(dir)?;
-            let mut report = LoadReport {
-                rows: ds.n_windows() as u64,
-                inputs: vec![dir.display().to_string()],
-                ..Default::default()
-            };
-            report.note("windows used as published (train and test merged per subject)");
-            Ok((ds, report))
-        }
-        DatasetName::Ucihhar => hhar::load(dir, card),
-        DatasetName::WisdmAr | DatasetName::WisdmAt => wisdm::load(dir, card, opts.wisdm_all_users),
-        DatasetName::Uwave => uwave::load(dir, card),
-        DatasetName::Ucihapt => hapt::load(dir, card, opts.hapt_transitions),
-        DatasetName::Tabular => match &opts.tabular {
-            Some(t) => tabular::load(dir, t),
-            None => Err(DataError::Options(
-                "--dataset tabular needs its columns".into(),
-            )),
-        },
-        DatasetName::Synthetic => Err(DataError::Options("synthetic data is generated".into())),
-    }
+    progress: bool,
+) -> Result<PathBuf, DataError> {
+    name.format().download(card, dir, progress)
 }
 
-/// The options that change `name`'s windows, as text for the cache key.
+/// The options that change `name`'s windows, as text for the cache key: the card, then the
+/// format's options.
 fn params(name: DatasetName, opts: &DataOptions) -> String {
-    let relevant = match name {
-        DatasetName::WisdmAr | DatasetName::WisdmAt => {
-            format!("all_users={}", opts.wisdm_all_users)
-        }
-        DatasetName::Ucihapt => format!("transitions={}", opts.hapt_transitions),
-        DatasetName::Tabular => serde_json::to_string(&opts.tabular).unwrap_or_default(),
-        _ => String::new(),
-    };
-    format!("{}\n{relevant}", Card::builtin_text(name.as_str()))
+    format!(
+        "{}\n{}",
+        Card::builtin_text(name.as_str()),
+        name.format().params(opts)
+    )
 }
 
 /// True for errors that mean "the files are not there" (so a download may help).
@@ -348,24 +278,9 @@ fn is_missing(e: &DataError) -> bool {
 pub fn open(name: DatasetName, opts: &LoadOptions) -> Result<Loaded, DataError> {
     check_options(name, &opts.data)?;
     let card = name.card()?;
-    if name == DatasetName::Synthetic {
-        let cfg = opts
-            .data
-            .synthetic
-            .clone()
-            .or_else(|| card.synthetic.clone())
-            .unwrap_or_default();
-        cfg.validate().map_err(DataError::Options)?;
-        let ds = synthetic::generate(&cfg);
-        let mut report = LoadReport {
-            rows: ds.n_windows() as u64,
-            inputs: vec!["(generated)".into()],
-            ..Default::default()
-        };
-        report.note(format!(
-            "seed {}, shift {} (freq shift {}, freq scale {}, rotation {}, noise spread {}), noise {}",
-            cfg.seed, cfg.shift, cfg.freq_shift, cfg.freq_scale, cfg.rotation, cfg.noise_spread, cfg.noise
-        ));
+    let format = name.format();
+    if let Some(generated) = format.generate(&card, &opts.data) {
+        let (ds, report) = generated?;
         return Ok(Loaded {
             channel_names: (0..ds.channels).map(|c| format!("ch{c}")).collect(),
             sample_rate: card.sample_rate_text(),
@@ -377,28 +292,19 @@ pub fn open(name: DatasetName, opts: &LoadOptions) -> Result<Loaded, DataError> 
         });
     }
     let dir = dataset_dir(name, opts.data_dir.as_deref());
-    let files = match inputs(name, &card, &dir) {
+    let files = match format.inputs(&card, &dir) {
         Ok(f) => f,
         Err(e) if is_missing(&e) && !opts.offline && card.source.is_some() => {
-            download::ensure(name, &card, &dir, opts.progress)?;
-            inputs(name, &card, &dir)?
+            format.download(&card, &dir, opts.progress)?;
+            format.inputs(&card, &dir)?
         }
         Err(e) => return Err(e),
     };
-    let (channel_names, sample_rate) = match (&opts.data.tabular, name) {
-        (Some(t), DatasetName::Tabular) => (
-            t.channels.clone(),
-            t.sample_rate_hz.map_or_else(
-                || "unknown (set --sample-rate)".into(),
-                |hz| format!("{hz} Hz"),
-            ),
-        ),
-        _ => (card.channels.clone(), card.sample_rate_text()),
-    };
+    let (channel_names, sample_rate) = format.describe(&card, &opts.data);
     let source = dir.clone();
     let build =
         |status: &dyn Fn(&Dataset, &LoadReport) -> CacheStatus| -> Result<Loaded, DataError> {
-            let (ds, report) = parse(name, &card, &dir, &opts.data)?;
+            let (ds, report) = format.parse(&card, &dir, &opts.data)?;
             let cache = status(&ds, &report);
             Ok(Loaded {
                 dataset: ds,

@@ -15,10 +15,63 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::parse::read_maybe_gz;
-use super::report::LoadReport;
-use super::window::{cut, shrunk, LabelRule, WindowSink, WindowSpec};
-use super::{DataError, Dataset, DomainData};
+use super::finish::{self, Shape};
+use super::{DataOptions, Format};
+use crate::data::card::Card;
+use crate::data::parse::read_maybe_gz;
+use crate::data::report::LoadReport;
+use crate::data::window::{cut, LabelRule, WindowSink, WindowSpec};
+use crate::data::{DataError, Dataset};
+
+/// The user's long-format table; its columns and windows come from [`TabularOptions`].
+pub struct Tabular;
+
+impl Format for Tabular {
+    fn inputs(&self, _card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+        inputs(dir)
+    }
+
+    fn parse(
+        &self,
+        _card: &Card,
+        dir: &Path,
+        opts: &DataOptions,
+    ) -> Result<(Dataset, LoadReport), DataError> {
+        match &opts.tabular {
+            Some(t) => load(dir, t),
+            None => Err(DataError::Options(
+                "--dataset tabular needs its columns".into(),
+            )),
+        }
+    }
+
+    fn params(&self, opts: &DataOptions) -> String {
+        serde_json::to_string(&opts.tabular).unwrap_or_default()
+    }
+
+    fn check(&self, opts: &DataOptions) -> Result<(), DataError> {
+        match &opts.tabular {
+            None => Err(DataError::Options(
+                "--dataset tabular needs --domain-col, --label-col and --channels (and --data-dir FILE)"
+                    .into(),
+            )),
+            Some(t) => t.check(),
+        }
+    }
+
+    fn describe(&self, card: &Card, opts: &DataOptions) -> (Vec<String>, String) {
+        match &opts.tabular {
+            Some(t) => (
+                t.channels.clone(),
+                t.sample_rate_hz.map_or_else(
+                    || "unknown (set --sample-rate)".into(),
+                    |hz| format!("{hz} Hz"),
+                ),
+            ),
+            None => (card.channels.clone(), card.sample_rate_text()),
+        }
+    }
+}
 
 /// Which columns hold what, and how to window: everything needed to rebuild the dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,105 +394,16 @@ pub fn load(path: &Path, opts: &TabularOptions) -> Result<(Dataset, LoadReport),
     let csv = !(lower.ends_with(".parquet") || lower.ends_with(".pq"));
     let df = read_frame(&file_path, opts)?;
     let n = df.height();
-
-    // Domains: integer ids as given, text sorted and numbered.
-    let domain_keys = keys(column(&df, &opts.domain_col, &file)?, "domain", &file, csv)?;
     let mut report = LoadReport {
         inputs: vec![file.clone()],
         rows: n as u64,
         ..Default::default()
     };
-    let domain_ids: Vec<u32> = match &domain_keys {
-        Keys::Int(v) => {
-            let mut ids = Vec::with_capacity(v.len());
-            for (i, &k) in v.iter().enumerate() {
-                ids.push(u32::try_from(k).map_err(|_| DataError::BadFile {
-                    file: file.clone(),
-                    reason: format!(
-                        "domain {k} at {} is not a non-negative 32-bit id",
-                        row_name(csv, i)
-                    ),
-                })?);
-            }
-            ids
-        }
-        Keys::Text(_) => {
-            let (ids, names) = dense(&domain_keys);
-            let mapping: Vec<String> = names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| format!("{i}={n}"))
-                .collect();
-            report.note(format!(
-                "domain ids (sorted text values): {}",
-                mapping.join(" ")
-            ));
-            ids
-        }
-    };
-    let (labels, class_names) = dense(&keys(
-        column(&df, &opts.label_col, &file)?,
-        "label",
-        &file,
-        csv,
-    )?);
-    let channels: Vec<Vec<f64>> = opts
-        .channels
-        .iter()
-        .map(|c| floats(column(&df, c, &file)?, "channel", &file, csv))
-        .collect::<Result<_, _>>()?;
-    let times = match &opts.time_col {
-        Some(t) => Some(floats(column(&df, t, &file)?, "time", &file, csv)?),
-        None => None,
-    };
-    let groups: Option<Vec<u32>> = match &opts.group_col {
-        Some(g) => Some(dense(&keys(column(&df, g, &file)?, "group", &file, csv)?).0),
-        None => None,
-    };
-
-    // Recordings: (domain, group) in order of first appearance; rows in file (or time) order.
-    let mut order: Vec<(u32, u32)> = Vec::new();
-    let mut recordings: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
-    for i in 0..n {
-        let key = (domain_ids[i], groups.as_ref().map_or(0, |g| g[i]));
-        recordings
-            .entry(key)
-            .or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            })
-            .push(i);
-    }
-    let c = opts.channels.len();
-    let mut sinks: BTreeMap<u32, WindowSink> = BTreeMap::new();
-    let mut leftover = 0usize;
-    let mut samples = Vec::new();
-    let mut ys = Vec::new();
-    for key in &order {
-        let mut rows = recordings.remove(key).unwrap_or_default();
-        if let Some(t) = &times {
-            rows.sort_by(|&a, &b| t[a].total_cmp(&t[b]));
-        }
-        samples.clear();
-        ys.clear();
-        for &i in &rows {
-            samples.extend(channels.iter().map(|ch| ch[i] as f32));
-            ys.push(labels[i]);
-        }
-        let sink = sinks.entry(key.0).or_default();
-        let before = sink.y.len();
-        cut(&samples, &ys, c, opts.window, sink);
-        let made = sink.y.len() - before;
-        let covered = if made == 0 {
-            0
-        } else {
-            (made - 1) * opts.window.stride + opts.window.length
-        };
-        leftover += rows.len().saturating_sub(covered);
-    }
+    let columns = Columns::read(&df, opts, &file, csv, &mut report)?;
+    let (sinks, recordings, leftover) = columns.cut(n, opts);
     report.note(format!(
         "{} recordings ({}); windows of {} every {}, label = {} sample{}",
-        order.len(),
+        recordings,
         match &opts.group_col {
             Some(g) => format!("domain x {g:?}"),
             None => "one per domain".into(),
@@ -458,31 +422,156 @@ pub fn load(path: &Path, opts: &TabularOptions) -> Result<(Dataset, LoadReport),
             "{leftover} rows lie in no window (recording ends, or gaps when the stride exceeds the length)"
         ));
     }
-    let domains: Vec<DomainData> = sinks
-        .into_iter()
-        .filter(|(_, s)| !s.y.is_empty())
-        .map(|(id, s)| DomainData {
-            id,
-            x: shrunk(s.x),
-            y: s.y,
-            valid_lengths: None,
-        })
-        .collect();
-    if domains.is_empty() {
-        return Err(DataError::NoWindows {
-            name: "tabular".into(),
-            reason: format!("no recording in {file} has {} rows", opts.window.length),
-        });
-    }
-    Ok((
-        Dataset {
-            name: "tabular".into(),
-            channels: c,
-            length: opts.window.length,
-            class_names,
-            zscore: opts.zscore,
+    let (domains, _) = finish::domains(sinks);
+    let shape = Shape {
+        name: "tabular".into(),
+        channels: opts.channels.len(),
+        length: opts.window.length,
+        class_names: columns.class_names,
+        zscore: opts.zscore,
+    };
+    finish::dataset(shape, domains, report, || {
+        format!("no recording in {file} has {} rows", opts.window.length)
+    })
+}
+
+/// The table's columns, read and checked: one entry per row in each.
+struct Columns {
+    /// Domain id.
+    domains: Vec<u32>,
+    /// Class id.
+    labels: Vec<u32>,
+    /// Class names in id order.
+    class_names: Vec<String>,
+    /// Each channel's values.
+    channels: Vec<Vec<f64>>,
+    /// Time stamps, when there is a time column.
+    times: Option<Vec<f64>>,
+    /// Recording id, when there is a group column.
+    groups: Option<Vec<u32>>,
+}
+
+impl Columns {
+    /// Reads the columns `opts` names from `df` (`file` names it in messages, `csv` says how rows
+    /// are named); the mapping of text domains to ids goes to `report`.
+    fn read(
+        df: &DataFrame,
+        opts: &TabularOptions,
+        file: &str,
+        csv: bool,
+        report: &mut LoadReport,
+    ) -> Result<Columns, DataError> {
+        let domain_keys = keys(column(df, &opts.domain_col, file)?, "domain", file, csv)?;
+        let domains = domain_ids(&domain_keys, file, csv, report)?;
+        let (labels, class_names) = dense(&keys(
+            column(df, &opts.label_col, file)?,
+            "label",
+            file,
+            csv,
+        )?);
+        let channels: Vec<Vec<f64>> = opts
+            .channels
+            .iter()
+            .map(|c| floats(column(df, c, file)?, "channel", file, csv))
+            .collect::<Result<_, _>>()?;
+        let times = match &opts.time_col {
+            Some(t) => Some(floats(column(df, t, file)?, "time", file, csv)?),
+            None => None,
+        };
+        let groups: Option<Vec<u32>> = match &opts.group_col {
+            Some(g) => Some(dense(&keys(column(df, g, file)?, "group", file, csv)?).0),
+            None => None,
+        };
+        Ok(Columns {
             domains,
-        },
-        report,
-    ))
+            labels,
+            class_names,
+            channels,
+            times,
+            groups,
+        })
+    }
+
+    /// Cuts each recording, (domain, group) in order of first appearance with its rows in file (or
+    /// time) order, into windows; returns the windows per domain, the number of recordings and the
+    /// rows that lie in no window.
+    fn cut(&self, n: usize, opts: &TabularOptions) -> (BTreeMap<u32, WindowSink>, usize, usize) {
+        let mut order: Vec<(u32, u32)> = Vec::new();
+        let mut recordings: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+        for i in 0..n {
+            let key = (self.domains[i], self.groups.as_ref().map_or(0, |g| g[i]));
+            recordings
+                .entry(key)
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push(i);
+        }
+        let c = opts.channels.len();
+        let mut sinks: BTreeMap<u32, WindowSink> = BTreeMap::new();
+        let mut leftover = 0usize;
+        let mut samples = Vec::new();
+        let mut ys = Vec::new();
+        for key in &order {
+            let mut rows = recordings.remove(key).unwrap_or_default();
+            if let Some(t) = &self.times {
+                rows.sort_by(|&a, &b| t[a].total_cmp(&t[b]));
+            }
+            samples.clear();
+            ys.clear();
+            for &i in &rows {
+                samples.extend(self.channels.iter().map(|ch| ch[i] as f32));
+                ys.push(self.labels[i]);
+            }
+            let sink = sinks.entry(key.0).or_default();
+            let before = sink.y.len();
+            cut(&samples, &ys, c, opts.window, sink);
+            let made = sink.y.len() - before;
+            let covered = if made == 0 {
+                0
+            } else {
+                (made - 1) * opts.window.stride + opts.window.length
+            };
+            leftover += rows.len().saturating_sub(covered);
+        }
+        (sinks, order.len(), leftover)
+    }
+}
+
+/// Domain ids per row: integer ids as given, text sorted and numbered (the mapping goes to `report`).
+fn domain_ids(
+    keys: &Keys,
+    file: &str,
+    csv: bool,
+    report: &mut LoadReport,
+) -> Result<Vec<u32>, DataError> {
+    match keys {
+        Keys::Int(v) => {
+            let mut ids = Vec::with_capacity(v.len());
+            for (i, &k) in v.iter().enumerate() {
+                ids.push(u32::try_from(k).map_err(|_| DataError::BadFile {
+                    file: file.to_string(),
+                    reason: format!(
+                        "domain {k} at {} is not a non-negative 32-bit id",
+                        row_name(csv, i)
+                    ),
+                })?);
+            }
+            Ok(ids)
+        }
+        Keys::Text(_) => {
+            let (ids, names) = dense(keys);
+            let mapping: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{i}={n}"))
+                .collect();
+            report.note(format!(
+                "domain ids (sorted text values): {}",
+                mapping.join(" ")
+            ));
+            Ok(ids)
+        }
+    }
 }

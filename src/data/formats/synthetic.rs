@@ -12,7 +12,65 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use super::{Dataset, DomainData};
+use std::path::{Path, PathBuf};
+
+use super::{DataOptions, Format};
+use crate::data::card::Card;
+use crate::data::report::LoadReport;
+use crate::data::{DataError, Dataset, DomainData};
+
+/// The synthetic "format": no files, generated from `--synthetic-*` options or the card's defaults.
+pub struct Synthetic;
+
+impl Format for Synthetic {
+    fn inputs(&self, _card: &Card, _dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+        Ok(Vec::new())
+    }
+
+    fn parse(
+        &self,
+        _card: &Card,
+        _dir: &Path,
+        _opts: &DataOptions,
+    ) -> Result<(Dataset, LoadReport), DataError> {
+        Err(DataError::Options("synthetic data is generated".into()))
+    }
+
+    fn generate(
+        &self,
+        card: &Card,
+        opts: &DataOptions,
+    ) -> Option<Result<(Dataset, LoadReport), DataError>> {
+        let cfg = opts
+            .synthetic
+            .clone()
+            .or_else(|| card.synthetic.clone())
+            .unwrap_or_default();
+        Some(generate_reported(&cfg))
+    }
+}
+
+/// Generates the dataset `cfg` describes, with a report of its settings; refuses invalid settings.
+fn generate_reported(cfg: &SyntheticConfig) -> Result<(Dataset, LoadReport), DataError> {
+    cfg.validate().map_err(DataError::Options)?;
+    let ds = generate(cfg);
+    let mut report = LoadReport {
+        rows: ds.n_windows() as u64,
+        inputs: vec!["(generated)".into()],
+        ..Default::default()
+    };
+    report.note(format!(
+        "seed {}, shift {} (freq shift {}, freq scale {}, rotation {}, noise spread {}), noise {}",
+        cfg.seed,
+        cfg.shift,
+        cfg.freq_shift,
+        cfg.freq_scale,
+        cfg.rotation,
+        cfg.noise_spread,
+        cfg.noise
+    ));
+    Ok((ds, report))
+}
 
 /// Sampling rate of the synthetic signals (Hz).
 pub const SAMPLE_RATE: f64 = 50.0;

@@ -3,6 +3,10 @@
 //! Train and test are merged; each subject is one domain (id = subject number) holding its windows in
 //! file order, train first. Labels `1..=6` become classes `0..=5`. Channels follow the spec's order:
 //! body_acc x,y,z, body_gyro x,y,z, total_acc x,y,z.
+//!
+//! Its download is its own ([`ensure_ucihar`]): the archive is verified against the detailed member
+//! list of `datasets/ucihar.toml` (sizes and CRC-32), and `CODATS_UCIHAR_URL` fetches it from
+//! elsewhere (a mirror, or a local server in tests).
 
 use std::collections::BTreeMap;
 use std::io::{self, Cursor, Read, Seek, Write};
@@ -11,9 +15,83 @@ use std::path::{Path, PathBuf};
 use zip::result::ZipError;
 use zip::ZipArchive;
 
-use super::parse::{parse_f32, run_parallel};
-use super::spec::{DatasetSpec, MemberSpec};
-use super::{DataError, Dataset, DomainData};
+use super::{DataOptions, Format};
+use crate::data::card::Card;
+use crate::data::download::download_verified;
+use crate::data::parse::{parse_f32, run_parallel};
+use crate::data::report::LoadReport;
+use crate::data::spec::{DatasetSpec, MemberSpec};
+use crate::data::{DataError, Dataset, DomainData};
+
+/// The UCI HAR format: windows used as published, train and test merged per subject.
+pub struct UciHar;
+
+impl Format for UciHar {
+    fn inputs(&self, _card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+        let spec = DatasetSpec::ucihar()?;
+        Ok(match find(dir, &spec)? {
+            Source::Archive(p) => vec![p],
+            Source::Folder(root) => spec.members().map(|m| member_path(&root, m)).collect(),
+        })
+    }
+
+    fn parse(
+        &self,
+        _card: &Card,
+        dir: &Path,
+        _opts: &DataOptions,
+    ) -> Result<(Dataset, LoadReport), DataError> {
+        let ds = load(dir)?;
+        let mut report = LoadReport {
+            rows: ds.n_windows() as u64,
+            inputs: vec![dir.display().to_string()],
+            ..Default::default()
+        };
+        report.note("windows used as published (train and test merged per subject)");
+        Ok((ds, report))
+    }
+
+    fn download(&self, _card: &Card, dir: &Path, progress: bool) -> Result<PathBuf, DataError> {
+        ensure_ucihar(dir, false, progress)
+    }
+}
+
+/// Downloads `url` to `dest`, verifying it against `spec` first; on any error nothing is left at `dest`.
+///
+/// The body is streamed into a temp file next to `dest` (the folder is created), checked with
+/// [`verify_archive`], and renamed into place. `progress` shows a bar on stderr when it is a terminal.
+/// An existing file at `dest` is replaced only by a verified download.
+pub fn download(
+    url: &str,
+    dest: &Path,
+    spec: &DatasetSpec,
+    progress: bool,
+) -> Result<(), DataError> {
+    download_verified(
+        url,
+        dest,
+        &spec.archive,
+        |p| verify_archive(p, spec),
+        progress,
+    )
+}
+
+/// Returns the UCI HAR folder or archive in `dir`, downloading the archive there if neither exists.
+///
+/// With `offline`, a missing dataset is an error saying where to put it. The URL is the spec's, or
+/// `$CODATS_UCIHAR_URL` when set.
+pub fn ensure_ucihar(dir: &Path, offline: bool, progress: bool) -> Result<PathBuf, DataError> {
+    let spec = DatasetSpec::ucihar()?;
+    match find(dir, &spec) {
+        Ok(source) => Ok(source.path().to_path_buf()),
+        Err(missing @ DataError::ArchiveNotFound { .. }) if offline => Err(missing),
+        Err(DataError::ArchiveNotFound { path, .. }) => {
+            download(&spec.effective_url(), &path, &spec, progress)?;
+            Ok(path)
+        }
+        Err(other) => Err(other),
+    }
+}
 
 /// Where a dataset's files were found: the extracted folder or the zip archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,13 +327,18 @@ impl MemberReader for FolderReader<'_> {
         _: &DatasetSpec,
         member: &MemberSpec,
     ) -> Result<(Vec<u8>, String), DataError> {
-        let path = member
-            .path
-            .split('/')
-            .fold(self.root.to_path_buf(), |p, part| p.join(part));
+        let path = member_path(self.root, member);
         let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
         Ok((bytes, path.display().to_string()))
     }
+}
+
+/// Where `member` lies under the extracted root folder.
+fn member_path(root: &Path, member: &MemberSpec) -> PathBuf {
+    member
+        .path
+        .split('/')
+        .fold(root.to_path_buf(), |p, part| p.join(part))
 }
 
 /// Reads members from an in-memory zip archive.
@@ -318,10 +401,31 @@ struct Parsed {
 
 /// Reads and parses every member in parallel, checks consistency, and groups windows by subject.
 fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Dataset, DataError> {
-    let length = spec.length;
-    let n_classes = spec.classes.len() as i64;
-    let jobs: Vec<Job> = spec
-        .splits
+    let jobs = jobs(spec);
+    let results = run_parallel(
+        &jobs,
+        || reader.context(),
+        |ctx, job| -> Result<Parsed, DataError> {
+            let (bytes, file) = reader.read(ctx, spec, job.member)?;
+            parse_member(spec, job.part, &bytes, file)
+        },
+    );
+    // First error in job order, so messages do not depend on thread timing.
+    let parsed: Vec<Parsed> = results.into_iter().collect::<Result<_, _>>()?;
+    let splits = check_splits(spec, &jobs, &parsed)?;
+    Ok(Dataset {
+        name: spec.name.clone(),
+        channels: spec.channels.len(),
+        length: spec.length,
+        class_names: spec.classes.clone(),
+        zscore: spec.zscore,
+        domains: group_by_subject(&splits, spec.channels.len(), spec.length),
+    })
+}
+
+/// Every file to parse: per split, its signals in channel order, then its labels and subjects.
+fn jobs(spec: &DatasetSpec) -> Vec<Job<'_>> {
+    spec.splits
         .iter()
         .enumerate()
         .flat_map(|(split, s)| {
@@ -343,116 +447,121 @@ fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Datas
                 },
             ])
         })
-        .collect();
+        .collect()
+}
 
-    let results = run_parallel(
-        &jobs,
-        || reader.context(),
-        |ctx, job| -> Result<Parsed, DataError> {
-            let (bytes, file) = reader.read(ctx, spec, job.member)?;
-            match job.part {
-                Part::Signal => {
-                    let values = parse_signals(&bytes, &file, length)?;
-                    Ok(Parsed {
-                        lines: values.len() / length,
-                        file,
-                        values,
-                        ids: Vec::new(),
-                    })
-                }
-                Part::Labels => {
-                    let raw = parse_ints(&bytes, &file)?;
-                    let base = spec.label_base;
-                    let ids = raw
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &v)| {
-                            if v < base || v >= base + n_classes {
-                                Err(DataError::LabelOutOfRange {
-                                    file: file.clone(),
-                                    line: i + 1,
-                                    value: v,
-                                    min: base,
-                                    max: base + n_classes - 1,
-                                })
-                            } else {
-                                Ok((v - base) as u32)
-                            }
-                        })
-                        .collect::<Result<Vec<u32>, _>>()?;
-                    Ok(Parsed {
-                        lines: ids.len(),
-                        file,
-                        values: Vec::new(),
-                        ids,
-                    })
-                }
-                Part::Subjects => {
-                    let raw = parse_ints(&bytes, &file)?;
-                    let range = spec.domain_ids;
-                    let ids = raw
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &v)| {
-                            if v < i64::from(range.first) || v > i64::from(range.last) {
-                                Err(DataError::SubjectOutOfRange {
-                                    file: file.clone(),
-                                    line: i + 1,
-                                    value: v,
-                                    min: range.first,
-                                    max: range.last,
-                                })
-                            } else {
-                                Ok(v as u32)
-                            }
-                        })
-                        .collect::<Result<Vec<u32>, _>>()?;
-                    Ok(Parsed {
-                        lines: ids.len(),
-                        file,
-                        values: Vec::new(),
-                        ids,
-                    })
-                }
+/// Parses one member's bytes as `part` says (`file` names it in messages).
+fn parse_member(
+    spec: &DatasetSpec,
+    part: Part,
+    bytes: &[u8],
+    file: String,
+) -> Result<Parsed, DataError> {
+    let ids = match part {
+        Part::Signal => {
+            let values = parse_signals(bytes, &file, spec.length)?;
+            return Ok(Parsed {
+                lines: values.len() / spec.length,
+                file,
+                values,
+                ids: Vec::new(),
+            });
+        }
+        Part::Labels => classes(spec, &parse_ints(bytes, &file)?, &file)?,
+        Part::Subjects => subjects(spec, &parse_ints(bytes, &file)?, &file)?,
+    };
+    Ok(Parsed {
+        lines: ids.len(),
+        file,
+        values: Vec::new(),
+        ids,
+    })
+}
+
+/// Labels as class ids (`label_base` becomes class 0); a label outside the classes is an error.
+fn classes(spec: &DatasetSpec, raw: &[i64], file: &str) -> Result<Vec<u32>, DataError> {
+    let base = spec.label_base;
+    let n_classes = spec.classes.len() as i64;
+    raw.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v < base || v >= base + n_classes {
+                Err(DataError::LabelOutOfRange {
+                    file: file.to_string(),
+                    line: i + 1,
+                    value: v,
+                    min: base,
+                    max: base + n_classes - 1,
+                })
+            } else {
+                Ok((v - base) as u32)
             }
-        },
-    );
-    // First error in job order, so messages do not depend on thread timing.
-    let parsed: Vec<Parsed> = results.into_iter().collect::<Result<_, _>>()?;
+        })
+        .collect()
+}
 
-    // Regroup per split: signals by channel, labels, subjects.
-    struct SplitData<'p> {
-        signals: Vec<&'p Parsed>,
-        labels: Option<&'p Parsed>,
-        subjects: Option<&'p Parsed>,
-    }
-    let mut splits: Vec<SplitData> = spec
+/// Subject ids, each checked against the spec's range.
+fn subjects(spec: &DatasetSpec, raw: &[i64], file: &str) -> Result<Vec<u32>, DataError> {
+    let range = spec.domain_ids;
+    raw.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v < i64::from(range.first) || v > i64::from(range.last) {
+                Err(DataError::SubjectOutOfRange {
+                    file: file.to_string(),
+                    line: i + 1,
+                    value: v,
+                    min: range.first,
+                    max: range.last,
+                })
+            } else {
+                Ok(v as u32)
+            }
+        })
+        .collect()
+}
+
+/// One split's parsed files, checked to have one line per window each.
+struct Split<'p> {
+    /// Signal files, in channel order.
+    signals: Vec<&'p Parsed>,
+    /// Class per window.
+    labels: &'p Parsed,
+    /// Subject per window.
+    subjects: &'p Parsed,
+}
+
+/// Regroups the parsed files per split and checks every file of a split has as many lines as its
+/// first signal file.
+fn check_splits<'p>(
+    spec: &DatasetSpec,
+    jobs: &[Job],
+    parsed: &'p [Parsed],
+) -> Result<Vec<Split<'p>>, DataError> {
+    type Files<'p> = (Vec<&'p Parsed>, Option<&'p Parsed>, Option<&'p Parsed>);
+    let mut splits: Vec<Files> = spec
         .splits
         .iter()
-        .map(|_| SplitData {
-            signals: Vec::new(),
-            labels: None,
-            subjects: None,
-        })
+        .map(|_| (Vec::new(), None, None))
         .collect();
-    for (job, p) in jobs.iter().zip(&parsed) {
+    for (job, p) in jobs.iter().zip(parsed) {
         let s = &mut splits[job.split];
         match job.part {
-            Part::Signal => s.signals.push(p),
-            Part::Labels => s.labels = Some(p),
-            Part::Subjects => s.subjects = Some(p),
+            Part::Signal => s.0.push(p),
+            Part::Labels => s.1 = Some(p),
+            Part::Subjects => s.2 = Some(p),
         }
     }
     let mut checked = Vec::with_capacity(splits.len());
-    for s in &splits {
-        let (Some(labels), Some(subjects), Some(first)) = (s.labels, s.subjects, s.signals.first())
+    for (signals, labels, subjects) in splits {
+        let (Some(labels), Some(subjects), Some(first)) = (labels, subjects, signals.first())
         else {
             return Err(DataError::Spec {
                 name: spec.name.clone(),
                 reason: "a split lacks its signal, label or subject file".into(),
             });
         };
-        for other in s.signals.iter().skip(1).chain([&labels, &subjects]) {
+        for other in signals.iter().skip(1).chain([&labels, &subjects]) {
             if other.lines != first.lines {
                 return Err(DataError::LineCountMismatch {
                     file: other.file.clone(),
@@ -462,14 +571,20 @@ fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Datas
                 });
             }
         }
-        checked.push((&s.signals, labels, subjects));
+        checked.push(Split {
+            signals,
+            labels,
+            subjects,
+        });
     }
+    Ok(checked)
+}
 
-    // Group windows by subject, train before test, file order within each.
-    let channels = spec.channels.len();
+/// Groups windows by subject (sorted by id), train before test, file order within each.
+fn group_by_subject(splits: &[Split], channels: usize, length: usize) -> Vec<DomainData> {
     let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
-    for (_, _, subjects) in &checked {
-        for &id in &subjects.ids {
+    for s in splits {
+        for &id in &s.subjects.ids {
             *counts.entry(id).or_default() += 1;
         }
     }
@@ -487,26 +602,18 @@ fn load_members<R: MemberReader>(spec: &DatasetSpec, reader: &R) -> Result<Datas
             )
         })
         .collect();
-    for (signals, labels, subjects) in &checked {
-        for (i, (&subject, &label)) in subjects.ids.iter().zip(&labels.ids).enumerate() {
+    for s in splits {
+        for (i, (&subject, &label)) in s.subjects.ids.iter().zip(&s.labels.ids).enumerate() {
             let Some(d) = domains.get_mut(&subject) else {
                 continue; // unreachable: every subject was counted above
             };
             d.y.push(label);
-            for signal in signals.iter() {
+            for signal in &s.signals {
                 d.x.extend_from_slice(&signal.values[i * length..(i + 1) * length]);
             }
         }
     }
-
-    Ok(Dataset {
-        name: spec.name.clone(),
-        channels,
-        length,
-        class_names: spec.classes.clone(),
-        zscore: spec.zscore,
-        domains: domains.into_values().collect(),
-    })
+    domains.into_values().collect()
 }
 
 /// True for the bytes that separate values on a line.

@@ -7,21 +7,42 @@
 //! a window's label is its segment's activity. Activities 1–6 are used by default (classes 0–5);
 //! `transitions` adds the postural transitions 7–12. Domains are users 1..30.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::card::{Card, HaptCard};
-use super::parse::{for_each_line, parse_f32, parse_i64, run_parallel, show};
-use super::report::LoadReport;
-use super::source::Tree;
-use super::window::{cut, shrunk, WindowSink};
-use super::{DataError, Dataset, DomainData};
+use super::finish::{self, Shape};
+use super::{DataOptions, Format};
+use crate::data::card::{Card, HaptCard};
+use crate::data::parse::{for_each_line, parse_f32, parse_i64, run_parallel, show};
+use crate::data::report::LoadReport;
+use crate::data::source::Tree;
+use crate::data::window::{cut, WindowSink, WindowSpec};
+use crate::data::{DataError, Dataset};
+
+/// The UCI HAPT raw-signal format: experiments' acc and gyro files cut inside labelled segments.
+pub struct Hapt;
+
+impl Format for Hapt {
+    fn inputs(&self, card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+        inputs(dir, card)
+    }
+
+    fn parse(
+        &self,
+        card: &Card,
+        dir: &Path,
+        opts: &DataOptions,
+    ) -> Result<(Dataset, LoadReport), DataError> {
+        load(dir, card, opts.hapt_transitions)
+    }
+
+    fn params(&self, opts: &DataOptions) -> String {
+        format!("transitions={}", opts.hapt_transitions)
+    }
+}
 
 fn hapt_card(card: &Card) -> Result<&HaptCard, DataError> {
-    card.hapt.as_ref().ok_or_else(|| DataError::Spec {
-        name: card.name.clone(),
-        reason: "no [hapt] table".into(),
-    })
+    finish::table(card, card.hapt.as_ref(), "hapt")
 }
 
 /// One experiment's signal files (relative to the tree root).
@@ -60,7 +81,7 @@ fn find(dir: &Path, card: &Card) -> Result<Layout, DataError> {
             _ => Tree::Dir(dir.to_path_buf()),
         }
     } else {
-        return Err(super::source::not_found(
+        return Err(crate::data::source::not_found(
             card,
             dir,
             &format!("{}/{}", h.raw_dir, h.labels),
@@ -74,7 +95,7 @@ fn find(dir: &Path, card: &Card) -> Result<Layout, DataError> {
         .min_by_key(|f| f.matches('/').count())
         .cloned()
         .ok_or_else(|| {
-            super::source::not_found(
+            crate::data::source::not_found(
                 card,
                 dir,
                 &format!("{}/{} and its signal files", h.raw_dir, h.labels),
@@ -264,11 +285,7 @@ pub fn load(
     transitions: bool,
 ) -> Result<(Dataset, LoadReport), DataError> {
     let h = hapt_card(card)?;
-    let spec = card.window.ok_or_else(|| DataError::Spec {
-        name: card.name.clone(),
-        reason: "no [window] table".into(),
-    })?;
-    spec.check()?;
+    let spec = finish::window_spec(card)?;
     let layout = find(dir, card)?;
     let tree = &layout.tree;
     let n_classes = if transitions {
@@ -281,8 +298,77 @@ pub fn load(
         let mut ctx = tree.context()?;
         parse_labels(&tree.read(&mut ctx, &layout.labels)?, &labels_name)?
     };
+    let mut report = LoadReport {
+        inputs: vec![labels_name.clone()],
+        ..Default::default()
+    };
+    let signals = read_signals(&layout, &mut report)?;
+    let cutter = Cutter {
+        layout: &layout,
+        signals: &signals,
+        labels_name: &labels_name,
+        spec,
+        base: h.label_index_base,
+        activities: card.classes.len(),
+        n_classes,
+    };
+    let cuts = cutter.cut_all(&segments)?;
+    report.note(format!(
+        "{} labelled segments; windows of {} every {} inside segments of activities 1..{}",
+        segments.len(),
+        spec.length,
+        spec.stride,
+        n_classes
+    ));
+    if cuts.excluded > 0 {
+        report.note(format!(
+            "{} segments of postural transitions (activities {}..{}) left out; add them with --hapt-transitions",
+            cuts.excluded,
+            n_classes + 1,
+            card.classes.len()
+        ));
+    }
+    if cuts.short > 0 {
+        report.note(format!(
+            "{} segments shorter than {} samples gave no window",
+            cuts.short, spec.length
+        ));
+    }
+    let unlabelled: Vec<String> = layout
+        .experiments
+        .keys()
+        .filter(|e| !cuts.labelled.contains(e))
+        .map(|e| e.to_string())
+        .collect();
+    if !unlabelled.is_empty() {
+        report.note(format!(
+            "experiments without labelled segments: {}",
+            unlabelled.join(", ")
+        ));
+    }
+    let (domains, _) = finish::domains(cuts.domains);
+    let shape = Shape {
+        name: card.name.clone(),
+        channels: 6,
+        length: spec.length,
+        class_names: card.classes[..n_classes].to_vec(),
+        zscore: card.zscore,
+    };
+    finish::dataset(shape, domains, report, || {
+        format!(
+            "no labelled segment in {labels_name} is {} samples long",
+            spec.length
+        )
+    })
+}
 
-    // Read and parse every experiment's two files in parallel.
+/// Reads and parses every experiment's acc and gyro files in parallel; returns each experiment's
+/// six channels, interleaved per sample (acc x y z, gyro x y z), and counts them in `report`.
+fn read_signals(
+    layout: &Layout,
+    report: &mut LoadReport,
+) -> Result<BTreeMap<u32, Vec<f32>>, DataError> {
+    let tree = &layout.tree;
     let exps: Vec<&Experiment> = layout.experiments.values().collect();
     let jobs: Vec<(usize, bool)> = (0..exps.len())
         .flat_map(|i| [(i, true), (i, false)])
@@ -301,10 +387,6 @@ pub fn load(
     );
     let parsed: Vec<Vec<f32>> = parsed.into_iter().collect::<Result<_, _>>()?;
     let mut signals: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
-    let mut report = LoadReport {
-        inputs: vec![labels_name.clone()],
-        ..Default::default()
-    };
     for (i, e) in exps.iter().enumerate() {
         let (acc, gyro) = (&parsed[2 * i], &parsed[2 * i + 1]);
         if acc.len() != gyro.len() {
@@ -325,19 +407,77 @@ pub fn load(
         report.inputs.push(tree.display(&e.gyro));
         signals.insert(e.exp, six);
     }
+    Ok(signals)
+}
 
-    let base = h.label_index_base;
-    let mut domains: BTreeMap<u32, WindowSink> = BTreeMap::new();
-    let mut excluded = 0usize;
-    let mut short = 0usize;
-    let mut labelled_exps = std::collections::BTreeSet::new();
-    for s in &segments {
+/// Cuts the labelled segments of the experiments' signals into windows.
+struct Cutter<'a> {
+    layout: &'a Layout,
+    /// Each experiment's six interleaved channels.
+    signals: &'a BTreeMap<u32, Vec<f32>>,
+    /// Names `labels.txt` in messages.
+    labels_name: &'a str,
+    spec: WindowSpec,
+    /// The index `labels.txt` gives a file's first sample.
+    base: u64,
+    /// Activities the labels may name (`1..=activities`).
+    activities: usize,
+    /// Activities windowed (`1..=n_classes`); segments of the others are left out.
+    n_classes: usize,
+}
+
+/// What [`Cutter::cut_all`] made.
+struct Cuts {
+    /// Windows per user.
+    domains: BTreeMap<u32, WindowSink>,
+    /// Segments of activities left out.
+    excluded: usize,
+    /// Segments too short for a window.
+    short: usize,
+    /// Experiments with at least one segment.
+    labelled: BTreeSet<u32>,
+}
+
+impl Cutter<'_> {
+    /// Checks every segment against the experiments and cuts those of the chosen activities.
+    fn cut_all(&self, segments: &[Segment]) -> Result<Cuts, DataError> {
+        let mut cuts = Cuts {
+            domains: BTreeMap::new(),
+            excluded: 0,
+            short: 0,
+            labelled: BTreeSet::new(),
+        };
+        for s in segments {
+            let six = self.check(s)?;
+            cuts.labelled.insert(s.exp);
+            if s.activity as usize > self.n_classes {
+                cuts.excluded += 1;
+                continue;
+            }
+            let (a, b) = (
+                (s.start - self.base) as usize,
+                (s.end - self.base) as usize + 1,
+            );
+            let labels = vec![s.activity - 1; b - a];
+            let sink = cuts.domains.entry(s.user).or_default();
+            let before = sink.y.len();
+            cut(&six[a * 6..b * 6], &labels, 6, self.spec, sink);
+            if sink.y.len() == before {
+                cuts.short += 1;
+            }
+        }
+        Ok(cuts)
+    }
+
+    /// Checks segment `s` names a known experiment of its user, a known activity and samples inside
+    /// the experiment; returns the experiment's signals.
+    fn check(&self, s: &Segment) -> Result<&[f32], DataError> {
         let bad = |reason: String| DataError::BadLine {
-            file: labels_name.clone(),
+            file: self.labels_name.to_string(),
             line: s.line,
             reason,
         };
-        let Some(e) = layout.experiments.get(&s.exp) else {
+        let Some(e) = self.layout.experiments.get(&s.exp) else {
             return Err(bad(format!("experiment {} has no signal files", s.exp)));
         };
         if e.user != s.user {
@@ -346,95 +486,21 @@ pub fn load(
                 s.exp, e.user, s.user
             )));
         }
-        if s.activity == 0 || s.activity as usize > card.classes.len() {
+        if s.activity == 0 || s.activity as usize > self.activities {
             return Err(bad(format!(
                 "activity {} outside 1..{}",
-                s.activity,
-                card.classes.len()
+                s.activity, self.activities
             )));
         }
-        labelled_exps.insert(s.exp);
-        let six = &signals[&s.exp];
+        let six = &self.signals[&s.exp];
         let n = (six.len() / 6) as u64;
+        let base = self.base;
         if s.start < base || s.end - base >= n {
             return Err(bad(format!(
                 "segment {}..{} lies outside experiment {}'s {} samples (first index {base})",
                 s.start, s.end, s.exp, n
             )));
         }
-        if s.activity as usize > n_classes {
-            excluded += 1;
-            continue;
-        }
-        let (a, b) = ((s.start - base) as usize, (s.end - base) as usize + 1);
-        let labels = vec![s.activity - 1; b - a];
-        let sink = domains.entry(s.user).or_default();
-        let before = sink.y.len();
-        cut(&six[a * 6..b * 6], &labels, 6, spec, sink);
-        if sink.y.len() == before {
-            short += 1;
-        }
+        Ok(six)
     }
-    report.note(format!(
-        "{} labelled segments; windows of {} every {} inside segments of activities 1..{}",
-        segments.len(),
-        spec.length,
-        spec.stride,
-        n_classes
-    ));
-    if excluded > 0 {
-        report.note(format!(
-            "{excluded} segments of postural transitions (activities {}..{}) left out; add them with --hapt-transitions",
-            n_classes + 1,
-            card.classes.len()
-        ));
-    }
-    if short > 0 {
-        report.note(format!(
-            "{short} segments shorter than {} samples gave no window",
-            spec.length
-        ));
-    }
-    let unlabelled: Vec<String> = layout
-        .experiments
-        .keys()
-        .filter(|e| !labelled_exps.contains(e))
-        .map(|e| e.to_string())
-        .collect();
-    if !unlabelled.is_empty() {
-        report.note(format!(
-            "experiments without labelled segments: {}",
-            unlabelled.join(", ")
-        ));
-    }
-    let domains: Vec<DomainData> = domains
-        .into_iter()
-        .filter(|(_, s)| !s.y.is_empty())
-        .map(|(id, s)| DomainData {
-            id,
-            x: shrunk(s.x),
-            y: s.y,
-            valid_lengths: None,
-        })
-        .collect();
-    if domains.is_empty() {
-        return Err(DataError::NoWindows {
-            name: card.name.clone(),
-            reason: format!(
-                "no labelled segment in {labels_name} is {} samples long",
-                spec.length
-            ),
-        });
-    }
-    Ok((
-        Dataset {
-            name: card.name.clone(),
-            channels: 6,
-            length: spec.length,
-            class_names: card.classes[..n_classes].to_vec(),
-            zscore: card.zscore,
-            domains,
-        },
-        report,
-    ))
 }

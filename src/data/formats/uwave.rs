@@ -5,17 +5,38 @@
 //! `uwave/U1 (1)/A_Template_Acceleration1-1.txt`. The user (domain id 1..8) comes from the nearest
 //! enclosing `U<user> (<day>)` folder; the gesture from the file name's `<gesture>-<repeat>.txt`
 //! (1-based, so class = gesture - 1; the repeat may be missing, as in one published file). Examples are
-//! zero-padded to 315 samples; [`super::DomainData::valid_lengths`] records their real length so that
+//! zero-padded to 315 samples; [`crate::data::DomainData::valid_lengths`] records their real length so that
 //! the per-user z-score is fitted on the real samples of the train split and padding stays zero, as
 //! the reference (normalise, then pad) does.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::card::{Card, UwaveCard};
-use super::parse::{for_each_line, parse_f32, show};
-use super::report::LoadReport;
-use super::source::Tree;
-use super::{DataError, Dataset, DomainData};
+use super::finish::{self, Shape};
+use super::{DataOptions, Format};
+use crate::data::card::{Card, UwaveCard};
+use crate::data::parse::{for_each_line, parse_f32, show};
+use crate::data::report::LoadReport;
+use crate::data::source::Tree;
+use crate::data::{DataError, Dataset, DomainData};
+
+/// The uWave gesture format: one zero-padded example per gesture file, a domain per user.
+pub struct Uwave;
+
+impl Format for Uwave {
+    fn inputs(&self, card: &Card, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+        inputs(dir, card)
+    }
+
+    fn parse(
+        &self,
+        card: &Card,
+        dir: &Path,
+        _opts: &DataOptions,
+    ) -> Result<(Dataset, LoadReport), DataError> {
+        load(dir, card)
+    }
+}
 
 /// How to extract the published `.rar` files, for messages.
 pub const EXTRACT_HINT: &str = "codats cannot read .rar files: extract each `U<user> (<day>).rar` into a \
@@ -23,10 +44,7 @@ folder named after it, e.g. `for f in *.rar; do d=\"${f%.rar}\"; mkdir -p \"$d\"
 (or `7z x \"$f\" -o\"$d\"`, or `bsdtar -xf \"$f\" -C \"$d\"`), then load the folder holding them";
 
 fn uwave_card(card: &Card) -> Result<&UwaveCard, DataError> {
-    card.uwave.as_ref().ok_or_else(|| DataError::Spec {
-        name: card.name.clone(),
-        reason: "no [uwave] table".into(),
-    })
+    finish::table(card, card.uwave.as_ref(), "uwave")
 }
 
 /// The tree to read and its gesture files (user, day, path), sorted by path.
@@ -44,7 +62,7 @@ fn find(dir: &Path, card: &Card) -> Result<(Tree, Vec<(u32, String)>), DataError
     } else if dir.is_dir() {
         Tree::Dir(dir.to_path_buf())
     } else {
-        return Err(super::source::not_found(
+        return Err(crate::data::source::not_found(
             card,
             dir,
             "folders `U<user> (<day>)/` of gesture files",
@@ -77,7 +95,7 @@ fn find(dir: &Path, card: &Card) -> Result<(Tree, Vec<(u32, String)>), DataError
                 });
             }
         }
-        return Err(super::source::not_found(
+        return Err(crate::data::source::not_found(
             card,
             dir,
             "folders `U<user> (<day>)/` holding `*Acceleration*.txt` gesture files",
@@ -151,7 +169,7 @@ pub fn load(dir: &Path, card: &Card) -> Result<(Dataset, LoadReport), DataError>
     let n_classes = card.classes.len() as u32;
     let pad = u.pad_to;
     let mut ctx = tree.context()?;
-    let mut per_user: std::collections::BTreeMap<u32, DomainData> = Default::default();
+    let mut per_user: BTreeMap<u32, DomainData> = BTreeMap::new();
     let mut report = LoadReport::default();
     let mut sample = Vec::with_capacity(pad * 3);
     for (user, rel) in &files {
@@ -166,40 +184,7 @@ pub fn load(dir: &Path, card: &Card) -> Result<(Dataset, LoadReport), DataError>
             })?;
         let bytes = tree.read(&mut ctx, rel)?;
         sample.clear();
-        for_each_line(&bytes[..], &name, |line, text| {
-            let mut values = [0f32; 3];
-            let mut k = 0;
-            for tok in text
-                .split(|b| b.is_ascii_whitespace())
-                .filter(|t| !t.is_empty())
-            {
-                if k == 3 {
-                    return Err(DataError::BadLine {
-                        file: name.clone(),
-                        line,
-                        reason: format!("expected 3 values (x y z), found more: {:?}", show(text)),
-                    });
-                }
-                values[k] =
-                    parse_f32(tok)
-                        .filter(|v| v.is_finite())
-                        .ok_or_else(|| DataError::BadLine {
-                            file: name.clone(),
-                            line,
-                            reason: format!("value {:?} is not a finite number", show(tok)),
-                        })?;
-                k += 1;
-            }
-            if k != 3 {
-                return Err(DataError::BadLine {
-                    file: name.clone(),
-                    line,
-                    reason: format!("expected 3 values (x y z), found {k}"),
-                });
-            }
-            sample.extend_from_slice(&values);
-            Ok(())
-        })?;
+        parse_gesture(&bytes, &name, &mut sample)?;
         let len = sample.len() / 3;
         if len == 0 {
             return Err(DataError::BadFile {
@@ -243,17 +228,55 @@ pub fn load(dir: &Path, card: &Card) -> Result<(Dataset, LoadReport), DataError>
             .collect::<Vec<_>>()
             .join(",")
     ));
-    Ok((
-        Dataset {
-            name: card.name.clone(),
-            channels: 3,
-            length: pad,
-            class_names: card.classes.clone(),
-            zscore: card.zscore,
-            domains: per_user.into_values().collect(),
-        },
-        report,
-    ))
+    let shape = Shape {
+        name: card.name.clone(),
+        channels: 3,
+        length: pad,
+        class_names: card.classes.clone(),
+        zscore: card.zscore,
+    };
+    // Unreachable in practice: `find` refuses a tree without gesture files.
+    finish::dataset(shape, per_user.into_values().collect(), report, || {
+        format!("no gesture file in {}", dir.display())
+    })
+}
+
+/// Parses one gesture file's `x y z` lines (`name` names it in messages), appending the samples to
+/// `sample` interleaved.
+fn parse_gesture(bytes: &[u8], name: &str, sample: &mut Vec<f32>) -> Result<(), DataError> {
+    let bad = |line: usize, reason: String| DataError::BadLine {
+        file: name.to_string(),
+        line,
+        reason,
+    };
+    for_each_line(bytes, name, |line, text| {
+        let mut values = [0f32; 3];
+        let mut k = 0;
+        for tok in text
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|t| !t.is_empty())
+        {
+            if k == 3 {
+                return Err(bad(
+                    line,
+                    format!("expected 3 values (x y z), found more: {:?}", show(text)),
+                ));
+            }
+            values[k] = parse_f32(tok).filter(|v| v.is_finite()).ok_or_else(|| {
+                bad(
+                    line,
+                    format!("value {:?} is not a finite number", show(tok)),
+                )
+            })?;
+            k += 1;
+        }
+        if k != 3 {
+            return Err(bad(line, format!("expected 3 values (x y z), found {k}")));
+        }
+        sample.extend_from_slice(&values);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
