@@ -1,5 +1,6 @@
 //! Run configuration: everything needed to reproduce a run, saved as `config.toml` in its directory.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,15 @@ pub enum ConfigError {
     /// `--eval-every 0`.
     #[error("--eval-every must be at least 1")]
     ZeroEvalEvery,
+    /// `--checkpoint-every 0`.
+    #[error("--checkpoint-every must be at least 1")]
+    ZeroCheckpointEvery,
+    /// `--threads 0`.
+    #[error("--threads must be at least 1")]
+    ZeroThreads,
+    /// A method that trains on sources, given none.
+    #[error("method {0} needs at least one source domain (--sources)")]
+    NoSources(String),
     /// Proportions with the wrong number of entries.
     #[error("--target-proportions has {got} values but the dataset has {want} classes")]
     ProportionsLength { got: usize, want: usize },
@@ -53,9 +63,14 @@ pub enum ConfigError {
     WsNoiseUnused { method: String, users: String },
 }
 
-/// A training run's settings. Serialises to `config.toml`.
+/// A training run's settings. Serialises to `config.toml`; check it into a [`CheckedConfig`]
+/// ([`TrainConfig::check`]) before any work.
+///
+/// Files written before the `[method]` table (`method = "codats_ws"` at the top, with
+/// `target_proportions`, `ws_noise` and `[method_params]` beside it) still load: see
+/// [`ConfigFile`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ConfigFile")]
 pub struct TrainConfig {
     /// Dataset name (`ucihar`).
     pub dataset: String,
@@ -66,8 +81,6 @@ pub struct TrainConfig {
     pub sources: Vec<u32>,
     /// Target domain id (domain label 0).
     pub target: u32,
-    /// Training method.
-    pub method: MethodKind,
     /// Training steps.
     pub steps: usize,
     /// Total batch size per step, divided over domains by `batch_division`.
@@ -86,13 +99,6 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Write a resumable checkpoint every this many steps (and at the end).
     pub checkpoint_every: usize,
-    /// DA-WS target label proportions; `None` = the target train split's proportions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_proportions: Option<Vec<f64>>,
-    /// DA-WS: perturb the target proportions by this total amount (L1 distance) before use, then
-    /// renormalise; deterministic from `seed` (robustness to wrong proportions). `None` = exact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ws_noise: Option<f64>,
     /// CPU threads for tensor kernels.
     pub threads: usize,
     /// FCN implementation (`fast` hand-written CPU kernels, or plain `candle` ops).
@@ -105,17 +111,277 @@ pub struct TrainConfig {
     /// validation size round(0.2·n), `steps` updates evaluated after update i + 1. Version 2 is
     /// the reference's: validation size ⌈0.2·n⌉ (1000 when ⌊0.2·n⌋ > 1000) and `steps + 1`
     /// updates evaluated after update i when i % eval_every == 0 and at i = steps.
-    #[serde(default = "legacy_conventions")]
     pub conventions: u32,
-    /// The method's own parameters (`--param NAME=VALUE`), every one with its value (defaults
-    /// filled in when the run was created); saved as `[method_params]`, absent for methods
-    /// without parameters.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub method_params: std::collections::BTreeMap<String, f64>,
+    /// The method and its own settings, saved as the `[method]` table.
+    pub method: MethodConfig,
     /// Loader options (tabular columns and windows, synthetic settings, WISDM/HAPT switches), saved
     /// as `[data]` so that `codats eval` and `--resume` rebuild the same dataset.
     #[serde(default, skip_serializing_if = "DataOptions::is_empty")]
     pub data: DataOptions,
+}
+
+/// The method of a run and its own settings: config.toml's `[method]` table,
+///
+/// ```toml
+/// [method]
+/// name = "codats_ws"
+/// target_proportions = [0.2, 0.8]   # DA-WS methods only; absent = the target's own
+/// ws_noise = 0.1                    # DA-WS methods only
+/// coral_weight = 1.0                # the method's parameters (`codats methods`), every one
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodConfig {
+    /// Which registered method.
+    pub name: MethodKind,
+    /// DA-WS target label proportions; `None` = the target train split's proportions.
+    pub target_proportions: Option<Vec<f64>>,
+    /// DA-WS: perturb the target proportions by this total amount (L1 distance) before use, then
+    /// renormalise; deterministic from `seed` (robustness to wrong proportions). `None` = exact.
+    pub ws_noise: Option<f64>,
+    /// The method's own parameters (`--param NAME=VALUE`); after [`TrainConfig::check`] every
+    /// one with its value (the paper's default where none was given).
+    pub params: BTreeMap<String, f64>,
+}
+
+impl MethodConfig {
+    /// `name` with no settings of its own given (defaults everywhere).
+    pub fn new(name: MethodKind) -> Self {
+        Self {
+            name,
+            target_proportions: None,
+            ws_noise: None,
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+/// Keys of the `[method]` table that are not method parameters.
+const METHOD_KEYS: [&str; 3] = ["name", "target_proportions", "ws_noise"];
+
+impl Serialize for MethodConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", &self.name)?;
+        if let Some(p) = &self.target_proportions {
+            m.serialize_entry("target_proportions", p)?;
+        }
+        if let Some(n) = &self.ws_noise {
+            m.serialize_entry("ws_noise", n)?;
+        }
+        for (k, v) in &self.params {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MethodConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [method] table with `name`, or a method name")
+            }
+            // Files written before the [method] table: `method = "codats"`.
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<MethodConfig, E> {
+                let kind = MethodKind::parse(name).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown method {name:?}; valid methods: {}",
+                        MethodKind::names()
+                    ))
+                })?;
+                Ok(MethodConfig::new(kind))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MethodConfig, A::Error> {
+                use serde::de::Error;
+                let (mut name, mut proportions, mut noise) = (None, None, None);
+                let mut params = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let dup = match key.as_str() {
+                        "name" => name.replace(map.next_value::<MethodKind>()?).is_some(),
+                        "target_proportions" => {
+                            proportions.replace(map.next_value::<Vec<f64>>()?).is_some()
+                        }
+                        "ws_noise" => noise.replace(map.next_value::<f64>()?).is_some(),
+                        _ => {
+                            let v = map
+                                .next_value::<f64>()
+                                .map_err(|e| A::Error::custom(format!("[method] {key}: {e}")))?;
+                            params.insert(key.clone(), v).is_some()
+                        }
+                    };
+                    if dup {
+                        return Err(A::Error::custom(format!("[method] {key} is given twice")));
+                    }
+                }
+                let name = name.ok_or_else(|| {
+                    A::Error::custom(format!(
+                        "[method] needs `name` (one of: {})",
+                        MethodKind::names()
+                    ))
+                })?;
+                Ok(MethodConfig {
+                    name,
+                    target_proportions: proportions,
+                    ws_noise: noise,
+                    params,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// config.toml as written by any codats version: today's layout, or the one before the
+/// `[method]` table, whose method settings sat at the top level and in `[method_params]`.
+/// Reading goes through this type and then into [`TrainConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    dataset: String,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    sources: Vec<u32>,
+    target: u32,
+    method: MethodConfig,
+    steps: usize,
+    batch_size: usize,
+    batch_division: BatchDivision,
+    lr: f64,
+    seed: u64,
+    #[serde(default)]
+    split_seed: u64,
+    eval_every: usize,
+    checkpoint_every: usize,
+    threads: usize,
+    #[serde(default)]
+    kernels: crate::nn::Kernels,
+    code_version: String,
+    #[serde(default = "legacy_conventions")]
+    conventions: u32,
+    #[serde(default)]
+    data: DataOptions,
+    // The layout before the [method] table.
+    #[serde(default)]
+    target_proportions: Option<Vec<f64>>,
+    #[serde(default)]
+    ws_noise: Option<f64>,
+    #[serde(default)]
+    method_params: BTreeMap<String, f64>,
+}
+
+impl TryFrom<ConfigFile> for TrainConfig {
+    type Error = String;
+    fn try_from(f: ConfigFile) -> Result<Self, String> {
+        let mut method = f.method;
+        let twice = |key: &str| format!("{key} is given both at the top level and in [method]");
+        if let Some(p) = f.target_proportions {
+            if method.target_proportions.replace(p).is_some() {
+                return Err(twice("target_proportions"));
+            }
+        }
+        if let Some(n) = f.ws_noise {
+            if method.ws_noise.replace(n).is_some() {
+                return Err(twice("ws_noise"));
+            }
+        }
+        for (k, v) in f.method_params {
+            if METHOD_KEYS.contains(&k.as_str()) || method.params.insert(k.clone(), v).is_some() {
+                return Err(format!("[method_params] {k} is also given in [method]"));
+            }
+        }
+        Ok(TrainConfig {
+            dataset: f.dataset,
+            data_dir: f.data_dir,
+            sources: f.sources,
+            target: f.target,
+            steps: f.steps,
+            batch_size: f.batch_size,
+            batch_division: f.batch_division,
+            lr: f.lr,
+            seed: f.seed,
+            split_seed: f.split_seed,
+            eval_every: f.eval_every,
+            checkpoint_every: f.checkpoint_every,
+            threads: f.threads,
+            kernels: f.kernels,
+            code_version: f.code_version,
+            conventions: f.conventions,
+            method,
+            data: f.data,
+        })
+    }
+}
+
+/// A [`TrainConfig`] that has passed [`TrainConfig::check`]: every value in range and the
+/// method's parameters complete. The trainer, `eval` and the method builders take only this.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct CheckedConfig(TrainConfig);
+
+impl std::ops::Deref for CheckedConfig {
+    type Target = TrainConfig;
+    fn deref(&self) -> &TrainConfig {
+        &self.0
+    }
+}
+
+impl CheckedConfig {
+    /// The settings, to edit and check again.
+    pub fn into_inner(self) -> TrainConfig {
+        self.0
+    }
+
+    /// Edits the settings without checking them again (tests only).
+    #[cfg(test)]
+    pub(crate) fn edit(&mut self) -> &mut TrainConfig {
+        &mut self.0
+    }
+}
+
+/// `codats train`'s defaults (the paper's), also what a sweep spec's job gets for a key it
+/// does not set.
+pub mod defaults {
+    /// Training steps (the paper's 30 000).
+    pub const STEPS: usize = 30_000;
+    /// Total batch size per step.
+    pub const BATCH: usize = 128;
+    /// Adam learning rate.
+    pub const LR: f64 = 1e-4;
+    /// Evaluation interval in steps.
+    pub const EVAL_EVERY: usize = 500;
+}
+
+/// A run's id, its default directory name under `runs/` and a sweep job's id:
+/// `<dataset>-<method>-<sources joined by _, or none>-to-<target>[-<variant>…]-s<seed>`, where
+/// each variant label `key=value` is written `keyvalue` (`codats_ws-1_2-to-4-ws_noise0.25-s3`).
+pub fn run_id(
+    dataset: &str,
+    method: MethodKind,
+    sources: &[u32],
+    target: u32,
+    variant: &[String],
+    seed: u64,
+) -> String {
+    let srcs = if sources.is_empty() {
+        "none".to_string()
+    } else {
+        sources
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("_")
+    };
+    let suffix: String = variant
+        .iter()
+        .map(|l| format!("-{}", l.replace('=', "")))
+        .collect();
+    format!("{dataset}-{method}-{srcs}-to-{target}{suffix}-s{seed}")
 }
 
 /// The conventions new runs follow (see [`TrainConfig::conventions`]).
@@ -171,8 +437,10 @@ impl TrainConfig {
         }
     }
 
-    /// Checks everything that does not need the data (see also [`TrainConfig::check_proportions`]).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks everything that does not need the data, once, before any work, and fills in the
+    /// method's parameter defaults (see also [`TrainConfig::check_proportions`], which needs
+    /// the number of classes). A bad value is a one-line error naming its flag or key.
+    pub fn check(mut self) -> Result<CheckedConfig, ConfigError> {
         if self.steps == 0 {
             return Err(ConfigError::ZeroSteps(0));
         }
@@ -182,7 +450,17 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err(ConfigError::ZeroEvalEvery);
         }
-        let needs = self.method.data_needs();
+        if self.checkpoint_every == 0 {
+            return Err(ConfigError::ZeroCheckpointEvery);
+        }
+        if self.threads == 0 {
+            return Err(ConfigError::ZeroThreads);
+        }
+        let kind = self.method.name;
+        let needs = kind.data_needs();
+        if needs.sources && self.sources.is_empty() {
+            return Err(ConfigError::NoSources(kind.to_string()));
+        }
         let n_src = if needs.sources { self.sources.len() } else { 0 };
         let (per_source, per_target) = self
             .batch_division
@@ -200,8 +478,8 @@ impl TrainConfig {
                 domains: n_src + 1,
             });
         }
-        self.method
-            .resolve_params(&self.method_params)
+        self.method.params = kind
+            .resolve_params(&self.method.params)
             .map_err(ConfigError::MethodParam)?;
         let users = || {
             crate::methods::REGISTRY
@@ -211,25 +489,25 @@ impl TrainConfig {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let uses = self.method.info().uses_proportions;
-        if self.target_proportions.is_some() && !uses {
+        let uses = kind.info().uses_proportions;
+        if self.method.target_proportions.is_some() && !uses {
             return Err(ConfigError::ProportionsUnused {
-                method: self.method.to_string(),
+                method: kind.to_string(),
                 users: users(),
             });
         }
-        if let Some(noise) = self.ws_noise {
+        if let Some(noise) = self.method.ws_noise {
             if !(noise.is_finite() && (0.0..=2.0).contains(&noise)) {
                 return Err(ConfigError::BadWsNoise(noise));
             }
             if !uses {
                 return Err(ConfigError::WsNoiseUnused {
-                    method: self.method.to_string(),
+                    method: kind.to_string(),
                     users: users(),
                 });
             }
         }
-        Ok(())
+        Ok(CheckedConfig(self))
     }
 
     /// Validates DA-WS proportions against the number of classes.
@@ -261,7 +539,7 @@ pub(crate) mod tests {
             data_dir: None,
             sources: vec![1, 3, 5],
             target: 7,
-            method: MethodKind::CODATS,
+            method: MethodConfig::new(MethodKind::CODATS),
             steps: 100,
             batch_size: 128,
             batch_division: BatchDivision::All,
@@ -271,9 +549,6 @@ pub(crate) mod tests {
             eval_every: 50,
             checkpoint_every: 50,
             conventions: CONVENTIONS,
-            method_params: Default::default(),
-            target_proportions: None,
-            ws_noise: None,
             threads: 2,
             kernels: crate::nn::Kernels::Fast,
             code_version: code_version(),
@@ -284,14 +559,115 @@ pub(crate) mod tests {
     #[test]
     fn config_round_trips_through_toml() {
         let mut c = cfg();
-        c.method = MethodKind::CODATS_WS;
-        c.target_proportions = Some(vec![0.5, 0.5]);
+        c.method = MethodConfig::new(MethodKind::CODATS_WS);
+        c.method.target_proportions = Some(vec![0.5, 0.5]);
+        c.method.ws_noise = Some(0.1);
         let s = toml::to_string(&c).unwrap();
-        assert!(s.contains("method = \"codats_ws\""), "{s}");
+        assert!(
+            s.contains(
+                "[method]\nname = \"codats_ws\"\ntarget_proportions = [0.5, 0.5]\nws_noise = 0.1\n"
+            ),
+            "{s}"
+        );
         assert!(s.contains("batch_division = \"all\""), "{s}");
         let back: TrainConfig = toml::from_str(&s).unwrap();
         assert_eq!(back, c);
         assert!(!s.contains("[data"), "{s}");
+        // A method's parameters sit in its table, every one after `check`.
+        let mut c = cfg();
+        c.method = MethodConfig::new(MethodKind::parse("coral").unwrap());
+        let c = c.check().unwrap();
+        let s = toml::to_string(&c).unwrap();
+        assert!(
+            s.contains("[method]\nname = \"coral\"\ncoral_weight = 1.0\n"),
+            "{s}"
+        );
+        let back: TrainConfig = toml::from_str(&s).unwrap();
+        assert_eq!(&back, &*c);
+    }
+
+    /// config.toml as codats wrote it before the `[method]` table (commit 425d365).
+    const OLD_LAYOUT: &str = r#"dataset = "ucihar"
+sources = [1, 3]
+target = 7
+method = "codats_ws"
+steps = 100
+batch_size = 128
+batch_division = "sources"
+lr = 0.0001
+seed = 0
+split_seed = 0
+eval_every = 50
+checkpoint_every = 50
+target_proportions = [0.25, 0.75]
+ws_noise = 0.1
+threads = 2
+kernels = "fast"
+code_version = "0.1.0 (425d365)"
+conventions = 2
+"#;
+
+    #[test]
+    fn config_files_of_the_layout_before_the_method_table_still_load() {
+        let c: TrainConfig = toml::from_str(OLD_LAYOUT).unwrap();
+        assert_eq!(c.method.name, MethodKind::CODATS_WS);
+        assert_eq!(c.method.target_proportions, Some(vec![0.25, 0.75]));
+        assert_eq!(c.method.ws_noise, Some(0.1));
+        let c = c.check().unwrap();
+        // Written back in today's layout, it reads the same.
+        let back: TrainConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(&back, &*c);
+        let coral = OLD_LAYOUT
+            .replace("\"codats_ws\"", "\"coral\"")
+            .replace("target_proportions = [0.25, 0.75]\nws_noise = 0.1\n", "")
+            + "\n[method_params]\ncoral_weight = 0.5\n";
+        let c: TrainConfig = toml::from_str(&coral).unwrap();
+        assert_eq!(c.method.params, [("coral_weight".to_string(), 0.5)].into());
+        // Conventions default to 1 in files without the key.
+        let c: TrainConfig = toml::from_str(&OLD_LAYOUT.replace("conventions = 2\n", "")).unwrap();
+        assert_eq!(c.conventions, 1);
+    }
+
+    #[test]
+    fn a_bad_method_table_is_a_one_line_error_naming_the_key() {
+        let new = toml::to_string(&cfg()).unwrap();
+        let err = |text: &str| {
+            let e = toml::from_str::<TrainConfig>(text).unwrap_err();
+            e.message().lines().next().unwrap_or("").to_string()
+        };
+        assert_eq!(
+            err(&new.replace("name = \"codats\"", "")),
+            "[method] needs `name` (one of: none, codats, codats_ws, target_only, coral, mmd, probe)"
+        );
+        assert_eq!(
+            err(&format!("{new}coral_weight = \"big\"\n")),
+            "[method] coral_weight: invalid type: string \"big\", expected f64"
+        );
+        assert_eq!(
+            err(&new.replace("\"codats\"", "\"dann\"")),
+            format!(
+                "unknown method \"dann\"; valid methods: {}",
+                MethodKind::names()
+            )
+        );
+        let top: String = OLD_LAYOUT
+            .lines()
+            .filter(|l| {
+                !l.starts_with("method") && !l.starts_with("target_pro") && !l.starts_with("ws_")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            err(&format!("{top}[method]\nname = \"coral\"\ncoral_weight = 2\n\n[method_params]\ncoral_weight = 1\n")),
+            "[method_params] coral_weight is also given in [method]"
+        );
+        // An unknown parameter is refused by `check`, naming it and the method's own.
+        let mut c = cfg();
+        c.method.params.insert("x".into(), 1.0);
+        assert_eq!(
+            c.check().unwrap_err().to_string(),
+            "--param x: method codats has no parameter `x` (its parameters: none)"
+        );
     }
 
     #[test]
@@ -337,23 +713,35 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_settings_are_rejected() {
-        let mut c = cfg();
-        c.steps = 0;
+        let e = |edit: &dyn Fn(&mut TrainConfig)| {
+            let mut c = cfg();
+            edit(&mut c);
+            c.check().unwrap_err().to_string()
+        };
+        assert_eq!(e(&|c| c.steps = 0), "--steps must be at least 1 (got 0)");
         assert_eq!(
-            c.validate().unwrap_err().to_string(),
-            "--steps must be at least 1 (got 0)"
-        );
-        let mut c = cfg();
-        c.batch_size = 6;
-        assert_eq!(
-            c.validate().unwrap_err().to_string(),
+            e(&|c| c.batch_size = 6),
             "--batch-size 6 gives 1 rows per domain with batch division all over 4 domains; use a larger batch"
         );
-        let mut c = cfg();
-        c.target_proportions = Some(vec![1.0]);
         assert_eq!(
-            c.validate().unwrap_err().to_string(),
+            e(&|c| c.method.target_proportions = Some(vec![1.0])),
             "--target-proportions is only used by codats_ws (method is codats)"
+        );
+        assert_eq!(
+            e(&|c| c.checkpoint_every = 0),
+            "--checkpoint-every must be at least 1"
+        );
+        assert_eq!(e(&|c| c.threads = 0), "--threads must be at least 1");
+        assert_eq!(
+            e(&|c| c.sources.clear()),
+            "method codats needs at least one source domain (--sources)"
+        );
+        assert_eq!(
+            e(&|c| {
+                c.method.name = MethodKind::CODATS_WS;
+                c.method.ws_noise = Some(5.0)
+            }),
+            "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got 5)"
         );
     }
 

@@ -6,8 +6,6 @@
 pub mod alloc;
 pub mod bench;
 pub mod cli;
-pub mod cli_data;
-pub mod cli_sweep;
 pub mod config;
 pub mod data;
 pub mod losses;

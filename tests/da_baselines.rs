@@ -85,7 +85,7 @@ fn each_da_baseline_trains_on_ucihar() {
         }
         let cfg = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
         assert!(
-            cfg.contains(&format!("[method_params]\n{weight} = 0.5")),
+            cfg.contains(&format!("[method]\nname = \"{method}\"\n{weight} = 0.5\n")),
             "{cfg}"
         );
     }

@@ -131,7 +131,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             data_dir: None,
             sources: vec![1, 2],
             target: 0,
-            method,
+            method: codats::config::MethodConfig::new(method),
             steps: 50,
             batch_size: 48,
             batch_division: BatchDivision::All,
@@ -140,18 +140,15 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             split_seed: 0,
             eval_every: 5,
             checkpoint_every: 50,
-            method_params: Default::default(),
-            target_proportions: None,
             threads: 2,
             kernels,
-            ws_noise: None,
             data: Default::default(),
             code_version: code_version(),
             conventions: codats::config::CONVENTIONS,
         };
         let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
         let out = tmp.path().join(format!("{kernels:?}"));
-        let mut t = Trainer::new(cfg, problem, &out).unwrap();
+        let mut t = Trainer::new(cfg.check().unwrap(), problem, &out).unwrap();
         t.run(RunOptions::default()).unwrap();
         // the run accounts for its time: every part lies inside the total
         let tm = t.timing();

@@ -9,7 +9,7 @@ use codats::metrics::Classification;
 use codats::sweep::expand::{dataset_domain_ids, expand};
 use codats::sweep::spec::{parse_raw, Source};
 use codats::sweep::SweepDir;
-use codats::train::eval::{RuleResult, RunResult};
+use codats::train::result::{RuleResult, RunResult};
 
 mod common;
 

@@ -103,25 +103,25 @@ target = 4
     assert_eq!(ws[2].id, "synthetic-codats_ws-0_1-to-4-ws_noise0.25-s3");
     assert_eq!(ws[2].problem, "0,1->4");
     assert_eq!(
-        ws[2].train_config(1).validate(),
+        ws[2].train_config(1).check().map(|_| ()),
         Ok(()),
         "codats_ws accepts --ws-noise"
     );
     let mut bad = none[0].train_config(1);
-    bad.ws_noise = Some(0.1);
+    bad.method.ws_noise = Some(0.1);
     assert_eq!(
-        bad.validate().unwrap_err().to_string(),
+        bad.clone().check().unwrap_err().to_string(),
         "--ws-noise is only used by codats_ws (method is none)"
     );
     let mut bad = ws[2].train_config(1);
-    bad.ws_noise = Some(-0.1);
+    bad.method.ws_noise = Some(-0.1);
     assert_eq!(
-        bad.validate().unwrap_err().to_string(),
+        bad.clone().check().unwrap_err().to_string(),
         "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got -0.1)"
     );
-    bad.ws_noise = Some(5.0);
+    bad.method.ws_noise = Some(5.0);
     assert_eq!(
-        bad.validate().unwrap_err().to_string(),
+        bad.clone().check().unwrap_err().to_string(),
         "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got 5)"
     );
 }

@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod cache;
 pub mod card;
+pub mod describe;
 pub mod download;
 pub mod error;
 pub mod formats;

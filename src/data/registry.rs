@@ -347,3 +347,36 @@ pub fn open(name: DatasetName, opts: &LoadOptions) -> Result<Loaded, DataError> 
         },
     )
 }
+
+/// Loads a dataset for a run (train, resume, eval), printing where it came from and what was skipped
+/// to stderr unless `quiet`.
+pub fn load_for_run(
+    name: DatasetName,
+    data_dir: Option<&Path>,
+    offline: bool,
+    quiet: bool,
+    data: &DataOptions,
+    no_cache: bool,
+) -> Result<Dataset, DataError> {
+    let mut opts = LoadOptions::new(data_dir, offline, !quiet, data.clone());
+    if no_cache {
+        opts.cache = None;
+    }
+    let loaded = open(name, &opts)?;
+    if !quiet {
+        eprintln!(
+            "{}: {} domains, {} windows ({})",
+            name.as_str(),
+            loaded.dataset.domains.len(),
+            loaded.dataset.n_windows(),
+            loaded.cache
+        );
+        for s in &loaded.report.skipped {
+            eprintln!(
+                "  skipped {} rows: {} (first at {})",
+                s.count, s.reason, s.first
+            );
+        }
+    }
+    Ok(loaded.dataset)
+}

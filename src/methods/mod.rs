@@ -48,7 +48,7 @@ pub struct MethodInfo {
 /// One hyper-parameter of a method: a number with its paper's default and a valid range.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Param {
-    /// Name in `--param NAME=VALUE` and in config.toml's `[method_params]`.
+    /// Name in `--param NAME=VALUE` and in config.toml's `[method]` table.
     pub name: &'static str,
     /// The default (from the method's paper).
     pub default: f64,

@@ -72,6 +72,15 @@ pub fn columns(records: &[Record]) -> Result<Vec<(String, Cells)>> {
             .as_object()
             .ok_or_else(|| anyhow!("config is not a table"))?;
         for (k, val) in obj {
+            // The [method] table: its name is the `method` column, its other keys
+            // (proportions, noise, parameters) columns of their own.
+            if let (Some(table), "method") = (val.as_object(), k.as_str()) {
+                for (mk, mv) in table {
+                    let col = if mk == "name" { k } else { mk };
+                    config.entry(col.clone()).or_insert_with(|| vec![None; n])[i] = flatten(mv);
+                }
+                continue;
+            }
             config.entry(k.clone()).or_insert_with(|| vec![None; n])[i] = flatten(val);
         }
     }
@@ -79,7 +88,7 @@ pub fn columns(records: &[Record]) -> Result<Vec<(String, Cells)>> {
         cols.push((k, v));
     }
     for rule in rule_names() {
-        let get = |f: &dyn Fn(&crate::train::eval::RuleResult) -> Value| -> Cells {
+        let get = |f: &dyn Fn(&crate::train::result::RuleResult) -> Value| -> Cells {
             records
                 .iter()
                 .map(|r| r.result.selection.get(rule).map(f))

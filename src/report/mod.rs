@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::TrainConfig;
 use crate::methods::MethodKind;
 use crate::sweep::{Job, JobState, SweepDir};
-use crate::train::eval::RunResult;
+use crate::train::result::RunResult;
 use crate::train::selection::names as rule_names;
 
 /// One finished run of a sweep.
@@ -63,7 +63,7 @@ pub fn collect(dir: &Path) -> Result<(SweepDir, Vec<Record>, usize)> {
         .with_context(|| format!("parsing {}", path.display()))?;
         out.push(Record {
             job: job.clone(),
-            config,
+            config: config.into_inner(),
             result,
             run_dir,
         });

@@ -446,8 +446,22 @@ fn read_metrics(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
 pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<Vec<PathBuf>> {
     register_fonts()?;
     let rule = rules.first().map(String::as_str).unwrap_or("best_target");
+    let (mut written, datasets) = accuracy_by_dataset(records, rule, out)?;
+    for dataset in &datasets {
+        written.extend(accuracy_vs_sources(records, dataset, rule, out)?);
+        written.extend(training_curves(records, dataset, out)?);
+        written.extend(ws_noise_figure(records, dataset, rule, out)?);
+    }
+    Ok(written)
+}
+
+/// Accuracy per method per dataset; also the datasets that have results.
+fn accuracy_by_dataset(
+    records: &[Record],
+    rule: &str,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
     let mut written = Vec::new();
-    // 1. Accuracy per method per dataset.
     let mut by_ds: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     for r in records {
         let v = r.accuracy(rule);
@@ -485,166 +499,183 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
         &bars
     ));
 
-    // 2. Accuracy vs number of sources (datasets with at least two source counts).
-    for (dataset, _) in &by_ds {
-        let mut series: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
-        for r in records
+    Ok((written, by_ds.keys().cloned().collect()))
+}
+
+/// Accuracy vs number of sources (when the dataset has at least two source counts).
+fn accuracy_vs_sources(
+    records: &[Record],
+    dataset: &str,
+    rule: &str,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut series: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.job.dataset == dataset && r.job.method.data_needs().sources)
+    {
+        let v = r.accuracy(rule);
+        if v.is_finite() {
+            series
+                .entry(r.job.method_label())
+                .or_default()
+                .entry(r.job.sources.len())
+                .or_default()
+                .push(100.0 * v);
+        }
+    }
+    let ns: std::collections::BTreeSet<usize> =
+        series.values().flat_map(|m| m.keys().copied()).collect();
+    if ns.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let order = sorted_methods(series.keys());
+    let lines = Lines {
+        title: format!(
+            "{}: accuracy vs number of source domains ({rule})",
+            dataset_title(dataset)
+        ),
+        x_desc: "Number of source domains".into(),
+        y_desc: "Target-test accuracy (%)".into(),
+        series: order
             .iter()
-            .filter(|r| &r.job.dataset == dataset && r.job.method.data_needs().sources)
-        {
-            let v = r.accuracy(rule);
-            if v.is_finite() {
-                series
-                    .entry(r.job.method_label())
-                    .or_default()
-                    .entry(r.job.sources.len())
-                    .or_default()
-                    .push(100.0 * v);
-            }
-        }
-        let ns: std::collections::BTreeSet<usize> =
-            series.values().flat_map(|m| m.keys().copied()).collect();
-        if ns.len() < 2 {
-            continue;
-        }
-        let order = sorted_methods(series.keys());
-        let lines = Lines {
-            title: format!(
-                "{}: accuracy vs number of source domains ({rule})",
-                dataset_title(dataset)
-            ),
-            x_desc: "Number of source domains".into(),
-            y_desc: "Target-test accuracy (%)".into(),
-            series: order
-                .iter()
-                .map(|m| {
-                    (
-                        m.clone(),
-                        series[m]
-                            .iter()
-                            .map(|(n, v)| (*n as f64, v.clone()))
-                            .collect(),
-                    )
-                })
-                .collect(),
-            references: Vec::new(),
-            y_range: None,
-            legend_title: "Method (mean ± std)".into(),
-            integer_x: true,
-        };
-        written.extend(both!(
-            out,
-            format!("accuracy_vs_sources_{dataset}"),
-            (1000, 520),
-            draw_lines,
-            &lines
-        ));
-    }
+            .map(|m| {
+                (
+                    m.clone(),
+                    series[m]
+                        .iter()
+                        .map(|(n, v)| (*n as f64, v.clone()))
+                        .collect(),
+                )
+            })
+            .collect(),
+        references: Vec::new(),
+        y_range: None,
+        legend_title: "Method (mean ± std)".into(),
+        integer_x: true,
+    };
+    written.extend(both!(
+        out,
+        format!("accuracy_vs_sources_{dataset}"),
+        (1000, 520),
+        draw_lines,
+        &lines
+    ));
+    Ok(written)
+}
 
-    // 3. Training curves per dataset, averaged over runs per method.
-    for (dataset, _) in &by_ds {
-        let mut per: BTreeMap<String, BTreeMap<u64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
-        let mut runs: BTreeMap<String, usize> = BTreeMap::new();
-        for r in records.iter().filter(|r| &r.job.dataset == dataset) {
-            let rows = read_metrics(&r.run_dir)?;
-            if rows.is_empty() {
-                continue;
-            }
-            *runs.entry(r.job.method_label()).or_default() += 1;
-            let m = per.entry(r.job.method_label()).or_default();
-            for (s, a, l) in rows {
-                let e = m.entry(s as u64).or_default();
-                e.0.push(100.0 * a);
-                if l.is_finite() {
-                    e.1.push(l);
-                }
-            }
-        }
-        if per.is_empty() {
+/// Training curves of a dataset, averaged over runs per method.
+fn training_curves(records: &[Record], dataset: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut per: BTreeMap<String, BTreeMap<u64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.job.dataset == dataset) {
+        let rows = read_metrics(&r.run_dir)?;
+        if rows.is_empty() {
             continue;
         }
-        let order = sorted_methods(per.keys());
-        let curves = Curves {
-            title: format!(
-                "{}: training curves (mean ± std over {})",
-                dataset_title(dataset),
-                runs_per_method(&runs)
-            ),
-            series: order
-                .iter()
-                .map(|m| {
-                    (
-                        m.clone(),
-                        per[m]
-                            .iter()
-                            .map(|(s, (a, l))| (*s as f64, a.clone(), l.clone()))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        };
-        written.extend(both!(
-            out,
-            format!("training_curves_{dataset}"),
-            (1300, 500),
-            draw_curves,
-            &curves
-        ));
+        *runs.entry(r.job.method_label()).or_default() += 1;
+        let m = per.entry(r.job.method_label()).or_default();
+        for (s, a, l) in rows {
+            let e = m.entry(s as u64).or_default();
+            e.0.push(100.0 * a);
+            if l.is_finite() {
+                e.1.push(l);
+            }
+        }
     }
+    if per.is_empty() {
+        return Ok(Vec::new());
+    }
+    let order = sorted_methods(per.keys());
+    let curves = Curves {
+        title: format!(
+            "{}: training curves (mean ± std over {})",
+            dataset_title(dataset),
+            runs_per_method(&runs)
+        ),
+        series: order
+            .iter()
+            .map(|m| {
+                (
+                    m.clone(),
+                    per[m]
+                        .iter()
+                        .map(|(s, (a, l))| (*s as f64, a.clone(), l.clone()))
+                        .collect(),
+                )
+            })
+            .collect(),
+    };
+    written.extend(both!(
+        out,
+        format!("training_curves_{dataset}"),
+        (1300, 500),
+        draw_curves,
+        &curves
+    ));
+    Ok(written)
+}
 
-    // 4. Accuracy vs DA-WS proportion noise (datasets where codats_ws ran with several noises).
-    for (dataset, _) in &by_ds {
-        let mut noise: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-        let mut refs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for r in records.iter().filter(|r| &r.job.dataset == dataset) {
-            let v = r.accuracy(rule);
-            if !v.is_finite() {
-                continue;
-            }
-            if r.job.method.info().uses_proportions {
-                let n = r.config.ws_noise.unwrap_or(0.0);
-                noise.entry(n.to_bits()).or_default().push(100.0 * v);
-            } else if r.job.method.data_needs().sources {
-                refs.entry(r.job.method.as_str().to_string())
-                    .or_default()
-                    .push(100.0 * v);
-            }
-        }
-        if noise.len() < 2 {
+/// Accuracy vs DA-WS proportion noise (when codats_ws ran with several noises).
+fn ws_noise_figure(
+    records: &[Record],
+    dataset: &str,
+    rule: &str,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut noise: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    let mut refs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.job.dataset == dataset) {
+        let v = r.accuracy(rule);
+        if !v.is_finite() {
             continue;
         }
-        let mut pts: Vec<(f64, Vec<f64>)> = noise
+        if r.job.method.info().uses_proportions {
+            let n = r.config.method.ws_noise.unwrap_or(0.0);
+            noise.entry(n.to_bits()).or_default().push(100.0 * v);
+        } else if r.job.method.data_needs().sources {
+            refs.entry(r.job.method.as_str().to_string())
+                .or_default()
+                .push(100.0 * v);
+        }
+    }
+    if noise.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut pts: Vec<(f64, Vec<f64>)> = noise
+        .into_iter()
+        .map(|(b, v)| (f64::from_bits(b), v))
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let lines = Lines {
+        title: format!(
+            "{}: CoDATS-WS accuracy vs label-proportion noise ({rule})",
+            dataset_title(dataset)
+        ),
+        x_desc: "Noise in target label proportions (L1 distance)".into(),
+        y_desc: "Target-test accuracy (%)".into(),
+        series: vec![("codats_ws".into(), pts)],
+        references: sorted_methods(refs.keys())
             .into_iter()
-            .map(|(b, v)| (f64::from_bits(b), v))
-            .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let lines = Lines {
-            title: format!(
-                "{}: CoDATS-WS accuracy vs label-proportion noise ({rule})",
-                dataset_title(dataset)
-            ),
-            x_desc: "Noise in target label proportions (L1 distance)".into(),
-            y_desc: "Target-test accuracy (%)".into(),
-            series: vec![("codats_ws".into(), pts)],
-            references: sorted_methods(refs.keys())
-                .into_iter()
-                .map(|m| {
-                    let y = mean(&refs[&m]);
-                    (m, y)
-                })
-                .collect(),
-            y_range: None,
-            legend_title: "Method (dashed: mean)".into(),
-            integer_x: false,
-        };
-        written.extend(both!(
-            out,
-            format!("ws_noise_{dataset}"),
-            (1000, 520),
-            draw_lines,
-            &lines
-        ));
-    }
+            .map(|m| {
+                let y = mean(&refs[&m]);
+                (m, y)
+            })
+            .collect(),
+        y_range: None,
+        legend_title: "Method (dashed: mean)".into(),
+        integer_x: false,
+    };
+    written.extend(both!(
+        out,
+        format!("ws_noise_{dataset}"),
+        (1000, 520),
+        draw_lines,
+        &lines
+    ));
     Ok(written)
 }
 

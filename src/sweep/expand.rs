@@ -21,14 +21,7 @@ use crate::problem::describe_ids;
 use crate::train::derive_seed;
 use crate::train::selection::names as rule_names;
 
-/// Defaults of `codats train` that a spec does not set.
-pub const DEFAULT_STEPS: usize = 30_000;
-/// Default total batch size.
-pub const DEFAULT_BATCH: usize = 128;
-/// Default learning rate.
-pub const DEFAULT_LR: f64 = 1e-4;
-/// Default evaluation interval.
-pub const DEFAULT_EVAL_EVERY: usize = 500;
+use crate::config::defaults;
 
 /// One training run of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,7 +122,10 @@ impl Job {
             data_dir: self.data_dir.clone(),
             sources: self.sources.clone(),
             target: self.target,
-            method: self.method,
+            method: crate::config::MethodConfig {
+                ws_noise: self.ws_noise,
+                ..crate::config::MethodConfig::new(self.method)
+            },
             steps: self.steps,
             batch_size: self.batch_size,
             batch_division: self
@@ -141,9 +137,6 @@ impl Job {
             conventions: crate::config::CONVENTIONS,
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every.unwrap_or(self.eval_every).max(1),
-            method_params: Default::default(),
-            target_proportions: None,
-            ws_noise: self.ws_noise,
             threads,
             kernels: crate::nn::Kernels::default(),
             data: Default::default(),
@@ -272,7 +265,108 @@ pub fn expand(
     ids: &mut DomainIds,
 ) -> Result<Plan, SpecError> {
     let cx = Ctx { src };
-    // Methods.
+    let methods = read_methods(&cx, raw)?;
+    let seeds = read_seeds(&cx, raw)?;
+    let selection = read_selection(&cx, raw)?;
+    if let Some(t) = &raw.threads {
+        if *t.get_ref() == 0 {
+            return cx.err(t.span(), "threads", "must be at least 1");
+        }
+    }
+    let overrides = read_overrides(&cx, raw)?;
+    let grid = read_grid(&cx, src, raw)?;
+    if raw.problems.get_ref().is_empty() {
+        return cx.err(
+            raw.problems.span(),
+            "problems",
+            "needs at least one [[problems]] entry",
+        );
+    }
+    let mut ids_cache: HashMap<&'static str, Vec<u32>> = HashMap::new();
+    let mut jobs = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (pi, entry) in raw.problems.get_ref().iter().enumerate() {
+        let pkey = format!("problems[{pi}]");
+        let p = entry.get_ref();
+        if let Some(only) = only {
+            if !only.iter().any(|o| o == p.dataset.get_ref()) {
+                continue;
+            }
+        }
+        let dataset = DatasetName::parse(p.dataset.get_ref())
+            .or_else(|e| cx.err(p.dataset.span(), &format!("{pkey}.dataset"), e))?;
+        let base = resolve(raw, &overrides, dataset, None);
+        let domain_ids = match ids_cache.get(dataset.as_str()) {
+            Some(v) => v.clone(),
+            None => {
+                let v = ids(dataset, base.data_dir.as_deref())
+                    .or_else(|e| cx.err(p.dataset.span(), &format!("{pkey}.dataset"), e))?;
+                ids_cache.insert(dataset.as_str(), v.clone());
+                v
+            }
+        };
+        let problems = problems_of(&cx, &pkey, entry.span(), p, dataset, &domain_ids)?;
+        for (sources, target) in problems {
+            let problem = format!("{}->{}", describe_ids(&sources), target);
+            for &method in &methods {
+                let hyper = resolve(raw, &overrides, dataset, Some(method));
+                for (h, labels) in grid_combos(&grid, method, hyper) {
+                    for &seed in &seeds {
+                        let key = JobKey {
+                            dataset,
+                            problem: &problem,
+                            sources: &sources,
+                            target,
+                            method,
+                            labels: &labels,
+                            seed,
+                        };
+                        let job = make_job(&key, &h);
+                        let id = job.id.clone();
+                        if let Err(e) = job.train_config(1).check() {
+                            return cx.err(
+                                entry.span(),
+                                &pkey,
+                                format!("problem {problem} with method {method}: {e}"),
+                            );
+                        }
+                        if let Some(prev) = seen.insert(id.clone(), pi) {
+                            return cx.err(
+                                entry.span(),
+                                &pkey,
+                                format!("job {id} is already produced by problems[{prev}]; each problem may appear once"),
+                            );
+                        }
+                        jobs.push(job);
+                    }
+                }
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return cx.err(
+            raw.problems.span(),
+            "problems",
+            "no jobs: every problem was filtered out",
+        );
+    }
+    let name = raw.name.clone().unwrap_or_else(|| {
+        Path::new(&src.file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into())
+    });
+    Ok(Plan {
+        name,
+        selection,
+        threads: raw.threads.as_ref().map(|t| *t.get_ref()),
+        slurm: raw.slurm.clone(),
+        jobs,
+    })
+}
+
+/// `methods`: registered, each listed once.
+fn read_methods(cx: &Ctx, raw: &RawSpec) -> Result<Vec<MethodKind>, SpecError> {
     if raw.methods.get_ref().is_empty() {
         return cx.err(raw.methods.span(), "methods", "needs at least one method");
     }
@@ -289,8 +383,12 @@ pub fn expand(
         }
         methods.push(kind);
     }
-    // Seeds.
-    let seeds: Vec<u64> = match (&raw.seeds, &raw.repeats) {
+    Ok(methods)
+}
+
+/// `seeds` or `repeats` (default: seed 0).
+fn read_seeds(cx: &Ctx, raw: &RawSpec) -> Result<Vec<u64>, SpecError> {
+    Ok(match (&raw.seeds, &raw.repeats) {
         (Some(s), Some(_)) => {
             return cx.err(
                 s.span(),
@@ -316,9 +414,12 @@ pub fn expand(
             (0..*r.get_ref()).collect()
         }
         (None, None) => vec![0],
-    };
-    // Selection rules.
-    let selection = match &raw.selection {
+    })
+}
+
+/// `selection`: known rules (default: `best_target`).
+fn read_selection(cx: &Ctx, raw: &RawSpec) -> Result<Vec<String>, SpecError> {
+    Ok(match &raw.selection {
         None => vec!["best_target".to_string()],
         Some(s) => {
             if s.get_ref().is_empty() {
@@ -341,13 +442,14 @@ pub fn expand(
             }
             out
         }
-    };
-    if let Some(t) = &raw.threads {
-        if *t.get_ref() == 0 {
-            return cx.err(t.span(), "threads", "must be at least 1");
-        }
-    }
-    // [train] and overrides.
+    })
+}
+
+/// A spec's `[[overrides]]`: which dataset and method each applies to, and its settings.
+type Overrides<'r> = Vec<(Option<DatasetName>, Option<MethodKind>, &'r RawHyper)>;
+
+/// `[train]` (checked) and `[[overrides]]`.
+fn read_overrides<'r>(cx: &Ctx, raw: &'r RawSpec) -> Result<Overrides<'r>, SpecError> {
     if let Some(train) = &raw.train {
         let t = train.get_ref();
         if let Some(d) = &t.dataset {
@@ -366,7 +468,7 @@ pub fn expand(
         }
         check_hyper(&cx, t, "train")?;
     }
-    let mut overrides: Vec<(Option<DatasetName>, Option<MethodKind>, &RawHyper)> = Vec::new();
+    let mut overrides: Overrides = Vec::new();
     for (i, o) in raw.overrides.iter().enumerate() {
         let o = o.get_ref();
         let key = format!("overrides[{i}]");
@@ -387,8 +489,15 @@ pub fn expand(
         check_hyper(&cx, o, &key)?;
         overrides.push((d, m, o));
     }
-    // Grid.
-    let mut grid: Vec<(String, Vec<RawHyper>, Vec<String>)> = Vec::new();
+    Ok(overrides)
+}
+
+/// A spec's `[grid]`: per key, each value's settings and its variant label (`key=value`).
+type Grid = Vec<(String, Vec<RawHyper>, Vec<String>)>;
+
+/// `[grid]`: sweepable keys, each value checked as a `[train]` value would be.
+fn read_grid(cx: &Ctx, src: &Source, raw: &RawSpec) -> Result<Grid, SpecError> {
+    let mut grid: Grid = Vec::new();
     if let Some(g) = &raw.grid {
         for (k, values) in g {
             let key = format!("grid.{}", k.get_ref());
@@ -430,168 +539,106 @@ pub fn expand(
         }
     }
 
-    let resolve = |dataset: DatasetName, method: Option<MethodKind>| -> Hyper {
-        let mut h = Hyper::default();
-        if let Some(t) = &raw.train {
-            h.apply(t.get_ref());
-        }
-        for (d, m, o) in &overrides {
-            let d_ok = d.is_none_or(|d| d == dataset);
-            let m_ok = match (m, method) {
-                (None, _) => true,
-                (Some(m), Some(method)) => *m == method,
-                (Some(_), None) => false,
-            };
-            if d_ok && m_ok {
-                h.apply(o);
-            }
-        }
-        h
-    };
+    Ok(grid)
+}
 
-    if raw.problems.get_ref().is_empty() {
-        return cx.err(
-            raw.problems.span(),
-            "problems",
-            "needs at least one [[problems]] entry",
-        );
+/// The settings of `method`'s jobs on `dataset`: `[train]`, then every matching override.
+fn resolve(
+    raw: &RawSpec,
+    overrides: &Overrides,
+    dataset: DatasetName,
+    method: Option<MethodKind>,
+) -> Hyper {
+    let mut h = Hyper::default();
+    if let Some(t) = &raw.train {
+        h.apply(t.get_ref());
     }
-    let mut ids_cache: HashMap<&'static str, Vec<u32>> = HashMap::new();
-    let mut jobs = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (pi, entry) in raw.problems.get_ref().iter().enumerate() {
-        let key = format!("problems[{pi}]");
-        let p = entry.get_ref();
-        if let Some(only) = only {
-            if !only.iter().any(|o| o == p.dataset.get_ref()) {
-                continue;
-            }
-        }
-        let dataset = DatasetName::parse(p.dataset.get_ref())
-            .or_else(|e| cx.err(p.dataset.span(), &format!("{key}.dataset"), e))?;
-        let base = resolve(dataset, None);
-        let domain_ids = match ids_cache.get(dataset.as_str()) {
-            Some(v) => v.clone(),
-            None => {
-                let v = ids(dataset, base.data_dir.as_deref())
-                    .or_else(|e| cx.err(p.dataset.span(), &format!("{key}.dataset"), e))?;
-                ids_cache.insert(dataset.as_str(), v.clone());
-                v
-            }
+    for (d, m, o) in overrides {
+        let d_ok = d.is_none_or(|d| d == dataset);
+        let m_ok = match (m, method) {
+            (None, _) => true,
+            (Some(m), Some(method)) => *m == method,
+            (Some(_), None) => false,
         };
-        let problems = problems_of(&cx, &key, entry.span(), p, dataset, &domain_ids)?;
-        for (sources, target) in problems {
-            let problem = format!("{}->{}", describe_ids(&sources), target);
-            for &method in &methods {
-                let hyper = resolve(dataset, Some(method));
-                // Grid combinations for this method (ws_noise only multiplies methods that
-                // use DA-WS proportions).
-                let mut combos: Vec<(Hyper, Vec<String>)> = vec![(hyper.clone(), Vec::new())];
-                for (k, hs, labels) in &grid {
-                    if k == "ws_noise" && !method.info().uses_proportions {
-                        continue;
-                    }
-                    let mut next = Vec::new();
-                    for (h0, l0) in &combos {
-                        for (h, l) in hs.iter().zip(labels) {
-                            let mut h1 = h0.clone();
-                            h1.apply(h);
-                            let mut l1 = l0.clone();
-                            l1.push(l.clone());
-                            next.push((h1, l1));
-                        }
-                    }
-                    combos = next;
-                }
-                for (h, labels) in combos {
-                    let variant = labels.join(",");
-                    for &seed in &seeds {
-                        let ws_noise = if method.info().uses_proportions {
-                            h.ws_noise.filter(|n| *n > 0.0)
-                        } else {
-                            None
-                        };
-                        let srcs = if sources.is_empty() {
-                            "none".to_string()
-                        } else {
-                            sources
-                                .iter()
-                                .map(|s| s.to_string())
-                                .collect::<Vec<_>>()
-                                .join("_")
-                        };
-                        let vsuffix: String = labels
-                            .iter()
-                            .map(|l| format!("-{}", l.replace('=', "")))
-                            .collect();
-                        let id = format!(
-                            "{}-{}-{}-to-{}{}-s{}",
-                            dataset.as_str(),
-                            method.as_str(),
-                            srcs,
-                            target,
-                            vsuffix,
-                            seed
-                        );
-                        let job = Job {
-                            id: id.clone(),
-                            dataset: dataset.as_str().to_string(),
-                            problem: problem.clone(),
-                            sources: sources.clone(),
-                            target,
-                            method,
-                            variant: variant.clone(),
-                            seed,
-                            steps: h.steps.unwrap_or(DEFAULT_STEPS),
-                            batch_size: h.batch_size.unwrap_or(DEFAULT_BATCH),
-                            batch_division: h.batch_division,
-                            lr: h.lr.unwrap_or(DEFAULT_LR),
-                            split_seed: h.split_seed.unwrap_or(0),
-                            eval_every: h.eval_every.unwrap_or(DEFAULT_EVAL_EVERY),
-                            checkpoint_every: h.checkpoint_every,
-                            ws_noise,
-                            data_dir: h.data_dir.clone(),
-                        };
-                        if let Err(e) = job.train_config(1).validate() {
-                            return cx.err(
-                                entry.span(),
-                                &key,
-                                format!("problem {problem} with method {method}: {e}"),
-                            );
-                        }
-                        if let Some(prev) = seen.insert(id.clone(), pi) {
-                            return cx.err(
-                                entry.span(),
-                                &key,
-                                format!("job {id} is already produced by problems[{prev}]; each problem may appear once"),
-                            );
-                        }
-                        jobs.push(job);
-                    }
-                }
-            }
+        if d_ok && m_ok {
+            h.apply(o);
         }
     }
-    if jobs.is_empty() {
-        return cx.err(
-            raw.problems.span(),
-            "problems",
-            "no jobs: every problem was filtered out",
-        );
+    h
+}
+
+/// Every combination of `grid` values applied to `hyper`, with its variant labels (ws_noise
+/// only multiplies methods that use DA-WS proportions).
+fn grid_combos(grid: &Grid, method: MethodKind, hyper: Hyper) -> Vec<(Hyper, Vec<String>)> {
+    let mut combos: Vec<(Hyper, Vec<String>)> = vec![(hyper, Vec::new())];
+    for (k, hs, labels) in grid {
+        if k == "ws_noise" && !method.info().uses_proportions {
+            continue;
+        }
+        let mut next = Vec::new();
+        for (h0, l0) in &combos {
+            for (h, l) in hs.iter().zip(labels) {
+                let mut h1 = h0.clone();
+                h1.apply(h);
+                let mut l1 = l0.clone();
+                l1.push(l.clone());
+                next.push((h1, l1));
+            }
+        }
+        combos = next;
     }
-    let name = raw.name.clone().unwrap_or_else(|| {
-        Path::new(&src.file)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "sweep".into())
-    });
-    Ok(Plan {
-        name,
-        selection,
-        threads: raw.threads.as_ref().map(|t| *t.get_ref()),
-        slurm: raw.slurm.clone(),
-        jobs,
-    })
+    combos
+}
+
+/// What one job of a problem, method, grid combination and seed is.
+struct JobKey<'a> {
+    dataset: DatasetName,
+    problem: &'a str,
+    sources: &'a [u32],
+    target: u32,
+    method: MethodKind,
+    labels: &'a [String],
+    seed: u64,
+}
+
+/// The job `k` with settings `h`.
+fn make_job(k: &JobKey, h: &Hyper) -> Job {
+    let JobKey {
+        dataset,
+        problem,
+        target,
+        method,
+        labels,
+        seed,
+        ..
+    } = *k;
+    let sources = k.sources.to_vec();
+    let variant = labels.join(",");
+    let ws_noise = if method.info().uses_proportions {
+        h.ws_noise.filter(|n| *n > 0.0)
+    } else {
+        None
+    };
+    let id = crate::config::run_id(dataset.as_str(), method, &sources, target, labels, seed);
+    Job {
+        id,
+        dataset: dataset.as_str().to_string(),
+        problem: problem.to_string(),
+        sources: sources.clone(),
+        target,
+        method,
+        variant,
+        seed,
+        steps: h.steps.unwrap_or(defaults::STEPS),
+        batch_size: h.batch_size.unwrap_or(defaults::BATCH),
+        batch_division: h.batch_division,
+        lr: h.lr.unwrap_or(defaults::LR),
+        split_seed: h.split_seed.unwrap_or(0),
+        eval_every: h.eval_every.unwrap_or(defaults::EVAL_EVERY),
+        checkpoint_every: h.checkpoint_every,
+        ws_noise,
+        data_dir: h.data_dir.clone(),
+    }
 }
 
 fn check_hyper(cx: &Ctx, h: &RawHyper, key: &str) -> Result<(), SpecError> {

@@ -181,6 +181,9 @@ impl SweepDir {
                 // dataset, and the kernel choice.
                 want.data = saved.data.clone();
                 want.kernels = saved.kernels;
+                let want = want
+                    .check()
+                    .with_context(|| format!("checking job {}", job.id))?;
                 if saved != want {
                     bail!(
                         "{} was made with other settings than job {} of this spec (was the spec changed?); \
@@ -492,4 +495,16 @@ impl SweepDir {
         }
         out
     }
+}
+
+/// Reads, checks and expands a spec file.
+pub fn load_plan(path: &Path, only: Option<&[String]>) -> Result<(String, expand::Plan)> {
+    let (text, raw) = spec::read(path)?;
+    let src = spec::Source {
+        file: path.display().to_string(),
+        text: &text,
+    };
+    let mut ids = |d, dir: Option<&Path>| expand::dataset_domain_ids(d, dir);
+    let plan = expand::expand(&src, &raw, only, &mut ids)?;
+    Ok((text, plan))
 }

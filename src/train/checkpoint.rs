@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_nn::VarMap;
 
-use super::eval::RunResult;
 use super::optim::Optimizer;
+use super::result::RunResult;
 use super::TrainState;
-use crate::config::TrainConfig;
+use crate::config::{CheckedConfig, TrainConfig};
 use crate::problem::{Problem, SavedSplits};
 
 /// Weights at the end of training.
@@ -93,7 +93,7 @@ impl RunDir {
     }
 
     /// Reads config.toml.
-    pub fn read_config(&self) -> Result<TrainConfig> {
+    pub fn read_config(&self) -> Result<CheckedConfig> {
         read_config(&self.root)
     }
 
@@ -233,10 +233,14 @@ impl RunDir {
     }
 }
 
-/// Reads `config.toml` of the run in `dir`.
-pub fn read_config(dir: &Path) -> Result<TrainConfig> {
+/// Reads `config.toml` of the run in `dir` and checks it again (the file may have been
+/// edited since the run was created).
+pub fn read_config(dir: &Path) -> Result<CheckedConfig> {
     let path = dir.join("config.toml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    let cfg: TrainConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    cfg.check()
+        .with_context(|| format!("checking {}", path.display()))
 }

@@ -5,12 +5,12 @@ use std::path::Path;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, D};
-use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{RunDir, LAST};
+use super::result::{RuleResult, RunResult};
 use super::selection::RULES;
 use super::{build_method, TrainState};
-use crate::config::TrainConfig;
+use crate::config::CheckedConfig;
 use crate::methods::Method;
 use crate::metrics::{accuracy, Classification};
 use crate::problem::{PreparedDomain, Problem};
@@ -116,46 +116,9 @@ impl EvalSets {
     }
 }
 
-/// Test metrics of the weights chosen by one selection rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleResult {
-    /// Step of the chosen weights, numbered as metrics.csv numbers them (the reference's step
-    /// index: 0 = after the first update; runs with conventions 1: the update count).
-    pub step: usize,
-    /// Target-test accuracy, macro-F1, confusion matrix.
-    pub target_test: Classification,
-    /// Accuracy on all sources' test windows (0 when there are no sources).
-    pub source_test_accuracy: f64,
-    /// Source-validation accuracy of these weights.
-    pub source_valid_accuracy: f64,
-    /// Target-validation accuracy of these weights.
-    pub target_valid_accuracy: f64,
-}
-
-/// result.json: what a run achieved, per selection rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunResult {
-    /// Dataset name.
-    pub dataset: String,
-    /// Method name.
-    pub method: String,
-    /// Source domain ids.
-    pub sources: Vec<u32>,
-    /// Target domain id.
-    pub target: u32,
-    /// Seed.
-    pub seed: u64,
-    /// Steps trained (the configured `steps`; the run did `steps + 1` updates, as the reference).
-    pub steps: usize,
-    /// Class names (order of the confusion matrices).
-    pub classes: Vec<String>,
-    /// `last`, `best_source` (source validation) and `best_target` (oracle target validation).
-    pub selection: BTreeMap<String, RuleResult>,
-}
-
 /// Loads each selection rule's weights from the run directory and scores them.
 pub fn evaluate_run(
-    cfg: &TrainConfig,
+    cfg: &CheckedConfig,
     problem: &Problem,
     dir: &Path,
     state: &TrainState,
@@ -192,7 +155,7 @@ pub fn evaluate_run(
     }
     Ok(RunResult {
         dataset: cfg.dataset.clone(),
-        method: cfg.method.to_string(),
+        method: cfg.method.name.to_string(),
         sources: cfg.sources.clone(),
         target: cfg.target,
         seed: cfg.seed,

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod eval;
 pub mod metrics_log;
 pub mod optim;
+pub mod result;
 pub mod selection;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainConfig;
+use crate::config::{CheckedConfig, TrainConfig};
 use crate::data::batch::DomainStream;
 use crate::methods::{
     self, Batch, EpochHook, Every, Method, MethodSetup, Pool, PoolView, Slice, StepContext,
@@ -139,7 +140,7 @@ impl Timing {
 
 /// A run in progress.
 pub struct Trainer {
-    cfg: TrainConfig,
+    cfg: CheckedConfig,
     problem: Problem,
     dir: RunDir,
     varmap: VarMap,
@@ -171,45 +172,42 @@ fn pool_positions(problem: &Problem) -> Vec<std::collections::HashMap<usize, usi
         .collect()
 }
 
-fn method_setup(cfg: &TrainConfig, problem: &Problem) -> Result<MethodSetup> {
-    Ok(MethodSetup {
+fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
+    MethodSetup {
         channels: problem.channels,
         classes: problem.n_classes(),
         n_sources: problem.sources.len(),
-        given_proportions: cfg.target_proportions.clone(),
+        given_proportions: cfg.method.target_proportions.clone(),
         // The one target-label statistic a method may see, and only one that declares DA-WS.
         target_train_proportions: cfg
             .method
+            .name
             .info()
             .uses_proportions
             .then(|| problem.target_train_proportions()),
-        ws_noise: cfg.ws_noise,
+        ws_noise: cfg.method.ws_noise,
         seed: cfg.seed,
         kernels: cfg.kernels,
-        // Checked when the run was created; an edited config.toml is refused here, not ignored.
-        params: cfg
-            .method
-            .resolve_params(&cfg.method_params)
-            .map_err(anyhow::Error::msg)?,
-    })
+        // Complete and in range: `CheckedConfig` holds only checked settings.
+        params: cfg.method.params.clone(),
+    }
 }
 
 /// Builds the method with its variables, seeded initialisation applied.
-pub fn build_method(cfg: &TrainConfig, problem: &Problem) -> Result<(VarMap, Box<dyn Method>)> {
+pub fn build_method(cfg: &CheckedConfig, problem: &Problem) -> Result<(VarMap, Box<dyn Method>)> {
     let varmap = VarMap::new();
-    let method = methods::build(cfg.method, &method_setup(cfg, problem)?, &varmap)?;
+    let method = methods::build(cfg.method.name, &method_setup(cfg, problem), &varmap)?;
     crate::nn::glorot_init(&varmap, derive_seed(cfg.seed, SEED_INIT))?;
     Ok((varmap, method))
 }
 
 impl Trainer {
     /// Starts a fresh run in `out` (which must not already hold a run).
-    pub fn new(cfg: TrainConfig, problem: Problem, out: &Path) -> Result<Self> {
-        cfg.validate()?;
+    pub fn new(cfg: CheckedConfig, problem: Problem, out: &Path) -> Result<Self> {
         let dir = RunDir::create(out, &cfg, &problem)?;
         let (varmap, method) = build_method(&cfg, &problem)?;
         let groups = Self::optimisers(&cfg, &varmap, method.as_ref());
-        let needs = cfg.method.data_needs();
+        let needs = cfg.method.name.data_needs();
         let source_streams = if needs.sources {
             problem
                 .sources
@@ -322,7 +320,7 @@ impl Trainer {
     }
 
     /// The run's configuration.
-    pub fn config(&self) -> &TrainConfig {
+    pub fn config(&self) -> &CheckedConfig {
         &self.cfg
     }
 
@@ -374,7 +372,7 @@ impl Trainer {
             .cfg
             .batch_division
             .sizes(self.cfg.batch_size, self.problem.sources.len());
-        if self.cfg.method.data_needs().sources {
+        if self.cfg.method.name.data_needs().sources {
             (per_source, per_target)
         } else {
             // `target_only` trains on the target alone and takes the whole batch from it.
@@ -384,7 +382,7 @@ impl Trainer {
 
     /// The domain behind `pool`, if the method trains on it.
     fn pool_domain(&self, pool: Pool) -> Result<&crate::problem::PreparedDomain> {
-        let needs = self.cfg.method.data_needs();
+        let needs = self.cfg.method.name.data_needs();
         match pool {
             Pool::Labelled(i) if needs.sources && i < self.problem.sources.len() => {
                 Ok(&self.problem.sources[i])
@@ -392,7 +390,7 @@ impl Trainer {
             Pool::Unlabelled if needs.target != TargetUse::None => Ok(&self.problem.target),
             _ => anyhow::bail!(
                 "method {} asks for pool {pool:?}, which it does not train on",
-                self.cfg.method
+                self.cfg.method.name
             ),
         }
     }
@@ -450,7 +448,7 @@ impl Trainer {
 
     fn next_batch(&mut self) -> Result<Batch> {
         let (per_source, per_target) = self.rows_per_step();
-        let needs = self.cfg.method.data_needs();
+        let needs = self.cfg.method.name.data_needs();
         let mut sources = Vec::with_capacity(self.state.source_streams.len());
         for i in 0..self.state.source_streams.len() {
             let idx = self.state.source_streams[i].next_batch(per_source);
@@ -472,7 +470,7 @@ impl Trainer {
 
     /// Trains to the configured number of steps (or `stop_after`), evaluating, selecting and
     /// checkpointing on the way, then writes `result.json`. Returns the result.
-    pub fn run(&mut self, opts: RunOptions) -> Result<Option<eval::RunResult>> {
+    pub fn run(&mut self, opts: RunOptions) -> Result<Option<result::RunResult>> {
         let total = self.cfg.steps;
         let updates = self.cfg.updates();
         let bar = if opts.progress {
@@ -534,7 +532,7 @@ impl Trainer {
                 // `best_source` selects on the validation split of the domains the method
                 // trains on: for `target_only`, the target's own (the reference's
                 // `none --sources=<target>`).
-                let own = if self.cfg.method.data_needs().sources || self.cfg.conventions < 2 {
+                let own = if self.cfg.method.name.data_needs().sources || self.cfg.conventions < 2 {
                     src
                 } else {
                     tgt
@@ -627,25 +625,15 @@ fn step_on_this_thread(
     Ok((loss, out.scalars))
 }
 
-/// Where a run goes when `--out` is not given: `runs/<dataset>-<method>-<sources>-to-<target>-s<seed>`.
+/// Where a run goes when `--out` is not given: `runs/<run id>` ([`crate::config::run_id`]).
 pub fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
-    let sources = cfg
-        .sources
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join("_");
-    PathBuf::from("runs").join(format!(
-        "{}-{}-{}-to-{}-s{}",
-        cfg.dataset,
-        cfg.method.as_str(),
-        if sources.is_empty() {
-            "none".to_string()
-        } else {
-            sources
-        },
+    PathBuf::from("runs").join(crate::config::run_id(
+        &cfg.dataset,
+        cfg.method.name,
+        &cfg.sources,
         cfg.target,
-        cfg.seed
+        &[],
+        cfg.seed,
     ))
 }
 
@@ -721,10 +709,10 @@ mod tests {
         cfg.dataset = "synthetic".into();
         cfg.sources = vec![1, 2];
         cfg.target = 0;
-        cfg.method = method;
+        cfg.method = crate::config::MethodConfig::new(method);
         cfg.batch_size = 24;
         let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
-        Trainer::new(cfg, problem, dir).unwrap()
+        Trainer::new(cfg.check().unwrap(), problem, dir).unwrap()
     }
 
     #[test]
@@ -734,8 +722,8 @@ mod tests {
             let dir = tmp.join(method.as_str());
             let _ = std::fs::remove_dir_all(&dir);
             let mut t = synthetic_trainer(method, &dir);
-            t.cfg.steps = 2;
-            t.cfg.eval_every = 1;
+            t.cfg.edit().steps = 2;
+            t.cfg.edit().eval_every = 1;
             // What the method actually logs in a step.
             t.epoch_boundary().unwrap();
             let batch = t.next_batch().unwrap();
@@ -779,9 +767,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&tmp);
         let run = |dir: &Path, stop: Option<usize>| {
             let mut t = synthetic_trainer(probe, dir);
-            t.cfg.steps = 30;
-            t.cfg.eval_every = 10;
-            t.cfg.checkpoint_every = 5;
+            t.cfg.edit().steps = 30;
+            t.cfg.edit().eval_every = 10;
+            t.cfg.edit().checkpoint_every = 5;
             std::fs::write(dir.join("config.toml"), toml::to_string(&t.cfg).unwrap()).unwrap();
             t.run(RunOptions {
                 stop_after: stop,
@@ -844,28 +832,34 @@ mod tests {
     }
 
     #[test]
-    fn an_edited_method_parameter_is_refused_when_the_method_is_built() {
+    fn an_edited_method_parameter_is_refused_when_the_run_is_reopened() {
         // config.toml is checked when a run starts; one edited afterwards (resume, eval) must
         // not slip its value past the check.
-        let ds = generate(&SyntheticConfig {
-            domains: 3,
-            windows_per_class: 20,
-            ..Default::default()
-        });
-        let mut cfg = crate::config::tests::cfg();
-        cfg.sources = vec![1, 2];
-        cfg.target = 0;
-        cfg.method = MethodKind::parse("coral").expect("coral is registered");
-        cfg.method_params = [("coral_weight".to_string(), -1.0)].into();
-        let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
-        let err = build_method(&cfg, &problem)
-            .err()
-            .expect("refused")
-            .to_string();
+        let tmp = std::env::temp_dir().join(format!("codats-edited-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let coral = MethodKind::parse("coral").expect("coral is registered");
+        let t = synthetic_trainer(coral, &tmp);
+        let path = tmp.join("config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            err.starts_with("--param coral_weight=-1: must be a number in [0, "),
+            text.contains("[method]\nname = \"coral\"\ncoral_weight = 1.0\n"),
+            "{text}"
+        );
+        std::fs::write(
+            &path,
+            text.replace("coral_weight = 1.0", "coral_weight = -1.0"),
+        )
+        .unwrap();
+        let err = format!("{:#}", checkpoint::read_config(&tmp).unwrap_err());
+        assert!(
+            err.starts_with(&format!(
+                "checking {}: --param coral_weight=-1: must be a number in [0, ",
+                path.display()
+            )),
             "{err}"
         );
+        drop(t);
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 
     #[test]

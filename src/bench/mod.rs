@@ -23,6 +23,9 @@ use crate::methods::{self, Batch, MethodKind, MethodSetup, Slice, StepContext};
 use crate::nn::Kernels;
 use crate::train::{train_step, Trainer};
 
+pub mod compare;
+pub mod loaders;
+
 /// UCI HAR window shape and classes (the benchmark's input).
 pub const CHANNELS: usize = 9;
 /// Samples per window.
@@ -310,7 +313,7 @@ fn bench_config(o: One) -> TrainConfig {
         data_dir: None,
         sources: (1..=o.sources as u32).collect(),
         target: 0,
-        method: MethodKind::CODATS,
+        method: crate::config::MethodConfig::new(MethodKind::CODATS),
         steps: o.steps,
         batch_size: o.batch,
         batch_division: BatchDivision::All,
@@ -319,11 +322,8 @@ fn bench_config(o: One) -> TrainConfig {
         split_seed: 0,
         eval_every: 1,
         checkpoint_every: 1,
-        method_params: Default::default(),
-        target_proportions: None,
         threads: o.threads,
         kernels: o.kernels,
-        ws_noise: None,
         data: Default::default(),
         conventions: crate::config::CONVENTIONS,
         code_version: code_version(),

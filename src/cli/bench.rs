@@ -1,0 +1,101 @@
+//! `codats bench`: the training step beside the PyTorch anchor, inference, GEMM and loading.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::set_threads;
+use crate::nn::Kernels;
+
+/// `codats bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example (side by side with the PyTorch anchor, same run, same threads):\n  \
+codats bench --batch 128,512 --sources 3 --threads 1,2 --rounds 3 --torch-python /tmp/torch-venv/bin/python\n\n\
+Each configuration runs in its own process; --json prints one JSON line per configuration with\n\
+samples_per_s and ms_per_step (and GFLOP/s of the convolution work, peak RSS, phases_ms, and\n\
+rounds_ms with every round's time), plus one ratio line per (batch, threads) with the anchor."
+)]
+pub struct BenchArgs {
+    /// Total samples per step over all domains (comma list); divided evenly over sources + target.
+    #[arg(long, value_delimiter = ',', default_values_t = [128usize, 512])]
+    pub batch: Vec<usize>,
+    /// Number of source domains (the target adds one more).
+    #[arg(long, default_value_t = 3)]
+    pub sources: usize,
+    /// Thread counts to measure (comma list).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize])]
+    pub threads: Vec<usize>,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// FCN implementations to time (comma list: fast, candle).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kernels::Fast])]
+    pub kernels: Vec<Kernels>,
+    /// Print one JSON line per configuration instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Python interpreter with torch installed: also run the PyTorch anchor with the same settings.
+    #[arg(long)]
+    pub torch_python: Option<PathBuf>,
+    /// The PyTorch anchor script.
+    #[arg(long, default_value_os_t = crate::bench::default_anchor())]
+    pub anchor: PathBuf,
+    /// UCI HAR folder for the load-time measurement (default: the usual data lookup).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Skip the inference, GEMM and load measurements.
+    #[arg(long)]
+    pub train_only: bool,
+    /// Measure each training configuration this many times, codats and PyTorch in turn (who goes
+    /// first alternates); rows show the median round, the ratio is the median of the rounds'
+    /// back-to-back ratios. Shared machines drift by ±15 % within seconds: use 3 or more.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Also print where the training step's time goes (forward, backward, optimiser, and the
+    /// fast kernels' convolutions, batch-norm passes and domain head), in ms per step.
+    #[arg(long)]
+    pub phases: bool,
+    /// Internal: measure one configuration in this process and print its JSON line.
+    #[arg(long, hide = true, value_enum)]
+    pub one: Option<crate::bench::What>,
+}
+
+/// Runs `codats bench`.
+pub fn run(a: BenchArgs) -> Result<()> {
+    use crate::bench::{self, One};
+    if let Some(what) = a.one {
+        let threads = a.threads.first().copied().unwrap_or(1);
+        set_threads(threads, a.kernels.first().copied().unwrap_or_default());
+        let m = bench::run_one(One {
+            what,
+            batch: a.batch.first().copied().unwrap_or(128),
+            sources: a.sources,
+            threads,
+            steps: a.steps,
+            warmup: a.warmup,
+            kernels: a.kernels.first().copied().unwrap_or_default(),
+        })?;
+        println!("{}", serde_json::to_string(&m)?);
+        return Ok(());
+    }
+    crate::bench::compare::run(&crate::bench::compare::Compare {
+        batch: a.batch,
+        sources: a.sources,
+        threads: a.threads,
+        steps: a.steps,
+        warmup: a.warmup,
+        kernels: a.kernels,
+        json: a.json,
+        torch_python: a.torch_python,
+        anchor: a.anchor,
+        data_dir: a.data_dir,
+        train_only: a.train_only,
+        rounds: a.rounds,
+        phases: a.phases,
+    })
+}

@@ -1,0 +1,234 @@
+//! `codats train`: one run, or the continuation of an interrupted one.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{at_least_one, available_threads, parse_param, set_threads, DataArgs};
+use crate::config::{code_version, defaults, MethodConfig, TrainConfig};
+use crate::data::batch::BatchDivision;
+use crate::data::registry::{self, DatasetName};
+use crate::methods::MethodKind;
+use crate::nn::Kernels;
+use crate::problem::{describe_ids, Problem};
+use crate::train::{self, RunOptions, Trainer};
+
+/// `codats train`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  codats train --dataset ucihar --sources 1,3,5 --target 7 --method codats --steps 3000\n\n\
+Data: --data-dir DIR, else $CODATS_DATA_DIR/<dataset>/, else the user cache; a missing archive is\n\
+downloaded (verified) unless --offline."
+)]
+pub struct TrainArgs {
+    /// Dataset name (`codats datasets list`); default: synthetic, which needs no data.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
+    /// Source domain ids, comma separated (UCI HAR: subjects 1..30). `target_only` does not
+    /// train on them, but still reports its accuracy on their test windows.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub sources: Vec<u32>,
+    /// Target domain id.
+    #[arg(long, required_unless_present = "resume")]
+    pub target: Option<u32>,
+    /// Training method (every registered method is listed below).
+    #[arg(long, value_enum, default_value_t = MethodKind::CODATS)]
+    pub method: MethodKind,
+    /// Training steps (the paper used 30000).
+    #[arg(long, default_value_t = defaults::STEPS)]
+    pub steps: usize,
+    /// Total batch size per step, divided over domains by --batch-division.
+    #[arg(long, default_value_t = defaults::BATCH)]
+    pub batch_size: usize,
+    /// all: batch / (sources + 1) per domain; sources: batch / sources per source, whole batch of
+    /// target; none: whole batch each. Default: `sources` for codats_ws, else `all`.
+    #[arg(long, value_enum)]
+    pub batch_division: Option<BatchDivision>,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = defaults::LR)]
+    pub lr: f64,
+    /// Seed for initialisation, batching and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seed of the per-domain train/valid/test splits.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Evaluate on source and target validation every N steps.
+    #[arg(long, default_value_t = defaults::EVAL_EVERY)]
+    pub eval_every: usize,
+    /// Write a resumable checkpoint every N steps (default: --eval-every).
+    #[arg(long, value_parser = at_least_one)]
+    pub checkpoint_every: Option<usize>,
+    /// DA-WS: known target label proportions, one per class, summing to 1 (default: the
+    /// target's train-split proportions, simulating reported proportions).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub target_proportions: Option<Vec<f64>>,
+    /// DA-WS: perturb the target proportions by this total amount (L1 distance, e.g. 0.1) and
+    /// renormalise, to measure robustness to wrong proportions (deterministic from --seed).
+    #[arg(long)]
+    pub ws_noise: Option<f64>,
+    /// A hyper-parameter of the method, as NAME=VALUE (repeatable; e.g. `--param coral_weight=0.5`).
+    /// Each method's parameters and their paper defaults: `codats methods`; config.toml saves
+    /// every one in its [method] table.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, f64)>,
+    /// Run directory (default: runs/<dataset>-<method>-<sources>-to-<target>-s<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in --out from its last checkpoint (its config.toml decides
+    /// everything else).
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    /// Folder holding this dataset's files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Never download; fail if the data is missing.
+    #[arg(long)]
+    pub offline: bool,
+    /// CPU threads for tensor kernels (default: all cores).
+    #[arg(long, value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// FCN implementation: fast (hand-written CPU kernels) or candle (plain candle ops, the reference).
+    #[arg(long, value_enum, default_value_t = Kernels::Fast)]
+    pub kernels: Kernels,
+    /// No progress bar or log lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Stop after N steps without a final checkpoint, as if killed (for testing --resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// Runs `codats train`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let progress = !a.quiet;
+    if a.resume {
+        let out = a.out.context("--resume needs --out RUN_DIR")?;
+        let cfg = train::checkpoint::read_config(&out)?;
+        set_threads(cfg.threads, cfg.kernels);
+        let dataset = registry::load_for_run(
+            DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
+            cfg.data_dir.as_deref(),
+            a.offline,
+            a.quiet,
+            &cfg.data,
+            a.data.no_cache,
+        )?;
+        let problem = Problem::for_run(&dataset, &cfg)?;
+        let mut trainer = Trainer::resume(problem, &out)?;
+        if progress {
+            eprintln!(
+                "resuming {} after {} of {} updates",
+                out.display(),
+                trainer.step(),
+                cfg.updates()
+            );
+        }
+        return finish(
+            trainer.run(RunOptions {
+                progress,
+                log_lines: progress,
+                stop_after: a.stop_after,
+            })?,
+            &out,
+        );
+    }
+    let dataset = a.dataset.unwrap_or(DatasetName::Synthetic);
+    let Some(target) = a.target else {
+        anyhow::bail!("--target is required unless --resume is given");
+    };
+    let threads = a.threads.unwrap_or_else(available_threads).max(1);
+    set_threads(threads, a.kernels);
+    let cfg = TrainConfig {
+        dataset: dataset.as_str().to_string(),
+        data_dir: a.data_dir.clone(),
+        sources: a.sources.clone(),
+        target,
+        steps: a.steps,
+        batch_size: a.batch_size,
+        batch_division: a
+            .batch_division
+            .unwrap_or(a.method.default_batch_division()),
+        lr: a.lr,
+        seed: a.seed,
+        split_seed: a.split_seed,
+        eval_every: a.eval_every,
+        checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every),
+        threads,
+        kernels: a.kernels,
+        code_version: code_version(),
+        conventions: crate::config::CONVENTIONS,
+        method: MethodConfig {
+            name: a.method,
+            target_proportions: a.target_proportions.clone(),
+            ws_noise: a.ws_noise,
+            params: a.params.iter().cloned().collect(),
+        },
+        data: a.data.options(dataset)?,
+    }
+    .check()?;
+    let dataset = registry::load_for_run(
+        dataset,
+        a.data_dir.as_deref(),
+        a.offline,
+        a.quiet,
+        &cfg.data,
+        a.data.no_cache,
+    )?;
+    if let Some(p) = &cfg.method.target_proportions {
+        TrainConfig::check_proportions(p, dataset.n_classes())?;
+    }
+    let problem = Problem::for_run(&dataset, &cfg)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| train::default_run_dir(&cfg));
+    let mut trainer = Trainer::new(cfg, problem, &out)?;
+    if progress {
+        let c = trainer.config();
+        eprintln!(
+            "training {} on {}: sources {} -> target {}, {} steps, batch {} ({}), {} threads -> {}",
+            c.method.name,
+            c.dataset,
+            if c.sources.is_empty() {
+                "-".to_string()
+            } else {
+                describe_ids(&c.sources)
+            },
+            c.target,
+            c.steps,
+            c.batch_size,
+            c.batch_division.as_str(),
+            c.threads,
+            out.display()
+        );
+    }
+    let result = trainer.run(RunOptions {
+        progress,
+        log_lines: progress,
+        stop_after: a.stop_after,
+    })?;
+    if progress {
+        eprintln!("{}", trainer.timing().summary());
+    }
+    finish(result, &out)
+}
+
+fn finish(result: Option<train::result::RunResult>, out: &std::path::Path) -> Result<()> {
+    match result {
+        None => {
+            eprintln!(
+                "stopped early; continue with `codats train --resume --out {}`",
+                out.display()
+            );
+        }
+        Some(r) => {
+            println!("{}", r.summary());
+            println!("run directory: {}", out.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! result.json: what a run achieved, per selection rule (written by the trainer and `codats
+//! eval`, read by sweeps and reports).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Classification;
+
+/// Test metrics of the weights chosen by one selection rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleResult {
+    /// Step of the chosen weights, numbered as metrics.csv numbers them (the reference's step
+    /// index: 0 = after the first update; runs with conventions 1: the update count).
+    pub step: usize,
+    /// Target-test accuracy, macro-F1, confusion matrix.
+    pub target_test: Classification,
+    /// Accuracy on all sources' test windows (0 when there are no sources).
+    pub source_test_accuracy: f64,
+    /// Source-validation accuracy of these weights.
+    pub source_valid_accuracy: f64,
+    /// Target-validation accuracy of these weights.
+    pub target_valid_accuracy: f64,
+}
+
+/// result.json: what a run achieved, per selection rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Dataset name.
+    pub dataset: String,
+    /// Method name.
+    pub method: String,
+    /// Source domain ids.
+    pub sources: Vec<u32>,
+    /// Target domain id.
+    pub target: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Steps trained (the configured `steps`; the run did `steps + 1` updates, as the reference).
+    pub steps: usize,
+    /// Class names (order of the confusion matrices).
+    pub classes: Vec<String>,
+    /// `last`, `best_source` (source validation) and `best_target` (oracle target validation).
+    pub selection: BTreeMap<String, RuleResult>,
+}
+
+impl RunResult {
+    /// One line per selection rule: target-test accuracy and macro-F1, source-test accuracy.
+    pub fn summary(&self) -> String {
+        let r = self;
+        let mut lines = vec![format!(
+            "{} {} sources [{}] -> target {}, {} steps",
+            r.dataset,
+            r.method,
+            r.sources
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            r.target,
+            r.steps
+        )];
+        for (rule, res) in &r.selection {
+            lines.push(format!(
+                "  {rule:<12} (step {:>6}): target-test accuracy {:.2}%  macro-F1 {:.3}  source-test accuracy {:.2}%",
+                res.step,
+                100.0 * res.target_test.accuracy,
+                res.target_test.macro_f1,
+                100.0 * res.source_test_accuracy
+            ));
+        }
+        lines.join("\n")
+    }
+}
