@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 
 use crate::data::batch::BatchDivision;
 
-pub mod align;
-pub mod codats;
-pub mod coral;
+pub mod da;
 pub mod ema;
-pub mod mmd;
 #[cfg(test)]
 pub(crate) mod probe;
-pub mod supervised;
+
+use da::{codats, coral, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,

@@ -6,8 +6,8 @@ use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::align::Aligned;
-use super::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
 use crate::data::batch::BatchDivision;
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
 
 /// MMD's registry entry.
 pub const MMD: MethodInfo = MethodInfo {

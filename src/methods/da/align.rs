@@ -5,8 +5,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{Batch, Method, MethodKind, MethodSetup, StepContext, StepOutput};
 use crate::losses::cross_entropy;
+use crate::methods::{Batch, Method, MethodKind, MethodSetup, StepContext, StepOutput};
 use crate::nn::CodatsModel;
 
 /// A distance between source features `[n_s, d]` and target features `[n_t, d]` (a scalar).
@@ -56,8 +56,8 @@ impl Method for Aligned {
         let target = batch.target.as_ref().ok_or_else(|| {
             candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
         })?;
-        let sources: Vec<&super::Slice> = batch.sources.iter().collect();
-        let (xs, ys) = super::concat(&sources)?;
+        let sources: Vec<&crate::methods::Slice> = batch.sources.iter().collect();
+        let (xs, ys) = crate::methods::concat(&sources)?;
         let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
         let n_src = xs.dim(0)?;
         let n_tgt = target.x.dim(0)?;

@@ -4,12 +4,12 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{
+use crate::data::batch::BatchDivision;
+use crate::losses::cross_entropy;
+use crate::methods::{
     concat, Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Slice, StepContext,
     StepOutput, TargetUse,
 };
-use crate::data::batch::BatchDivision;
-use crate::losses::cross_entropy;
 use crate::nn::CodatsModel;
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {

@@ -4,12 +4,12 @@
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{
+use crate::data::batch::BatchDivision;
+use crate::losses::{cross_entropy, weak_supervision_kl};
+use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, ParamGroup, StepContext,
     StepOutput, TargetUse,
 };
-use crate::data::batch::BatchDivision;
-use crate::losses::{cross_entropy, weak_supervision_kl};
 use crate::nn::{grl_lambda, CodatsModel};
 
 const ADAPTS: DataNeeds = DataNeeds {

@@ -5,8 +5,8 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::align::Aligned;
-use super::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
 use crate::data::batch::BatchDivision;
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
 
 /// Deep CORAL's registry entry.
 pub const CORAL: MethodInfo = MethodInfo {

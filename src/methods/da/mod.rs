@@ -1,0 +1,17 @@
+//! Domain adaptation methods (and their bounds) on the time-series FCN: one file per method,
+//! each registered once in [`crate::methods::REGISTRY`].
+//!
+//! | file | methods |
+//! |---|---|
+//! | [`supervised`] | `none` (source only), `target_only` (train on target) |
+//! | [`codats`] | `codats`, `codats_ws` (Wilson et al., KDD 2020) |
+//! | [`coral`] | `coral` (Deep CORAL, Sun & Saenko 2016) |
+//! | [`mmd`] | `mmd` (DDC-style multi-kernel MMD) |
+//!
+//! [`align`] is what the feature-alignment methods (CORAL, MMD) share.
+
+pub mod align;
+pub mod codats;
+pub mod coral;
+pub mod mmd;
+pub mod supervised;
