@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::formats::synthetic::SyntheticConfig;
+use super::generate::SyntheticConfig;
 use super::spec::DatasetSpec;
 use super::window::WindowSpec;
 use super::DataError;
@@ -38,7 +38,7 @@ pub enum LoaderKind {
     Hapt,
     /// The user's CSV/Parquet ([`super::formats::tabular`]).
     Tabular,
-    /// Generated ([`super::formats::synthetic`]).
+    /// Generated ([`super::generate`]).
     Synthetic,
 }
 

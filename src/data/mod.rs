@@ -16,6 +16,7 @@ pub mod describe;
 pub mod download;
 pub mod error;
 pub mod formats;
+pub mod generate;
 pub mod location;
 pub(crate) mod parse;
 pub mod plot;
