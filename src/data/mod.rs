@@ -15,6 +15,7 @@ pub mod card;
 pub mod download;
 pub mod error;
 pub mod formats;
+pub mod images;
 pub mod location;
 pub(crate) mod parse;
 pub mod plot;
