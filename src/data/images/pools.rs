@@ -173,7 +173,7 @@ pub fn stratified_split(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::temp_dir;
+    use super::super::test_util::{shared_data, temp_dir};
     use super::*;
 
     /// 3 classes with 10, 7 and 5 images, interleaved.
@@ -281,5 +281,28 @@ mod tests {
             e.to_string(),
             "test fraction 1 is not in the open interval (0, 1)"
         );
+    }
+
+    #[test]
+    fn real_mnist_test_set_splits_into_balanced_pools() {
+        let Some(dir) = shared_data("mnist") else {
+            return;
+        };
+        let test = super::super::idx::load_mnist(&dir)
+            .expect("the shared MNIST files load")
+            .test;
+        let split = stratified_split(&test.labels, test.n_classes(), 0.2, 0).expect("splits");
+        assert_eq!((split.train.len(), split.test.len()), (8000, 2000));
+        let train = test.subset(&split.train).expect("in range");
+        let pools = Pools::draw(&train.labels, &train.classes, 4, Some(1000), 0).expect("draws");
+        assert_eq!(
+            (pools.labelled.len(), pools.unlabelled.len(), pools.n_total),
+            (40, 1000, 8000)
+        );
+        let counts = train
+            .subset(&pools.labelled)
+            .expect("in range")
+            .class_counts();
+        assert_eq!(counts, vec![4; 10]);
     }
 }
