@@ -9,6 +9,7 @@
 //! A [`Dataset`] is a set of domains (participants); each domain holds windows `[n, channels, length]`
 //! (row-major f32) and class labels `0..n_classes`.
 
+pub mod augment;
 pub mod batch;
 pub mod cache;
 pub mod card;
@@ -17,6 +18,7 @@ pub mod download;
 pub mod error;
 pub mod formats;
 pub mod generate;
+pub mod images;
 pub mod location;
 pub(crate) mod parse;
 pub mod plot;
