@@ -154,7 +154,7 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
     let cfg = String::from_utf8(read(&a.join("config.toml"))).expect("utf-8");
     assert!(
         cfg.contains("seed = 7")
-            && cfg.contains("method = \"codats_ws\"")
+            && cfg.contains("[method]\nname = \"codats_ws\"")
             && cfg.contains("code_version"),
         "{cfg}"
     );
