@@ -80,7 +80,11 @@ fn list_names_every_dataset_and_whether_its_files_are_found() {
             ("uwave", "missing"),
             ("ucihapt", "found"),
             ("tabular", "missing"),
-            ("synthetic", "built-in")
+            ("synthetic", "built-in"),
+            ("mnist", "found"),
+            ("digits", "found"),
+            ("cifar10", "missing"),
+            ("image_folder", "missing")
         ]
     );
 }
@@ -594,4 +598,52 @@ fn download_and_verify_check_the_archive() {
     ok(&["datasets", "info", "ucihapt"], &root, &cache);
     let out = ok(&["datasets", "cache", "clear", "ucihapt"], &root, &cache);
     assert!(out.starts_with("removed 1 cache entries"), "{out}");
+}
+
+#[test]
+fn image_datasets_are_listed_and_described() {
+    let tmp = TempDir::new("cli-images");
+    let root = common::real_data_root();
+    let cache = tmp.path().join("cache");
+    let list = ok(&["datasets", "list"], &root, &cache);
+    assert!(
+        list.contains("\nmnist        found    MNIST handwritten digits"),
+        "{list}"
+    );
+    assert!(list.contains("\ndigits       found    "), "{list}");
+    assert!(list.contains("\ncifar10      missing  "), "{list}");
+    let info = ok(&["datasets", "info", "mnist"], &root, &cache);
+    assert!(
+        info.starts_with("mnist: 10 classes, images 28x28x1 (height x width x channels)\n"),
+        "{info}"
+    );
+    assert!(info.contains("note: the 60 000 training images"), "{info}");
+    assert!(
+        info.contains(
+            " images   10000    980  1135  1032  1010   982   892   958  1028   974  1009"
+        ),
+        "{info}"
+    );
+    let digits = ok(&["datasets", "info", "digits"], &root, &cache);
+    assert!(digits.contains(" images    1797    178   182 "), "{digits}");
+    // A CIFAR-10 folder without its batches, and a name that is no dataset.
+    let empty = tmp.path().join("cifar");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let (code, _, err) = run(
+        &["datasets", "info", "cifar10", "--data-dir", s(&empty)],
+        &root,
+        &cache,
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        format!("error: {}: data_batch_1.bin not found", empty.display())
+    );
+    let (code, _, err) = run(&["datasets", "info", "mnsit"], &root, &cache, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown dataset \"mnsit\"; valid datasets: ucihar, ucihhar, wisdm_ar, wisdm_at, uwave, ucihapt, tabular, synthetic; image datasets: mnist, digits, cifar10, image_folder"),
+        "{err}"
+    );
 }

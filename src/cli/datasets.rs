@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::DataArgs;
+use crate::data::images::catalog::{self, ImageDataset};
 use crate::data::registry::{self, DatasetName, LoadOptions};
 use crate::data::{cache, card::Card, plot, source};
 
@@ -53,9 +54,10 @@ pub enum DatasetsCommand {
 /// `codats datasets info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Dataset name.
-    #[arg(value_enum)]
-    pub name: DatasetName,
+    /// Dataset name: a sensor dataset or an image dataset (mnist, digits, cifar10,
+    /// image_folder); `codats datasets list` shows them all.
+    #[arg(value_parser = parse_any)]
+    pub name: AnyDataset,
     /// Folder (or file) holding this dataset's files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -119,7 +121,16 @@ pub fn run(c: DatasetsCommand) -> Result<()> {
                         Err(_) => "missing",
                     },
                 };
-                println!("{:<10} {status:<8} {}", d.as_str(), card.summary);
+                println!("{:<12} {status:<8} {}", d.as_str(), card.summary);
+            }
+            for d in ImageDataset::ALL {
+                let dir = d.dir(data_dir.as_ref().map(|r| r.join(d.folder())).as_deref());
+                let status = if catalog::found(d, &dir) {
+                    "found"
+                } else {
+                    "missing"
+                };
+                println!("{:<12} {status:<8} {}", d.as_str(), d.summary());
             }
             Ok(())
         }
@@ -157,13 +168,47 @@ pub fn run(c: DatasetsCommand) -> Result<()> {
     }
 }
 
+/// A sensor or an image dataset name.
+#[derive(Debug, Clone, Copy)]
+pub enum AnyDataset {
+    /// Per-participant sensor windows.
+    Sensor(DatasetName),
+    /// Images.
+    Image(ImageDataset),
+}
+
+fn parse_any(name: &str) -> std::result::Result<AnyDataset, String> {
+    if let Some(d) = ImageDataset::parse(name) {
+        return Ok(AnyDataset::Image(d));
+    }
+    DatasetName::parse(name)
+        .map(AnyDataset::Sensor)
+        .map_err(|e| {
+            let images: Vec<&str> = ImageDataset::ALL.iter().map(|d| d.as_str()).collect();
+            format!("{e}; image datasets: {}", images.join(", "))
+        })
+}
+
 fn info(a: InfoArgs) -> Result<()> {
-    let data = a.data.options(a.name)?;
+    let name = match a.name {
+        AnyDataset::Sensor(n) => n,
+        AnyDataset::Image(d) => {
+            let dir = d.dir(a.data_dir.as_deref());
+            let data = catalog::load(d, &dir, &catalog::default_folder_options())?;
+            print!("{}", data.describe());
+            return Ok(());
+        }
+    };
+    let a = InfoArgs {
+        name: AnyDataset::Sensor(name),
+        ..a
+    };
+    let data = a.data.options(name)?;
     let mut opts = LoadOptions::new(a.data_dir.as_deref(), true, false, data);
     if a.data.no_cache {
         opts.cache = None;
     }
-    let l = registry::open(a.name, &opts)?;
+    let l = registry::open(name, &opts)?;
     print!("{}", l.describe());
     if let Some(path) = &a.plot {
         plot::class_balance(&l.dataset, path)?;

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
+pub mod catalog;
 pub mod cifar;
 pub mod digits;
 pub mod folder;
