@@ -15,7 +15,7 @@ pub mod ema;
 #[cfg(test)]
 pub(crate) mod probe;
 
-use da::{codats, coral, mmd, supervised};
+use da::{codats, coral, dann_gs, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -66,6 +66,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     supervised::TARGET_ONLY,
     coral::CORAL,
     mmd::MMD,
+    dann_gs::DANN_GS,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,

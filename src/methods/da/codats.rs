@@ -94,18 +94,42 @@ pub fn perturb_proportions(p: &[f64], noise: f64, seed: u64) -> Vec<f64> {
     moved.iter().map(|v| v / sum).collect()
 }
 
-/// CoDATS / CoDATS-WS.
+/// How the domain head tells domains apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainHead {
+    /// One class per domain: target 0, source i → i + 1 (CoDATS).
+    PerDomain,
+    /// Two classes: target 0, every source 1 (DANN over grouped sources, `dann_gs`).
+    Grouped,
+}
+
+/// CoDATS / CoDATS-WS, and DANN-GS (the same network with a source-vs-target domain head).
 pub struct Codats {
     kind: MethodKind,
     model: CodatsModel,
     proportions: Option<Tensor>,
+    head: DomainHead,
 }
 
 impl Codats {
     /// Builds `codats` or `codats_ws` (a method that uses proportions needs
     /// `setup.target_proportions`).
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
-        let cfg = setup.model_config(Some(setup.n_sources + 1));
+        Self::with_head(kind, setup, vb, DomainHead::PerDomain)
+    }
+
+    /// Builds it with domain head `head`.
+    pub fn with_head(
+        kind: MethodKind,
+        setup: &MethodSetup,
+        vb: VarBuilder,
+        head: DomainHead,
+    ) -> Result<Self> {
+        let domains = match head {
+            DomainHead::PerDomain => setup.n_sources + 1,
+            DomainHead::Grouped => 2,
+        };
+        let cfg = setup.model_config(Some(domains));
         let proportions = match (kind.info().uses_proportions, ws_proportions(setup)) {
             (true, Some(p)) => {
                 let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();
@@ -118,6 +142,7 @@ impl Codats {
             kind,
             model: CodatsModel::new(cfg, vb)?,
             proportions,
+            head,
         })
     }
 }
@@ -129,6 +154,13 @@ pub fn domain_labels(sizes: &[usize], n_target: usize) -> Vec<u32> {
     for (i, &n) in sizes.iter().enumerate() {
         labels.extend(std::iter::repeat_n(i as u32 + 1, n));
     }
+    labels.extend(std::iter::repeat_n(0u32, n_target));
+    labels
+}
+
+/// Domain labels of the same layout for a source-vs-target head: every source row 1, target 0.
+pub fn grouped_domain_labels(sizes: &[usize], n_target: usize) -> Vec<u32> {
+    let mut labels = vec![1u32; sizes.iter().sum()];
     labels.extend(std::iter::repeat_n(0u32, n_target));
     labels
 }
@@ -147,10 +179,9 @@ impl Method for Codats {
     }
 
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch
-            .target
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::Msg("codats needs a target slice".into()))?;
+        let target = batch.target.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
+        })?;
         let dev = Device::Cpu;
         // One forward pass over [source_1 .. source_n, target].
         let mut xs: Vec<&Tensor> = batch.sources.iter().map(|s| &s.x).collect();
@@ -167,7 +198,10 @@ impl Method for Codats {
             .iter()
             .map(|s| s.x.dim(0))
             .collect::<Result<Vec<usize>>>()?;
-        let domain_labels = domain_labels(&sizes, n_tgt);
+        let domain_labels = match self.head {
+            DomainHead::PerDomain => domain_labels(&sizes, n_tgt),
+            DomainHead::Grouped => grouped_domain_labels(&sizes, n_tgt),
+        };
         let mut ys: Vec<&Tensor> = Vec::new();
         for s in &batch.sources {
             ys.push(

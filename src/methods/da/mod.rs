@@ -6,6 +6,7 @@
 //! | [`supervised`] | `none` (source only), `target_only` (train on target) |
 //! | [`codats`] | `codats`, `codats_ws` (Wilson et al., KDD 2020) |
 //! | [`coral`] | `coral` (Deep CORAL, Sun & Saenko 2016) |
+//! | [`dann_gs`] | `dann_gs` (DANN over grouped sources, the CoDATS paper's baseline) |
 //! | [`mmd`] | `mmd` (DDC-style multi-kernel MMD) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD) share.
@@ -13,5 +14,6 @@
 pub mod align;
 pub mod codats;
 pub mod coral;
+pub mod dann_gs;
 pub mod mmd;
 pub mod supervised;
