@@ -57,21 +57,44 @@ impl EvalSet {
 
     /// Predicted classes of every window (eval mode, in chunks).
     pub fn predict(&self, method: &dyn Method) -> Result<Vec<u32>> {
+        Ok(self.predict_with_loss(method)?.0)
+    }
+
+    /// Predicted classes and the mean cross-entropy of the true labels (eval mode, in chunks;
+    /// 0 for an empty set).
+    pub fn predict_with_loss(&self, method: &dyn Method) -> Result<(Vec<u32>, f64)> {
         let n = self.y.len();
         let mut out = Vec::with_capacity(n);
+        let mut nll = 0.0f64;
         let mut start = 0;
         while start < n {
             let len = EVAL_CHUNK.min(n - start);
             let logits = method.predict(&self.x.narrow(0, start, len)?)?;
             out.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+            for (row, &y) in logits.to_vec2::<f32>()?.iter().zip(&self.y[start..]) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&v| (v as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                nll += lse - row[y as usize] as f64;
+            }
             start += len;
         }
-        Ok(out)
+        Ok((out, if n == 0 { 0.0 } else { nll / n as f64 }))
     }
 
     /// Accuracy of `method` on this set.
     pub fn accuracy(&self, method: &dyn Method) -> Result<f64> {
         Ok(accuracy(&self.y, &self.predict(method)?))
+    }
+
+    /// Accuracy and mean cross-entropy of `method` on this set, from one pass.
+    pub fn accuracy_and_loss(&self, method: &dyn Method) -> Result<(f64, f64)> {
+        let (pred, loss) = self.predict_with_loss(method)?;
+        Ok((accuracy(&self.y, &pred), loss))
     }
 }
 
@@ -104,10 +127,20 @@ impl EvalSets {
 
     /// Source-validation accuracy (NaN-free: 0 when the method uses no sources).
     pub fn source_valid_accuracy(&self, method: &dyn Method) -> Result<f64> {
+        Ok(self.source_valid_scores(method)?.0)
+    }
+
+    /// Source-validation accuracy and mean cross-entropy (both 0 without sources).
+    pub fn source_valid_scores(&self, method: &dyn Method) -> Result<(f64, f64)> {
         if self.source_valid.y.is_empty() {
-            return Ok(0.0);
+            return Ok((0.0, 0.0));
         }
-        self.source_valid.accuracy(method)
+        self.source_valid.accuracy_and_loss(method)
+    }
+
+    /// Target-validation accuracy and mean cross-entropy.
+    pub fn target_valid_scores(&self, method: &dyn Method) -> Result<(f64, f64)> {
+        self.target_valid.accuracy_and_loss(method)
     }
 
     /// Target-validation accuracy.
@@ -128,10 +161,11 @@ pub fn evaluate_run(
     let (mut varmap, method) = build_method(cfg, problem)?;
     let mut selection = BTreeMap::new();
     let label = |updates: usize| updates.checked_sub(1).map_or(0, |i| cfg.step_label(i));
+    // A rule the run never offered weights to (added after the run was made) is left out.
     let rules = std::iter::once((LAST, state.step)).chain(
         RULES
             .iter()
-            .map(|r| (r.name, state.best.get(r.name).map_or(0, |b| b.step))),
+            .filter_map(|r| state.best.get(r.name).map(|b| (r.name, b.step))),
     );
     for (rule, step) in rules {
         run.load_weights(&mut varmap, rule)?;
@@ -163,4 +197,49 @@ pub fn evaluate_run(
         classes: problem.class_names.clone(),
         selection,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::{Batch, MethodKind, StepContext, StepOutput};
+
+    /// Predicts the same logits for every window: (ln 3, 0) — probabilities 3/4, 1/4.
+    struct Fixed;
+
+    impl Method for Fixed {
+        fn kind(&self) -> MethodKind {
+            MethodKind::NONE
+        }
+        fn scalars(&self) -> Vec<&'static str> {
+            Vec::new()
+        }
+        fn step(&mut self, _: &Batch, _: &mut StepContext) -> candle_core::Result<StepOutput> {
+            candle_core::bail!("not trained")
+        }
+        fn predict(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+            let n = x.dim(0)?;
+            let row = [3f32.ln(), 0.0];
+            Tensor::from_vec(row.repeat(n), (n, 2), &Device::Cpu)
+        }
+    }
+
+    #[test]
+    fn validation_loss_is_the_mean_cross_entropy_of_the_true_labels() -> Result<()> {
+        // Three windows labelled 0, 0, 1: -(2 ln 3/4 + ln 1/4) / 3; two of three right.
+        let set = EvalSet {
+            x: Tensor::zeros((3, 1, 4), candle_core::DType::F32, &Device::Cpu)?,
+            y: vec![0, 0, 1],
+        };
+        let (acc, loss) = set.accuracy_and_loss(&Fixed)?;
+        let want = -(2.0 * 0.75f64.ln() + 0.25f64.ln()) / 3.0;
+        assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
+        assert!((acc - 2.0 / 3.0).abs() < 1e-12);
+        let empty = EvalSet {
+            x: Tensor::zeros((0, 1, 4), candle_core::DType::F32, &Device::Cpu)?,
+            y: Vec::new(),
+        };
+        assert_eq!(empty.predict_with_loss(&Fixed)?.1, 0.0);
+        Ok(())
+    }
 }

@@ -527,20 +527,22 @@ impl Trainer {
             if self.cfg.evaluates_after(i) {
                 let t = Instant::now();
                 let steps_per_s = timed_steps as f64 / timer.elapsed().as_secs_f64();
-                let src = self.eval.source_valid_accuracy(self.method.as_ref())?;
-                let tgt = self.eval.target_valid_accuracy(self.method.as_ref())?;
-                // `best_source` selects on the validation split of the domains the method
-                // trains on: for `target_only`, the target's own (the reference's
-                // `none --sources=<target>`).
-                let own = if self.cfg.method.name.data_needs().sources || self.cfg.conventions < 2 {
-                    src
-                } else {
-                    tgt
-                };
+                let (src, src_loss) = self.eval.source_valid_scores(self.method.as_ref())?;
+                let (tgt, tgt_loss) = self.eval.target_valid_scores(self.method.as_ref())?;
+                // `best_source` and `source_risk` select on the validation split of the
+                // domains the method trains on: for `target_only`, the target's own (the
+                // reference's `none --sources=<target>`).
+                let (own, own_loss) =
+                    if self.cfg.method.name.data_needs().sources || self.cfg.conventions < 2 {
+                        (src, src_loss)
+                    } else {
+                        (tgt, tgt_loss)
+                    };
                 let scores = selection::Scores {
                     source_valid: src,
                     target_valid: tgt,
                     trained_valid: own,
+                    trained_valid_loss: own_loss,
                 };
                 for rule in selection::RULES {
                     let best = self.state.best.entry(rule.name.to_string()).or_default();

@@ -11,6 +11,8 @@ pub struct Scores {
     /// Accuracy on the validation windows of the domains the method trains on: the sources', or
     /// the target's own for a method trained on target labels (`target_only`).
     pub trained_valid: f64,
+    /// Mean cross-entropy on those same windows (the source risk).
+    pub trained_valid_loss: f64,
 }
 
 /// A selection rule: a name (the checkpoint file and the key in result.json), what it means,
@@ -35,6 +37,10 @@ fn trained_valid(s: &Scores) -> f64 {
     s.trained_valid
 }
 
+fn negative_risk(s: &Scores) -> f64 {
+    -s.trained_valid_loss
+}
+
 fn target_valid(s: &Scores) -> f64 {
     s.target_valid
 }
@@ -47,6 +53,13 @@ pub const RULES: &[Rule] = &[
                       adaptation methods; the target's own for target_only)",
         oracle: false,
         score: trained_valid,
+    },
+    Rule {
+        name: "source_risk",
+        description: "lowest cross-entropy on the validation windows of the domains trained on \
+                      (source risk; label-free for adaptation methods)",
+        oracle: false,
+        score: negative_risk,
     },
     Rule {
         name: "best_target",
@@ -73,11 +86,17 @@ mod tests {
             source_valid: 0.1,
             target_valid: 0.2,
             trained_valid: 0.3,
+            trained_valid_loss: 0.7,
         };
         let by = |n: &str| RULES.iter().find(|r| r.name == n).expect("rule");
         assert_eq!((by("best_source").score)(&s), 0.3);
         assert_eq!((by("best_target").score)(&s), 0.2);
         assert!(by("best_target").oracle && !by("best_source").oracle);
-        assert_eq!(names(), ["last", "best_source", "best_target"]);
+        assert_eq!((by("source_risk").score)(&s), -0.7);
+        assert!(!by("source_risk").oracle);
+        assert_eq!(
+            names(),
+            ["last", "best_source", "source_risk", "best_target"]
+        );
     }
 }
