@@ -29,6 +29,13 @@ pub enum ProblemError {
     /// No sources for a method that needs them.
     #[error("method {0} needs at least one source domain (--sources)")]
     NoSources(String),
+    /// A dataset with fewer than two classes.
+    #[error("{dataset} has {n} class(es) ({names}): a classifier needs at least 2 (check the label column)")]
+    TooFewClasses {
+        dataset: String,
+        n: usize,
+        names: String,
+    },
     /// A domain with too few windows to split into train / validation / test.
     #[error("domain {id} of {dataset} has {n} windows; at least {min} are needed to split it")]
     TooSmall {
@@ -38,6 +45,9 @@ pub enum ProblemError {
         min: usize,
     },
 }
+
+/// Below this many test windows a domain's accuracy is coarse enough to warn about.
+pub const FEW_TEST_WINDOWS: usize = 10;
 
 /// Fewest windows a domain may have (so that train, validation and test are all non-empty).
 pub const MIN_WINDOWS: usize = 5;
@@ -166,6 +176,13 @@ impl Problem {
         valid_size: ValidSize,
     ) -> Result<Self, ProblemError> {
         validate_domains(dataset, sources, target)?;
+        if dataset.n_classes() < 2 {
+            return Err(ProblemError::TooFewClasses {
+                dataset: dataset.name.clone(),
+                n: dataset.n_classes(),
+                names: dataset.class_names.join(", "),
+            });
+        }
         let window = dataset.channels * dataset.length;
         let prepare = |d: &DomainData| -> Result<PreparedDomain, ProblemError> {
             if d.len() < MIN_WINDOWS {
@@ -212,6 +229,25 @@ impl Problem {
             sources,
             target,
         })
+    }
+
+    /// What a user should know before trusting this problem's numbers: domains whose test
+    /// split is so small that their accuracy moves in coarse steps.
+    pub fn warnings(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .chain(std::iter::once(&self.target))
+            .filter(|d| d.split.test.len() < FEW_TEST_WINDOWS)
+            .map(|d| {
+                let n = d.split.test.len();
+                format!(
+                    "warning: domain {} has {n} test window{}: its test accuracy moves in steps of {:.0}%",
+                    d.id,
+                    if n == 1 { "" } else { "s" },
+                    100.0 / n.max(1) as f64
+                )
+            })
+            .collect()
     }
 
     /// Floats per window.
@@ -267,6 +303,26 @@ mod tests {
             zscore: true,
             domains: vec![dom(1, 20), dom(2, 20), dom(3, 20), dom(4, 2)],
         }
+    }
+
+    #[test]
+    fn one_class_is_refused_and_tiny_test_splits_are_warned_about() {
+        let mut d = toy();
+        for dom in &mut d.domains {
+            dom.y.iter_mut().for_each(|y| *y = 0);
+        }
+        d.class_names = vec!["walk".into()];
+        assert_eq!(
+            Problem::new(&d, &[1], 2, 0).unwrap_err().to_string(),
+            "toy has 1 class(es) (walk): a classifier needs at least 2 (check the label column)"
+        );
+        let d = toy();
+        assert!(Problem::new(&d, &[1], 2, 0).unwrap().warnings().len() == 2);
+        // 20 windows per domain: 4 test windows each.
+        assert_eq!(
+            Problem::new(&d, &[1], 2, 0).unwrap().warnings()[0],
+            "warning: domain 1 has 4 test windows: its test accuracy moves in steps of 25%"
+        );
     }
 
     #[test]

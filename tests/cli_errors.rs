@@ -319,6 +319,7 @@ fn zero_counts_are_refused_not_run_as_one() {
             "--threads",
             vec!["sweep", "run", "x.toml", "--out", "o", "--threads", "0"],
         ),
+        ("--sources", vec!["bench", "--sources", "0"]),
     ] {
         let (code, _, err) = codats(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

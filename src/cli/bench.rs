@@ -22,7 +22,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [128usize, 512])]
     pub batch: Vec<usize>,
     /// Number of source domains (the target adds one more).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::at_least_one)]
     pub sources: usize,
     /// Thread counts to measure (comma list).
     #[arg(long, value_delimiter = ',', default_values_t = [2usize])]

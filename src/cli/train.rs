@@ -182,6 +182,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         TrainConfig::check_proportions(p, dataset.n_classes())?;
     }
     let problem = Problem::for_run(&dataset, &cfg)?;
+    if !a.quiet {
+        for w in problem.warnings() {
+            eprintln!("{w}");
+        }
+    }
     let out = a
         .out
         .clone()
