@@ -820,6 +820,18 @@ fn tabular_groups_time_order_label_rules_and_errors() {
             bad.display()
         )
     );
+    // A value that is no number: the line and column, not polars' multi-line advice.
+    let word = write(
+        &tmp.path().join("word.csv"),
+        csv.replace("p1,g3,1,1.5,", "p1,g3,1,fast,"),
+    );
+    assert_eq!(
+        err_text(tabular::load(&word, &opts)),
+        format!(
+            "{}: line 9: column a: value \"fast\" is not a number",
+            word.display()
+        )
+    );
     let e = err_text(tabular::load(
         &bad,
         &TabularOptions {

@@ -212,14 +212,63 @@ fn read_frame(file: &Path, opts: &TabularOptions) -> Result<DataFrame, DataError
         .into_iter()
         .map(|c| Field::new(c.as_str().into(), DataType::Float64))
         .collect();
+    let float_names: Vec<String> = overwrite.iter_names().map(|n| n.to_string()).collect();
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(10_000))
         .with_schema_overwrite(Some(Arc::new(overwrite)))
         .map_parse_options(|p| p.with_separator(sep))
-        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+        .into_reader_with_file_handle(std::io::Cursor::new(&bytes))
         .finish()
-        .map_err(polars_err)
+        .map_err(|e| DataError::BadFile {
+            file: name.clone(),
+            // polars names the value but not the line: find it, else keep its first line.
+            reason: first_bad_line(&bytes, sep, &float_names).unwrap_or_else(|| {
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            }),
+        })
+}
+
+/// The first line of a CSV whose field count differs from the header's, or whose numeric
+/// column holds a non-empty value that is not a number, described for an error message.
+fn first_bad_line(bytes: &[u8], sep: u8, float_cols: &[String]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(sep as char).map(str::trim).collect();
+    let numeric: Vec<(usize, &str)> = header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| float_cols.iter().any(|c| c == *h))
+        .map(|(i, h)| (i, *h))
+        .collect();
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(sep as char).collect();
+        let n = i + 2;
+        if fields.len() != header.len() {
+            return Some(format!(
+                "line {n}: {} fields, but the header has {}",
+                fields.len(),
+                header.len()
+            ));
+        }
+        for &(c, col) in &numeric {
+            let v = fields[c].trim();
+            if !v.is_empty() && v.parse::<f64>().is_err() {
+                return Some(format!(
+                    "line {n}: column {col}: value {v:?} is not a number"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// A row for messages: `row N (line N+1)` for CSV files, `row N` otherwise (1-based data rows).
