@@ -35,6 +35,14 @@ pub enum ConfigError {
     /// `--threads 0`.
     #[error("--threads must be at least 1")]
     ZeroThreads,
+    /// A batch whose training step cannot fit in this machine's memory.
+    #[error("--batch-size {batch} needs about {need_gib:.0} GiB for one training step on windows of {length} samples; this machine has {have_gib:.0} GiB (measured: about 1 MiB per window of 128)")]
+    BatchTooLarge {
+        batch: usize,
+        length: usize,
+        need_gib: f64,
+        have_gib: f64,
+    },
     /// A method that trains on sources, given none.
     #[error("method {0} needs at least one source domain (--sources)")]
     NoSources(String),
@@ -331,7 +339,38 @@ impl std::ops::Deref for CheckedConfig {
     }
 }
 
+/// Bytes one window of 128 samples costs in a training step of the FCN (peak RSS grew by
+/// ≈ 1 MiB per window between batch 128 and 512, docs/PERFORMANCE.md).
+const STEP_BYTES_PER_WINDOW_128: f64 = 1024.0 * 1024.0;
+
+/// Total memory of this machine (Linux `/proc/meminfo`), if known.
+fn total_memory_bytes() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
 impl CheckedConfig {
+    /// Refuses a batch whose training step on windows of `length` samples would need more than
+    /// this machine's memory (instead of aborting on allocation mid-run).
+    pub fn check_memory(&self, length: usize) -> Result<(), ConfigError> {
+        let Some(have) = total_memory_bytes() else {
+            return Ok(());
+        };
+        let need = self.batch_size as f64 * STEP_BYTES_PER_WINDOW_128 * length as f64 / 128.0;
+        if need > have {
+            const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+            return Err(ConfigError::BatchTooLarge {
+                batch: self.batch_size,
+                length,
+                need_gib: need / GIB,
+                have_gib: have / GIB,
+            });
+        }
+        Ok(())
+    }
+
     /// The settings, to edit and check again.
     pub fn into_inner(self) -> TrainConfig {
         self.0

@@ -330,3 +330,29 @@ fn zero_counts_are_refused_not_run_as_one() {
         );
     }
 }
+
+#[test]
+fn a_batch_too_large_for_memory_is_refused_before_the_run_starts() {
+    let tmp = common::TempDir::new("huge-batch");
+    let out = tmp.path().join("run");
+    let (code, _, err) = codats(&[
+        "train",
+        "--target",
+        "0",
+        "--sources",
+        "1",
+        "--steps",
+        "1",
+        "--batch-size",
+        "10000000",
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: --batch-size 10000000 needs about 9766 GiB for one training step on windows of 128 samples; this machine has "),
+        "{err}"
+    );
+    assert!(!out.exists(), "no run directory is left behind");
+}

@@ -204,6 +204,7 @@ pub fn build_method(cfg: &CheckedConfig, problem: &Problem) -> Result<(VarMap, B
 impl Trainer {
     /// Starts a fresh run in `out` (which must not already hold a run).
     pub fn new(cfg: CheckedConfig, problem: Problem, out: &Path) -> Result<Self> {
+        cfg.check_memory(problem.length)?;
         let dir = RunDir::create(out, &cfg, &problem)?;
         let (varmap, method) = build_method(&cfg, &problem)?;
         let groups = Self::optimisers(&cfg, &varmap, method.as_ref());
