@@ -30,3 +30,33 @@ pub fn glorot_init(varmap: &VarMap, seed: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Re-initialises every convolution kernel (`*.weight` of rank 4, `[out, in, kh, kw]`) in
+/// `varmap` with He/Kaiming-normal values, fan-out mode for ReLU-family activations:
+/// `N(0, 2 / (out·kh·kw))`, as USB/PyTorch initialise WideResNets
+/// (`kaiming_normal_(mode="fan_out", nonlinearity="leaky_relu")` with slope 0 gives this gain).
+/// Values are drawn from a ChaCha8 stream seeded with `seed`, variables in name order, so the
+/// result depends only on the seed and the names. Other variables keep their values (batch-norm
+/// γ = 1, β = 0; GCT α = 1, γ = β = 0).
+pub fn kaiming_normal_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        if !name.ends_with("weight") || dims.len() != 4 {
+            continue;
+        }
+        let fan_out = dims[0] * dims[2] * dims[3];
+        let std = (2.0 / fan_out as f64).sqrt() as f32;
+        let normal = rand_distr::Normal::new(0.0f32, std)
+            .map_err(|e| candle_core::Error::Msg(format!("kaiming init: {e}")))?;
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.sample(normal)).collect();
+        let t = Tensor::from_vec(v, dims.as_slice(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}

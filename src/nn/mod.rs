@@ -5,16 +5,18 @@
 //! defaults (running-stat momentum 0.99, i.e. 0.01 in candle terms, ε = 1e-3).
 
 pub mod backbone;
+pub mod backbones;
 pub mod dropout;
 pub mod fast;
 pub mod fast_fcn;
 pub mod fast_head;
 pub mod grl;
 pub mod init;
+pub mod layers;
 pub mod model;
 
 pub use backbone::{Backbone, Mode};
 pub use dropout::Dropout;
 pub use grl::{grl_lambda, GradReverse};
-pub use init::glorot_init;
+pub use init::{glorot_init, kaiming_normal_init};
 pub use model::{CodatsModel, Kernels, ModelConfig};

@@ -1,0 +1,112 @@
+//! The small CNN of the PyTorch speed anchor (`../shared/anchors/torch_ssl_step.py`), a CPU-sized
+//! network for 28×28 / 32×32 images:
+//! [conv3x3 C→32, BN, ReLU] [conv3x3 32→32, BN, ReLU] maxpool2 [conv3x3 32→64, BN, ReLU]
+//! [conv3x3 64→64, BN, ReLU] maxpool2 [conv3x3 64→128, BN, ReLU] global average pool → 128.
+//!
+//! Convolutions have no bias and padding 1; batch norm has ε = 1e-3 and running-stat momentum
+//! 0.001 in PyTorch terms, with PyTorch's unbiased running variance ([`BatchNorm2d`]).
+//! Initialise the kernels with [`crate::nn::init::kaiming_normal_init`] (He-normal, fan-out).
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::nn::layers::{BatchNorm2d, Conv2d, SSL_BN_EPS, SSL_BN_MOMENTUM};
+use crate::nn::{Backbone, Mode};
+
+/// (filters, followed by a 2×2 max pool) of the five conv blocks.
+pub const SMALL_CNN_LAYERS: [(usize, bool); 5] = [
+    (32, false),
+    (32, true),
+    (64, false),
+    (64, true),
+    (128, false),
+];
+/// Width of the feature vector.
+pub const SMALL_CNN_FEATURES: usize = 128;
+
+/// The anchor's small CNN as a [`Backbone`]. Parameter names: `conv1.weight` … `conv5.weight`,
+/// `bn1.*` … `bn5.*`, and `conv{i}.gct.*` when built with GCT gates.
+#[derive(Debug, Clone)]
+pub struct SmallCnn {
+    convs: Vec<Conv2d>,
+    bns: Vec<BatchNorm2d>,
+}
+
+impl SmallCnn {
+    /// Builds the network for `channels` input channels under `vb`; `gct` puts a GCT gate in
+    /// front of each convolution.
+    pub fn new(channels: usize, gct: bool, vb: VarBuilder) -> Result<Self> {
+        let mut convs = Vec::new();
+        let mut bns = Vec::new();
+        let mut c_in = channels;
+        for (i, &(filters, _)) in SMALL_CNN_LAYERS.iter().enumerate() {
+            convs.push(Conv2d::new(
+                c_in,
+                filters,
+                3,
+                1,
+                gct,
+                vb.pp(format!("conv{}", i + 1)),
+            )?);
+            bns.push(BatchNorm2d::new(
+                filters,
+                SSL_BN_EPS,
+                SSL_BN_MOMENTUM,
+                vb.pp(format!("bn{}", i + 1)),
+            )?);
+            c_in = filters;
+        }
+        Ok(Self { convs, bns })
+    }
+
+    /// The batch norms, in layer order (their running statistics, for checks and EMA copies).
+    pub fn batch_norms(&self) -> &[BatchNorm2d] {
+        &self.bns
+    }
+}
+
+/// `[B, C, H, W]` with `C` channels and H, W divisible by `multiple`, or a clear error.
+pub(crate) fn check_image(x: &Tensor, channels: usize, multiple: usize, who: &str) -> Result<()> {
+    let dims = x.dims();
+    match *dims {
+        [_, c, h, w]
+            if c == channels && h % multiple == 0 && w % multiple == 0 && h > 0 && w > 0 =>
+        {
+            Ok(())
+        }
+        [_, c, h, w] if c == channels => candle_core::bail!(
+            "{who}: image height and width must be positive multiples of {multiple}, got {h}×{w}"
+        ),
+        [_, c, _, _] => candle_core::bail!("{who}: expected {channels} input channels, got {c}"),
+        _ => candle_core::bail!("{who}: expected images [B, C, H, W], got shape {dims:?}"),
+    }
+}
+
+/// `x` `[B, C, H, W]` max-pooled over 2×2 windows (H, W even).
+pub(crate) fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
+}
+
+impl Backbone for SmallCnn {
+    fn feature_dim(&self) -> usize {
+        SMALL_CNN_FEATURES
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let channels = self.convs[0].weight().dim(1)?;
+        check_image(x, channels, 4, "small-cnn")?;
+        let mut h = if mode == Mode::Eval {
+            x.detach()
+        } else {
+            x.clone()
+        };
+        for ((conv, bn), &(_, pool)) in self.convs.iter().zip(&self.bns).zip(&SMALL_CNN_LAYERS) {
+            h = bn.forward(&conv.forward(&h)?, mode)?.relu()?;
+            if pool {
+                h = max_pool2(&h)?;
+            }
+        }
+        h.mean(3)?.mean(2)
+    }
+}
