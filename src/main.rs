@@ -1,9 +1,7 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     codats::alloc::keep_freed_memory();
     quiet_on_closed_output();
-    let cli = codats::cli::Cli::parse();
+    let cli = codats::cli::parse();
     match codats::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -22,7 +22,10 @@ pub struct EvalArgs {
 
 /// Runs `codats eval`.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let cfg = train::checkpoint::read_config(&a.run_dir)?;
+    // Plainly first: a missing run is named as the missing config.toml.
+    train::checkpoint::read_config(&a.run_dir)?;
+    let _lock = train::run_lock::RunLock::acquire(&a.run_dir)?;
+    let cfg = train::checkpoint::read_verified_config(&a.run_dir)?;
     set_threads(cfg.threads, cfg.kernels);
     let name = DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?;
     let data_dir = a.data_dir.or(cfg.data_dir.clone());

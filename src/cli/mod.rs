@@ -2,7 +2,7 @@
 //! happens in the library modules each file calls.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::nn::Kernels;
 
@@ -45,6 +45,23 @@ pub enum Command {
     Report(report::ReportArgs),
     /// List the training methods: what each trains on and its parameters with their defaults.
     Methods,
+}
+
+/// Parses the command line (exiting with clap's message when it is wrong). For `train` it also
+/// records which flags were given rather than defaulted, so `--resume` can refuse the ones
+/// that would change the run.
+pub fn parse() -> Cli {
+    let mut cmd = Cli::command();
+    let matches = cmd.clone().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    if let (Command::Train(a), Some(("train", m)), Some(sub)) = (
+        &mut cli.command,
+        matches.subcommand(),
+        cmd.find_subcommand("train"),
+    ) {
+        a.given = train::given_flags(m, sub);
+    }
+    cli
 }
 
 /// Runs the parsed command.

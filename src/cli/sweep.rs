@@ -34,6 +34,18 @@ pub enum SweepCommand {
         #[arg(long, default_value_t = 8)]
         lines: usize,
     },
+    /// Remove job locks by hand (jobs whose holder died where it cannot be proven, e.g. on
+    /// another host); prints each removed lock's job, pid and host.
+    Unlock {
+        /// Sweep directory.
+        dir: PathBuf,
+        /// Jobs to unlock (ids as in `codats sweep plan --jobs`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        jobs: Vec<String>,
+        /// Unlock every job.
+        #[arg(long)]
+        all: bool,
+    },
     /// Write an sbatch job-array script (one task per unfinished job) and submit it.
     Slurm(SlurmArgs),
     /// Run one job of a sweep directory (what each Slurm array task calls).
@@ -135,6 +147,13 @@ pub fn run(c: SweepCommand) -> Result<()> {
             print!("{}", d.status_report(lines));
             Ok(())
         }
+        SweepCommand::Unlock { dir, jobs, all } => {
+            let d = SweepDir::open(&dir)?;
+            for line in d.remove_locks((!all).then_some(jobs.as_slice()))? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         SweepCommand::Slurm(a) => submit(a),
         SweepCommand::RunJob {
             dir,
@@ -214,7 +233,9 @@ fn submit(a: SlurmArgs) -> Result<()> {
         .filter(|(_, s)| {
             matches!(
                 s,
-                crate::sweep::JobState::Pending | crate::sweep::JobState::Failed(_)
+                crate::sweep::JobState::Pending
+                    | crate::sweep::JobState::Failed(_)
+                    | crate::sweep::JobState::BadResult(_)
             )
         })
         .map(|(i, _)| i)

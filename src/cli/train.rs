@@ -12,6 +12,8 @@ use crate::data::registry::{self, DatasetName};
 use crate::methods::MethodKind;
 use crate::nn::Kernels;
 use crate::problem::{describe_ids, Problem};
+use crate::train::checkpoint::RunDir;
+use crate::train::run_lock::RunLock;
 use crate::train::{self, RunOptions, Trainer};
 
 /// `codats train`.
@@ -100,41 +102,101 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
+    /// The flags given on the command line (not defaulted), as `--name`: filled by
+    /// [`super::parse`] so `--resume` can refuse those that would change the run.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// Flags `--resume` accepts: they change how the run is found, loaded or reported, not what
+/// it computes.
+const RESUME_FLAGS: &[&str] = &[
+    "--resume",
+    "--out",
+    "--quiet",
+    "--data-dir",
+    "--offline",
+    "--no-cache",
+    "--stop-after",
+];
+
+/// The long names (`--steps`) of the arguments in `m` that were given on the command line.
+pub(crate) fn given_flags(m: &clap::ArgMatches, cmd: &clap::Command) -> Vec<String> {
+    m.ids()
+        .filter_map(|id| {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id)?;
+            let given = m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine);
+            given.then(|| format!("--{}", arg.get_long().unwrap_or(id.as_str())))
+        })
+        .collect()
+}
+
+/// Refuses flags given with `--resume` that would change the run: its config.toml decides.
+fn refuse_run_flags(given: &[String]) -> Result<()> {
+    if let Some(flag) = given.iter().find(|f| !RESUME_FLAGS.contains(&f.as_str())) {
+        anyhow::bail!("{flag} cannot be changed on --resume; the run's config.toml decides it");
+    }
+    Ok(())
+}
+
+/// Takes the run directory's lock and removes what interrupted writes left in it, saying so.
+fn lock_for_resume(out: &std::path::Path) -> Result<RunLock> {
+    let lock = RunLock::acquire(out)?;
+    for p in RunDir::open(out)?.remove_leftovers()? {
+        eprintln!("removed {} (left by an interrupted write)", p.display());
+    }
+    Ok(lock)
+}
+
+/// `codats train --resume`: continues (or, stopped before its first checkpoint, restarts) the
+/// run in `--out` with the settings of its config.toml.
+fn resume(a: TrainArgs) -> Result<()> {
+    let progress = !a.quiet;
+    let out = a.out.context("--resume needs --out RUN_DIR")?;
+    // Plainly first: a missing run is named as the missing config.toml.
+    train::checkpoint::read_config(&out)?;
+    refuse_run_flags(&a.given)?;
+    let _lock = lock_for_resume(&out)?;
+    let cfg = train::checkpoint::read_verified_config(&out)?;
+    set_threads(cfg.threads, cfg.kernels);
+    let dataset = registry::load_for_run(
+        DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
+        a.data_dir.as_deref().or(cfg.data_dir.as_deref()),
+        a.offline,
+        a.quiet,
+        &cfg.data,
+        a.data.no_cache,
+    )?;
+    let problem = Problem::for_run(&dataset, &cfg)?;
+    let mut trainer = Trainer::resume(problem, &out)?;
+    if progress && trainer.step() == 0 {
+        eprintln!(
+            "starting {} over: it stopped before its first checkpoint",
+            out.display()
+        );
+    } else if progress {
+        eprintln!(
+            "resuming {} after {} of {} updates",
+            out.display(),
+            trainer.step(),
+            cfg.updates()
+        );
+    }
+    finish(
+        trainer.run(RunOptions {
+            progress,
+            log_lines: progress,
+            stop_after: a.stop_after,
+        })?,
+        &out,
+    )
 }
 
 /// Runs `codats train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let progress = !a.quiet;
     if a.resume {
-        let out = a.out.context("--resume needs --out RUN_DIR")?;
-        let cfg = train::checkpoint::read_config(&out)?;
-        set_threads(cfg.threads, cfg.kernels);
-        let dataset = registry::load_for_run(
-            DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
-            cfg.data_dir.as_deref(),
-            a.offline,
-            a.quiet,
-            &cfg.data,
-            a.data.no_cache,
-        )?;
-        let problem = Problem::for_run(&dataset, &cfg)?;
-        let mut trainer = Trainer::resume(problem, &out)?;
-        if progress {
-            eprintln!(
-                "resuming {} after {} of {} updates",
-                out.display(),
-                trainer.step(),
-                cfg.updates()
-            );
-        }
-        return finish(
-            trainer.run(RunOptions {
-                progress,
-                log_lines: progress,
-                stop_after: a.stop_after,
-            })?,
-            &out,
-        );
+        return resume(a);
     }
     let dataset = a.dataset.unwrap_or(DatasetName::Synthetic);
     let Some(target) = a.target else {
@@ -191,6 +253,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| train::default_run_dir(&cfg));
+    let _lock = RunLock::acquire(&out)?;
     let mut trainer = Trainer::new(cfg, problem, &out)?;
     if progress {
         let c = trainer.config();

@@ -4,8 +4,11 @@
 //! ```text
 //! SWEEP/spec.toml              copy of the spec the jobs came from
 //! SWEEP/jobs.json              the expanded job list (Plan); array task i runs jobs[i]
-//! SWEEP/runs/<job id>/         one `codats train` run directory per job (done iff result.json)
-//! SWEEP/state/<job id>.lock    a job being run: holder pid, host, Slurm ids (created atomically)
+//! SWEEP/runs/<job id>/         one `codats train` run directory per job (done iff its
+//!                              result.json reads as a result; an unreadable one is rerun)
+//! SWEEP/state/<job id>.lock    a job being run: holder pid, host, Slurm ids (created atomically;
+//!                              taken over once its holder is proven dead, or removed by
+//!                              `codats sweep unlock`)
 //! SWEEP/state/<job id>.failed  the last failed attempt: exit status, attempts, host, time
 //! SWEEP/logs/<job id>.log      stdout + stderr of every attempt
 //! SWEEP/slurm/                 sbatch scripts, array index lists, per-task Slurm logs
@@ -22,7 +25,6 @@ pub mod spec;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -31,19 +33,11 @@ pub use expand::{Job, Plan};
 
 use crate::train::checkpoint::write_atomic;
 
-/// Who holds a job: written to `state/<id>.lock`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LockInfo {
-    /// Process id of the holder (the sweep or `sweep run-job` process).
-    pub pid: u32,
-    /// Host name of the holder.
-    pub host: String,
-    /// Unix time the attempt started.
-    pub started: u64,
-    /// `SLURM_JOB_ID` when run under Slurm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm_job_id: Option<String>,
-}
+pub use crate::lockfile::hostname;
+use crate::lockfile::now;
+/// Who holds a job: written to `state/<id>.lock` (a stale one, whose holder is proven dead, is
+/// taken over: see [`crate::lockfile`]).
+pub use crate::lockfile::Holder as LockInfo;
 
 /// The last failed attempt of a job: written to `state/<id>.failed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,8 +57,10 @@ pub struct FailInfo {
 /// Where a job stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobState {
-    /// result.json exists.
+    /// result.json exists and reads as a result.
     Done,
+    /// result.json exists but does not read as a result (why): rerun like a failure.
+    BadResult(String),
     /// A live process holds its lock.
     Running(LockInfo),
     /// The last attempt failed.
@@ -79,63 +75,9 @@ impl JobState {
         match self {
             JobState::Done => "done",
             JobState::Running(_) => "running",
-            JobState::Failed(_) => "failed",
+            JobState::Failed(_) | JobState::BadResult(_) => "failed",
             JobState::Pending => "pending",
         }
-    }
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // A killed holder whose parent does not reap it stays a zombie: dead for our purposes.
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next());
-        return !matches!(state, Some('Z') | Some('X') | None);
-    }
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-impl LockInfo {
-    /// Whether the holder still runs: checked by pid on this host, by `squeue` for a Slurm job
-    /// elsewhere, else assumed.
-    pub fn alive(&self) -> bool {
-        if self.host == hostname() {
-            return pid_alive(self.pid);
-        }
-        if let Some(id) = &self.slurm_job_id {
-            if let Ok(out) = Command::new("squeue")
-                .args(["-h", "-j", id, "-o", "%T"])
-                .stderr(Stdio::null())
-                .output()
-            {
-                if out.status.success() {
-                    return !String::from_utf8_lossy(&out.stdout).trim().is_empty();
-                }
-            }
-        }
-        true
     }
 }
 
@@ -256,19 +198,37 @@ impl SweepDir {
         serde_json::from_str(&text).ok()
     }
 
+    /// Whether the job's result.json exists (Some) and reads as a [`RunResult`] (Ok), else why not.
+    fn result_check(&self, job: &Job) -> Option<std::result::Result<(), String>> {
+        let path = self.run_dir(job).join("result.json");
+        let bytes = std::fs::read(&path).ok()?;
+        Some(
+            serde_json::from_slice::<crate::train::result::RunResult>(&bytes)
+                .map(|_| ())
+                .map_err(|e| format!("result.json cannot be read ({e})")),
+        )
+    }
+
+    fn is_done(&self, job: &Job) -> bool {
+        matches!(self.result_check(job), Some(Ok(())))
+    }
+
     /// Where a job stands.
     pub fn state(&self, job: &Job) -> JobState {
-        if self.run_dir(job).join("result.json").is_file() {
-            return JobState::Done;
-        }
+        let bad = match self.result_check(job) {
+            Some(Ok(())) => return JobState::Done,
+            Some(Err(why)) => Some(why),
+            None => None,
+        };
         if let Some(lock) = self.read_lock(job) {
             if lock.alive() {
                 return JobState::Running(lock);
             }
         }
-        match self.read_failed(job) {
-            Some(f) => JobState::Failed(f),
-            None => JobState::Pending,
+        match (bad, self.read_failed(job)) {
+            (Some(why), _) => JobState::BadResult(why),
+            (None, Some(f)) => JobState::Failed(f),
+            (None, None) => JobState::Pending,
         }
     }
 
@@ -283,50 +243,66 @@ impl SweepDir {
     }
 
     /// Takes the job's lock atomically (a complete file is hard-linked into place). A lock whose
-    /// holder died is taken over. Returns the live holder when the job is busy.
+    /// holder is proven dead, or that cannot be read, is taken over with a note on stderr.
+    /// Returns the live holder when the job is busy.
     fn lock(&self, job: &Job) -> Result<std::result::Result<(), LockInfo>> {
         let path = self.lock_path(job);
-        let me = LockInfo {
-            pid: std::process::id(),
-            host: hostname(),
-            started: now(),
-            slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
-        };
-        let tmp = path.with_extension(format!("lock.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(&me)?)?;
-        let mut result = Ok(());
+        let me = LockInfo::me();
         for attempt in 0..2 {
-            match std::fs::hard_link(&tmp, &path) {
-                Ok(()) => {
-                    result = Ok(());
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match self.read_lock(job) {
-                        Some(holder) if holder.alive() => {
-                            result = Err(holder);
-                            break;
-                        }
-                        _ if attempt == 0 => {
-                            // Stale (holder dead) or unreadable: take it over.
-                            let _ = std::fs::remove_file(&path);
-                        }
-                        Some(holder) => {
-                            result = Err(holder);
-                        }
-                        None => {
-                            result = Err(me.clone());
-                        }
+            match crate::lockfile::try_create(&path, &me)? {
+                Ok(()) => return Ok(Ok(())),
+                Err(Some(holder)) if holder.alive() || attempt == 1 => return Ok(Err(holder)),
+                Err(None) if attempt == 1 => return Ok(Err(me)),
+                Err(holder) => {
+                    if let Some(h) = holder {
+                        eprintln!(
+                            "note: job {}: reclaimed its lock from pid {} on {}, which is no longer running",
+                            job.id, h.pid, h.host
+                        );
                     }
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e).with_context(|| format!("creating {}", path.display()));
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }
-        let _ = std::fs::remove_file(&tmp);
-        Ok(result)
+        Ok(Err(me))
+    }
+
+    /// Removes job locks by hand (`codats sweep unlock`): those of `ids`, or every one when
+    /// `ids` is None. Returns one line per job saying what was removed.
+    pub fn remove_locks(&self, ids: Option<&[String]>) -> Result<Vec<String>> {
+        let jobs: Vec<&Job> = match ids {
+            None => self.plan.jobs.iter().collect(),
+            Some(ids) => ids
+                .iter()
+                .map(|id| {
+                    self.plan
+                        .jobs
+                        .iter()
+                        .find(|j| &j.id == id)
+                        .with_context(|| format!("{id} is not a job of {}", self.root.display()))
+                })
+                .collect::<Result<_>>()?,
+        };
+        let mut lines = Vec::new();
+        for job in jobs {
+            let path = self.lock_path(job);
+            if !path.exists() {
+                if ids.is_some() {
+                    lines.push(format!("{}: not locked", job.id));
+                }
+                continue;
+            }
+            let holder = crate::lockfile::read(&path);
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            lines.push(match holder {
+                Some(h) => format!("unlocked {} (pid {} on {})", job.id, h.pid, h.host),
+                None => format!("unlocked {} (its lock file was unreadable)", job.id),
+            });
+        }
+        if lines.is_empty() {
+            lines.push(format!("no job of {} is locked", self.root.display()));
+        }
+        Ok(lines)
     }
 
     fn unlock(&self, job: &Job) {
@@ -338,7 +314,7 @@ impl SweepDir {
     /// checkpoint, and records a failure (exit status, log) otherwise. Shared by the local pool
     /// and Slurm array tasks.
     pub fn execute(&self, job: &Job, exe: &Path, threads: usize) -> Result<Outcome> {
-        if self.run_dir(job).join("result.json").is_file() {
+        if self.is_done(job) {
             return Ok(Outcome::AlreadyDone);
         }
         if let Err(holder) = self.lock(job)? {
@@ -352,7 +328,7 @@ impl SweepDir {
     fn execute_locked(&self, job: &Job, exe: &Path, threads: usize) -> Result<Outcome> {
         // Re-check under the lock: another process may have finished it meanwhile.
         let run = self.run_dir(job);
-        if run.join("result.json").is_file() {
+        if self.is_done(job) {
             return Ok(Outcome::AlreadyDone);
         }
         let resumable = ["resume", "resume.old"]
@@ -362,13 +338,15 @@ impl SweepDir {
             // Started but killed before its first checkpoint: start over.
             std::fs::remove_dir_all(&run).with_context(|| format!("removing {}", run.display()))?;
         }
-        // `codats train --resume` reads the settings from the run's config.toml; the job's
-        // arguments are passed all the same (the command line requires them).
-        let mut args = job.train_args();
-        args.extend(["--threads".into(), threads.to_string()]);
-        if resumable {
-            args.insert(1, "--resume".into());
-        }
+        // `codats train --resume` takes the settings from the run's config.toml and refuses
+        // flags that would change them.
+        let mut args = if resumable {
+            vec!["train".into(), "--resume".into()]
+        } else {
+            let mut a = job.train_args();
+            a.extend(["--threads".into(), threads.to_string()]);
+            a
+        };
         args.extend(["--quiet".into(), "--out".into(), run.display().to_string()]);
         let previous = self.read_failed(job);
         let log_path = self.log_path(job);
@@ -411,7 +389,7 @@ impl SweepDir {
         let status = cmd
             .status()
             .with_context(|| format!("starting {}", exe.display()))?;
-        if status.success() && run.join("result.json").is_file() {
+        if status.success() && self.is_done(job) {
             let _ = std::fs::remove_file(self.failed_path(job));
             writeln!(log, "=== {} done", job.id)?;
             return Ok(Outcome::Succeeded);
@@ -419,7 +397,7 @@ impl SweepDir {
         let status_text = {
             use std::os::unix::process::ExitStatusExt;
             match (status.code(), status.signal()) {
-                (Some(0), _) => "exit status: 0 but no result.json".to_string(),
+                (Some(0), _) => "exit status: 0 but no readable result.json".to_string(),
                 (Some(c), _) => format!("exit status: {c}"),
                 (None, Some(s)) => format!("killed by signal {s}"),
                 _ => status.to_string(),
@@ -489,6 +467,12 @@ impl SweepDir {
                     for l in self.log_tail(job, tail) {
                         out.push_str(&format!("    | {l}\n"));
                     }
+                }
+                JobState::BadResult(why) => {
+                    out.push_str(&format!(
+                        "failed  [{i}] {}: {why}; `codats sweep run` reruns it\n",
+                        job.id
+                    ));
                 }
                 _ => {}
             }

@@ -5,15 +5,23 @@
 //! RUN/splits.json                  train/valid/test indices of every domain used
 //! RUN/metrics.csv                  one row per evaluation
 //! RUN/checkpoints/resume/          model.safetensors + optimiser.safetensors + state.json
+//!                                  + manifest.json (their sha256 and config.toml's, written last)
 //! RUN/checkpoints/{last,best_source,best_target}.safetensors
 //! RUN/result.json                  target-test metrics for each selection rule
+//! RUN/codats.lock                  the process using the run (pid, host, start time)
 //! ```
+//!
+//! Every file is written to a temporary name, flushed to disk (fsync), renamed into place, and
+//! the directory flushed, so a crash or power loss leaves either the old or the new file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::optim::Optimizer;
 use super::result::RunResult;
@@ -24,22 +32,70 @@ use crate::problem::{Problem, SavedSplits};
 /// Weights at the end of training.
 pub use super::selection::LAST;
 
-/// Writes `bytes` to `path` via a temporary file and a rename, so readers never see half a file.
+/// Writes `bytes` to `path` via a temporary file, flushed to disk, and a rename (the directory
+/// flushed after it), so readers never see half a file and a crash keeps the old or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    rename_synced(&tmp, path)
+}
+
+/// Flushes a file or directory to disk.
+fn sync_path(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("flushing {} to disk", path.display()))
+}
+
+/// Renames `from` (already flushed) to `to`, then flushes the directory holding `to`.
+fn rename_synced(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to)
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+    match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_path(p),
+        _ => sync_path(Path::new(".")),
+    }
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Name of the checksum manifest in a resume checkpoint.
+pub const MANIFEST: &str = "manifest.json";
+
+/// The files of a resume checkpoint that its manifest covers.
+const CHECKPOINT_FILES: [&str; 3] = ["model.safetensors", "optimiser.safetensors", "state.json"];
+
+/// `checkpoints/resume/manifest.json`: the sha256 of each checkpoint file, and of config.toml
+/// as written when the run was created, so a damaged checkpoint or an edited config is refused
+/// instead of silently changing the run. Written after the files it covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// File name in the checkpoint folder -> hex sha256 of its bytes.
+    pub files: BTreeMap<String, String>,
+    /// Hex sha256 of the run's config.toml.
+    pub config_sha256: String,
 }
 
 /// A run's directory and the files in it.
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
+    /// sha256 of config.toml as the run was created (recorded in every checkpoint's manifest).
+    config_sha256: String,
 }
 
 impl RunDir {
@@ -54,13 +110,12 @@ impl RunDir {
         }
         std::fs::create_dir_all(root.join("checkpoints"))
             .with_context(|| format!("creating run directory {}", root.display()))?;
+        let config = toml::to_string(cfg)?;
         let dir = Self {
             root: root.to_path_buf(),
+            config_sha256: sha256_hex(config.as_bytes()),
         };
-        write_atomic(
-            &dir.root.join("config.toml"),
-            toml::to_string(cfg)?.as_bytes(),
-        )?;
+        write_atomic(&dir.root.join("config.toml"), config.as_bytes())?;
         let splits = SavedSplits(problem.splits());
         write_atomic(
             &dir.root.join("splits.json"),
@@ -69,17 +124,27 @@ impl RunDir {
         Ok(dir)
     }
 
-    /// Opens an existing run directory.
+    /// Opens an existing run directory. The config checksum is the one its checkpoint recorded,
+    /// else (no checkpoint yet, or one made before manifests) that of config.toml as it is now.
     pub fn open(root: &Path) -> Result<Self> {
-        if !root.join("config.toml").exists() {
+        let path = root.join("config.toml");
+        if !path.exists() {
             bail!(
                 "{} is not a codats run directory (no config.toml)",
                 root.display()
             );
         }
-        Ok(Self {
+        let mut dir = Self {
             root: root.to_path_buf(),
-        })
+            config_sha256: String::new(),
+        };
+        dir.config_sha256 = match dir.manifest()? {
+            Some(m) => m.config_sha256,
+            None => sha256_hex(
+                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            ),
+        };
+        Ok(dir)
     }
 
     /// The directory.
@@ -92,16 +157,42 @@ impl RunDir {
         self.root.join("metrics.csv")
     }
 
-    /// Reads config.toml.
+    /// Reads config.toml, refusing one edited since the run was created.
     pub fn read_config(&self) -> Result<CheckedConfig> {
+        self.verify_config()?;
         read_config(&self.root)
+    }
+
+    /// Fails when config.toml no longer has the checksum its run recorded: results of the run
+    /// came from the original settings, so resuming or evaluating with others would mix them.
+    pub fn verify_config(&self) -> Result<()> {
+        let path = self.root.join("config.toml");
+        let now = sha256_hex(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        if now != self.config_sha256 {
+            bail!(
+                "config.toml was edited after the run was created: it no longer matches the checksum in checkpoints/resume/{MANIFEST}; \
+                 restore the original, or train a new run with the new settings in another --out"
+            );
+        }
+        Ok(())
     }
 
     /// Fails unless the problem's splits equal those saved with the run.
     pub fn check_splits(&self, problem: &Problem) -> Result<()> {
         let path = self.root.join("splits.json");
-        let saved: SavedSplits = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        if !path.exists() {
+            bail!(
+                "{} is missing: the run was stopped while it was being created; delete {} and start the run again",
+                path.display(),
+                self.root.display()
+            );
+        }
+        let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
+        let saved: SavedSplits =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
         if saved.0 != problem.splits() {
             bail!(
                 "the data no longer gives the splits saved in {} (did the dataset files change?)",
@@ -121,9 +212,11 @@ impl RunDir {
     pub fn save_weights(&self, varmap: &VarMap, rule: &str) -> Result<()> {
         let path = self.weights_path(rule);
         let tmp = path.with_extension("safetensors.tmp");
-        varmap.save(&tmp)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        varmap
+            .save(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        sync_path(&tmp)?;
+        rename_synced(&tmp, &path)
     }
 
     /// Loads `checkpoints/{rule}.safetensors` into `varmap`.
@@ -139,8 +232,14 @@ impl RunDir {
         self.root.join("checkpoints").join("resume")
     }
 
-    /// Writes the resumable checkpoint: weights, optimiser moments and [`TrainState`], replacing
-    /// the previous one only once the new one is complete.
+    /// Whether the run has a resumable checkpoint (else it stopped before its first one).
+    pub fn has_checkpoint(&self) -> bool {
+        self.existing_resume_dir().is_ok()
+    }
+
+    /// Writes the resumable checkpoint: weights, optimiser moments, [`TrainState`] and last
+    /// their [`Manifest`], each flushed to disk, replacing the previous checkpoint only once the
+    /// new one is complete.
     pub fn save_checkpoint(
         &self,
         varmap: &VarMap,
@@ -161,17 +260,40 @@ impl RunDir {
         }
         candle_core::safetensors::save(&tensors, tmp.join("optimiser.safetensors"))?;
         std::fs::write(tmp.join("state.json"), serde_json::to_vec(state)?)?;
+        self.write_manifest(&tmp)?;
+        sync_path(&tmp)?;
         if final_dir.exists() {
             if old.exists() {
                 std::fs::remove_dir_all(&old)?;
             }
             std::fs::rename(&final_dir, &old)?;
         }
-        std::fs::rename(&tmp, &final_dir)?;
+        rename_synced(&tmp, &final_dir)?;
         if old.exists() {
             std::fs::remove_dir_all(&old)?;
         }
         Ok(())
+    }
+
+    /// Flushes the checkpoint files in `d` and writes their manifest after them.
+    fn write_manifest(&self, d: &Path) -> Result<()> {
+        let mut files = BTreeMap::new();
+        for f in CHECKPOINT_FILES {
+            let path = d.join(f);
+            sync_path(&path)?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            files.insert(f.to_string(), sha256_hex(&bytes));
+        }
+        let manifest = Manifest {
+            files,
+            config_sha256: self.config_sha256.clone(),
+        };
+        let path = d.join(MANIFEST);
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&serde_json::to_vec_pretty(&manifest)?)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     fn existing_resume_dir(&self) -> Result<PathBuf> {
@@ -190,9 +312,67 @@ impl RunDir {
         )
     }
 
+    /// The checkpoint's manifest; None without a checkpoint or for one made before manifests.
+    fn manifest(&self) -> Result<Option<Manifest>> {
+        let Ok(d) = self.existing_resume_dir() else {
+            return Ok(None);
+        };
+        let path = d.join(MANIFEST);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let rel = self.relative(&path);
+        let text = std::fs::read(&path).with_context(|| format!("reading {rel}"))?;
+        match serde_json::from_slice(&text) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => bail!(
+                "{rel} cannot be read ({e}; the checkpoint is damaged); {}",
+                self.restart_advice()
+            ),
+        }
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    fn restart_advice(&self) -> String {
+        format!(
+            "to start the run over, delete {} and run `codats train --resume --out {}`",
+            self.resume_dir().display(),
+            self.root.display()
+        )
+    }
+
+    /// The checkpoint folder, after checking its files against its manifest (a checkpoint made
+    /// before manifests is taken as it is).
+    fn verified_resume_dir(&self) -> Result<PathBuf> {
+        let d = self.existing_resume_dir()?;
+        let Some(manifest) = self.manifest()? else {
+            return Ok(d);
+        };
+        for f in CHECKPOINT_FILES {
+            let path = d.join(f);
+            let ok = std::fs::read(&path)
+                .ok()
+                .is_some_and(|b| manifest.files.get(f) == Some(&sha256_hex(&b)));
+            if !ok {
+                bail!(
+                    "{} does not match its checksum (the checkpoint is damaged); {}",
+                    self.relative(&path),
+                    self.restart_advice()
+                );
+            }
+        }
+        Ok(d)
+    }
+
     /// Reads the checkpointed [`TrainState`].
     pub fn read_state(&self) -> Result<TrainState> {
-        let d = self.existing_resume_dir()?;
+        let d = self.verified_resume_dir()?;
         Ok(serde_json::from_slice(&std::fs::read(
             d.join("state.json"),
         )?)?)
@@ -204,7 +384,7 @@ impl RunDir {
         varmap: &VarMap,
         groups: &mut [(String, Box<dyn Optimizer>)],
     ) -> Result<TrainState> {
-        let d = self.existing_resume_dir()?;
+        let d = self.verified_resume_dir()?;
         let state: TrainState = serde_json::from_slice(&std::fs::read(d.join("state.json"))?)?;
         let mut vm = varmap.clone();
         vm.load(d.join("model.safetensors"))?;
@@ -225,12 +405,48 @@ impl RunDir {
         Ok(state)
     }
 
+    /// Removes what interrupted writes left behind: `*.tmp` files and folders (and `.tmp*`
+    /// names) in the run directory and in checkpoints/. Returns what it removed. Call it only
+    /// while holding the run's lock.
+    pub fn remove_leftovers(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for d in [self.root.clone(), self.root.join("checkpoints")] {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let leftover = (name.ends_with(".tmp") || name.starts_with(".tmp"))
+                    && !name.starts_with(super::run_lock::LOCK_FILE);
+                if !leftover {
+                    continue;
+                }
+                let path = e.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+                .with_context(|| format!("removing {}", path.display()))?;
+                removed.push(path);
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// Writes result.json atomically.
     pub fn write_result(&self, result: &RunResult) -> Result<()> {
         let mut text = serde_json::to_string_pretty(result)?;
         text.push('\n');
         write_atomic(&self.root.join("result.json"), text.as_bytes())
     }
+}
+
+/// Reads `config.toml` of the run in `dir`, refusing one edited since the run was created
+/// (what `--resume` and `codats eval` use).
+pub fn read_verified_config(dir: &Path) -> Result<CheckedConfig> {
+    RunDir::open(dir)?.read_config()
 }
 
 /// Reads `config.toml` of the run in `dir` and checks it again (the file may have been

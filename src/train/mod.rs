@@ -9,6 +9,7 @@ pub mod eval;
 pub mod metrics_log;
 pub mod optim;
 pub mod result;
+pub mod run_lock;
 pub mod selection;
 
 use std::path::{Path, PathBuf};
@@ -206,6 +207,11 @@ impl Trainer {
     pub fn new(cfg: CheckedConfig, problem: Problem, out: &Path) -> Result<Self> {
         cfg.check_memory(problem.length)?;
         let dir = RunDir::create(out, &cfg, &problem)?;
+        Self::start(cfg, problem, dir)
+    }
+
+    /// The run in `dir` at step 0: seeded initialisation, fresh optimisers and streams.
+    fn start(cfg: CheckedConfig, problem: Problem, dir: RunDir) -> Result<Self> {
         let (varmap, method) = build_method(&cfg, &problem)?;
         let groups = Self::optimisers(&cfg, &varmap, method.as_ref());
         let needs = cfg.method.name.data_needs();
@@ -260,11 +266,22 @@ impl Trainer {
     }
 
     /// Continues the run in `out` from its last checkpoint (the problem must be rebuilt from
-    /// the run's own config.toml).
+    /// the run's own config.toml, which must be unchanged since the run was created). A run
+    /// stopped before its first checkpoint starts over from step 0, as if never interrupted.
     pub fn resume(problem: Problem, out: &Path) -> Result<Self> {
         let dir = RunDir::open(out)?;
         let cfg = dir.read_config()?;
         dir.check_splits(&problem)?;
+        if !dir.has_checkpoint() {
+            // Nothing it logged is covered by a checkpoint: the new rows start from scratch
+            // (weights files are all rewritten).
+            let metrics = dir.metrics_path();
+            if metrics.exists() {
+                std::fs::remove_file(&metrics)
+                    .with_context(|| format!("removing {}", metrics.display()))?;
+            }
+            return Self::start(cfg, problem, dir);
+        }
         let (varmap, mut method) = build_method(&cfg, &problem)?;
         let mut groups = Self::optimisers(&cfg, &varmap, method.as_ref());
         let state = dir.load_checkpoint(&varmap, &mut groups)?;
@@ -774,6 +791,8 @@ mod tests {
             t.cfg.edit().eval_every = 10;
             t.cfg.edit().checkpoint_every = 5;
             std::fs::write(dir.join("config.toml"), toml::to_string(&t.cfg).unwrap()).unwrap();
+            // The edited config is this run's own: record its checksum as the creation's.
+            t.dir = RunDir::open(dir).unwrap();
             t.run(RunOptions {
                 stop_after: stop,
                 ..Default::default()
