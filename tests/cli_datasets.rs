@@ -343,10 +343,9 @@ fn short_training_runs_on_every_dataset_with_data() {
     resumable(&runs.join("killed"), &["--stop-after", "2"]);
     assert!(!runs.join("killed/result.json").exists());
     ok(
+        // The run's config.toml decides everything else (flags that would change it are refused).
         &[
             "train",
-            "--target",
-            "1",
             "--resume",
             "--quiet",
             "--out",
