@@ -307,7 +307,7 @@ impl RunDir {
             return Ok(old);
         }
         bail!(
-            "{} has no checkpoint to resume from (checkpoints/resume/ is missing)",
+            "{} has no checkpoint (checkpoints/resume/ is missing)",
             self.root.display()
         )
     }
@@ -372,10 +372,7 @@ impl RunDir {
 
     /// Reads the checkpointed [`TrainState`].
     pub fn read_state(&self) -> Result<TrainState> {
-        let d = self.verified_resume_dir()?;
-        Ok(serde_json::from_slice(&std::fs::read(
-            d.join("state.json"),
-        )?)?)
+        parse_state(&self.verified_resume_dir()?.join("state.json"))
     }
 
     /// Restores weights, optimiser state and returns the [`TrainState`] of the checkpoint.
@@ -385,7 +382,7 @@ impl RunDir {
         groups: &mut [(String, Box<dyn Optimizer>)],
     ) -> Result<TrainState> {
         let d = self.verified_resume_dir()?;
-        let state: TrainState = serde_json::from_slice(&std::fs::read(d.join("state.json"))?)?;
+        let state = parse_state(&d.join("state.json"))?;
         let mut vm = varmap.clone();
         vm.load(d.join("model.safetensors"))?;
         let tensors = candle_core::safetensors::load(
@@ -441,6 +438,12 @@ impl RunDir {
         text.push('\n');
         write_atomic(&self.root.join("result.json"), text.as_bytes())
     }
+}
+
+/// Reads and parses a checkpoint's `state.json`, naming the file in any error.
+fn parse_state(path: &Path) -> Result<TrainState> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Reads `config.toml` of the run in `dir`, refusing one edited since the run was created
