@@ -123,3 +123,42 @@ impl BatchNorm2d {
             .reshape(x.shape())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::losses::gradcheck::max_error;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn values(n: usize, seed: u32) -> Vec<f64> {
+        (0..n as u32)
+            .map(|i| {
+                let h = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(11);
+                (h % 2000) as f64 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_statistics_forward_has_the_right_input_gradient() -> Result<()> {
+        // f64, batch statistics without the running update (which reads f32 values).
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+        let bn = BatchNorm2d::new(3, 1e-3, 0.001, vb)?;
+        let shape = (2, 3, 2, 2);
+        let x = Tensor::from_vec(values(24, 1), shape, &Device::Cpu)?;
+        let w = Tensor::from_vec(values(24, 7), shape, &Device::Cpu)?;
+        // A weighted sum: the plain sum of a normalised output does not depend on x.
+        let loss = |v: &Tensor| (bn.forward(v, Mode::TrainKeepStats)? * &w)?.sum_all();
+        let err = max_error(loss, &x, 1e-6)?;
+        assert!(err < 1e-6, "batch-norm input gradient: error {err}");
+        // Normalised per channel: mean 0 over batch and space.
+        let y = bn.forward(&x, Mode::TrainKeepStats)?;
+        let m = y.transpose(0, 1)?.flatten_from(1)?.mean_keepdim(1)?;
+        for v in m.flatten_all()?.to_vec1::<f64>()? {
+            assert!(v.abs() < 1e-12, "channel mean {v}");
+        }
+        Ok(())
+    }
+}
