@@ -104,14 +104,7 @@ mod tests {
     use crate::losses::gradcheck::max_error;
     use candle_core::Device;
 
-    fn values(n: usize, seed: u32) -> Vec<f64> {
-        (0..n as u32)
-            .map(|i| {
-                let h = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(13);
-                (h % 2000) as f64 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use super::super::test_values as values;
 
     /// Direct loops: out[b,o,i,j] = Σ_{c,u,v} w[o,c,u,v]·x[b,c,s·i+u−p, s·j+v−p].
     fn direct(

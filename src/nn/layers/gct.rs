@@ -66,14 +66,7 @@ mod tests {
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
-    fn values(n: usize, seed: u32) -> Vec<f64> {
-        (0..n as u32)
-            .map(|i| {
-                let h = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(13);
-                (h % 2000) as f64 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use super::super::test_values as values;
 
     fn t(v: Vec<f64>, shape: &[usize]) -> Tensor {
         Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
