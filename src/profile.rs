@@ -24,9 +24,11 @@ pub enum Phase {
     HeadForward,
     /// The fused domain head, backward.
     HeadBackward,
+    /// Weak/strong image views of a batch (before the step; not part of `forward`).
+    Augment,
 }
 
-const N: usize = 8;
+const N: usize = 9;
 
 impl Phase {
     /// Every phase, in report order.
@@ -39,6 +41,7 @@ impl Phase {
         Phase::BnBackward,
         Phase::HeadForward,
         Phase::HeadBackward,
+        Phase::Augment,
     ];
 
     /// Name in tables and JSON.
@@ -52,6 +55,7 @@ impl Phase {
             Phase::BnBackward => "bn_backward",
             Phase::HeadForward => "head_forward",
             Phase::HeadBackward => "head_backward",
+            Phase::Augment => "augment",
         }
     }
 }

@@ -143,6 +143,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             threads: 2,
             kernels,
             data: Default::default(),
+            images: None,
             code_version: code_version(),
             conventions: codats::config::CONVENTIONS,
         };

@@ -28,6 +28,7 @@ fn slice(n: usize, seed: u64, labelled: bool) -> Slice {
         x: windows(n, seed),
         y: labelled.then(|| Tensor::from_vec(y, n, &Device::Cpu).unwrap()),
         idx: (0..n).collect(),
+        views: Vec::new(),
     }
 }
 
@@ -65,6 +66,7 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
         seed: 0,
         kernels,
         params: kind.resolve_params(&Default::default()).unwrap(),
+        image: None,
     };
     let varmap = VarMap::new();
     let mut method = methods::build(kind, &setup, &varmap).unwrap();

@@ -156,6 +156,7 @@ fn random_slice(n: usize, rng: &mut ChaCha8Rng, labelled: bool) -> Result<Slice>
             None
         },
         idx: (0..n).collect(),
+        views: Vec::new(),
     })
 }
 
@@ -224,6 +225,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 seed: 0,
                 kernels: o.kernels,
                 params: Default::default(),
+                image: None,
             };
             let varmap = VarMap::new();
             let mut method = methods::build(kind, &setup, &varmap)?;
@@ -325,6 +327,7 @@ fn bench_config(o: One) -> TrainConfig {
         threads: o.threads,
         kernels: o.kernels,
         data: Default::default(),
+        images: None,
         conventions: crate::config::CONVENTIONS,
         code_version: code_version(),
     }

@@ -6,8 +6,6 @@ use anyhow::Result;
 use clap::Args;
 
 use super::set_threads;
-use crate::data::registry::{self, DatasetName};
-use crate::problem::Problem;
 use crate::train;
 
 /// `codats eval`.
@@ -27,10 +25,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let _lock = train::run_lock::RunLock::acquire(&a.run_dir)?;
     let cfg = train::checkpoint::read_verified_config(&a.run_dir)?;
     set_threads(cfg.threads, cfg.kernels);
-    let name = DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?;
-    let data_dir = a.data_dir.or(cfg.data_dir.clone());
-    let dataset = registry::load_for_run(name, data_dir.as_deref(), true, true, &cfg.data, false)?;
-    let problem = Problem::for_run(&dataset, &cfg)?;
+    let problem = super::problem::load_problem(&cfg, a.data_dir.as_deref(), true, true, false)?;
     let dir = train::checkpoint::RunDir::open(&a.run_dir)?;
     dir.check_splits(&problem)?;
     let state = dir.read_state()?;

@@ -11,7 +11,9 @@ mod data_args;
 mod datasets;
 mod eval;
 mod methods;
+mod problem;
 mod report;
+mod ssl;
 mod sweep;
 mod train;
 
@@ -28,9 +30,13 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Train a model on source domains and evaluate it on a target domain.
     Train(train::TrainArgs),
+    /// Image classification with few labels: train supervised, FixMatch, … on image datasets.
+    #[command(subcommand)]
+    Ssl(ssl::SslCommand),
     /// Recompute result.json of a run directory from its saved checkpoints.
     Eval(eval::EvalArgs),
     /// List, describe and download datasets.
@@ -61,6 +67,17 @@ pub fn parse() -> Cli {
     ) {
         a.given = train::given_flags(m, sub);
     }
+    if let (Command::Ssl(ssl::SslCommand::Train(a)), Some(("ssl", m))) =
+        (&mut cli.command, matches.subcommand())
+    {
+        if let (Some(("train", m)), Some(sub)) = (
+            m.subcommand(),
+            cmd.find_subcommand("ssl")
+                .and_then(|s| s.find_subcommand("train")),
+        ) {
+            a.given = train::given_flags(m, sub);
+        }
+    }
     cli
 }
 
@@ -68,6 +85,7 @@ pub fn parse() -> Cli {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
+        Command::Ssl(c) => ssl::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Datasets(c) => datasets::run(c),
         Command::Bench(a) => bench::run(a),

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::problem::load_problem;
 use super::{at_least_one, available_threads, parse_param, set_threads, DataArgs};
 use crate::config::{code_version, defaults, MethodConfig, TrainConfig};
 use crate::data::batch::BatchDivision;
-use crate::data::registry::{self, DatasetName};
+use crate::data::registry::DatasetName;
 use crate::methods::MethodKind;
 use crate::nn::Kernels;
-use crate::problem::{describe_ids, Problem};
+use crate::problem::describe_ids;
 use crate::train::checkpoint::RunDir;
 use crate::train::run_lock::RunLock;
 use crate::train::{self, RunOptions, Trainer};
@@ -108,6 +109,45 @@ pub struct TrainArgs {
     pub given: Vec<String>,
 }
 
+impl TrainArgs {
+    /// The arguments of `codats train --resume --out OUT` (for `codats ssl train --resume`).
+    pub(crate) fn for_resume(
+        out: Option<PathBuf>,
+        data_dir: Option<PathBuf>,
+        quiet: bool,
+        stop_after: Option<usize>,
+        given: Vec<String>,
+    ) -> Self {
+        TrainArgs {
+            dataset: None,
+            sources: Vec::new(),
+            target: None,
+            method: MethodKind::CODATS,
+            steps: defaults::STEPS,
+            batch_size: defaults::BATCH,
+            batch_division: None,
+            lr: defaults::LR,
+            seed: 0,
+            split_seed: 0,
+            eval_every: defaults::EVAL_EVERY,
+            checkpoint_every: None,
+            target_proportions: None,
+            ws_noise: None,
+            params: Vec::new(),
+            out,
+            resume: true,
+            data_dir,
+            offline: true,
+            threads: None,
+            kernels: Kernels::Fast,
+            quiet,
+            stop_after,
+            data: DataArgs::default(),
+            given,
+        }
+    }
+}
+
 /// Flags `--resume` accepts: they change how the run is found, loaded or reported, not what
 /// it computes.
 const RESUME_FLAGS: &[&str] = &[
@@ -150,7 +190,7 @@ fn lock_for_resume(out: &std::path::Path) -> Result<RunLock> {
 
 /// `codats train --resume`: continues (or, stopped before its first checkpoint, restarts) the
 /// run in `--out` with the settings of its config.toml.
-fn resume(a: TrainArgs) -> Result<()> {
+pub(crate) fn resume(a: TrainArgs) -> Result<()> {
     let progress = !a.quiet;
     let out = a.out.context("--resume needs --out RUN_DIR")?;
     // Plainly first: a missing run is named as the missing config.toml.
@@ -159,15 +199,13 @@ fn resume(a: TrainArgs) -> Result<()> {
     let _lock = lock_for_resume(&out)?;
     let cfg = train::checkpoint::read_verified_config(&out)?;
     set_threads(cfg.threads, cfg.kernels);
-    let dataset = registry::load_for_run(
-        DatasetName::parse(&cfg.dataset).map_err(anyhow::Error::msg)?,
-        a.data_dir.as_deref().or(cfg.data_dir.as_deref()),
+    let problem = load_problem(
+        &cfg,
+        a.data_dir.as_deref(),
         a.offline,
         a.quiet,
-        &cfg.data,
         a.data.no_cache,
     )?;
-    let problem = Problem::for_run(&dataset, &cfg)?;
     let mut trainer = Trainer::resume(problem, &out)?;
     if progress && trainer.step() == 0 {
         eprintln!(
@@ -230,20 +268,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
             params: a.params.iter().cloned().collect(),
         },
         data: a.data.options(dataset)?,
+        images: None,
     }
     .check()?;
-    let dataset = registry::load_for_run(
-        dataset,
-        a.data_dir.as_deref(),
-        a.offline,
-        a.quiet,
-        &cfg.data,
-        a.data.no_cache,
-    )?;
-    if let Some(p) = &cfg.method.target_proportions {
-        TrainConfig::check_proportions(p, dataset.n_classes())?;
-    }
-    let problem = Problem::for_run(&dataset, &cfg)?;
+    let problem = load_problem(&cfg, None, a.offline, a.quiet, a.data.no_cache)?;
     if !a.quiet {
         for w in problem.warnings() {
             eprintln!("{w}");
@@ -285,7 +313,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     finish(result, &out)
 }
 
-fn finish(result: Option<train::result::RunResult>, out: &std::path::Path) -> Result<()> {
+pub(crate) fn finish(
+    result: Option<train::result::RunResult>,
+    out: &std::path::Path,
+) -> Result<()> {
     match result {
         None => {
             eprintln!(

@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use crate::data::augment::{ImageShape, Strength};
 use crate::data::batch::BatchDivision;
+use crate::nn::backbones::ImageBackbone;
 
 pub mod da;
 pub mod ema;
 #[cfg(test)]
 pub(crate) mod probe;
+pub mod ssl;
 
 use da::{codats, coral, dann_gs, mmd, supervised};
 
@@ -31,6 +34,8 @@ pub struct MethodInfo {
     pub help: &'static str,
     /// Colour in report figures (RGB).
     pub color: (u8, u8, u8),
+    /// Which half of codats it belongs to (`codats train` or `codats ssl train`).
+    pub task: Task,
     /// The data it trains on.
     pub needs: DataNeeds,
     /// The batch division the reference uses for it.
@@ -67,6 +72,8 @@ pub static REGISTRY: &[MethodInfo] = &[
     coral::CORAL,
     mmd::MMD,
     dann_gs::DANN_GS,
+    ssl::supervised::SUPERVISED,
+    ssl::fixmatch::FIXMATCH,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,
@@ -209,6 +216,44 @@ impl clap::ValueEnum for MethodKind {
     }
 }
 
+/// Which half of codats a method belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Domain adaptation of time series (`codats train`): labelled sources, unlabelled target.
+    Adaptation,
+    /// Image classification with few labels (`codats ssl train`): a labelled pool (the one
+    /// "source") and an unlabelled pool (the "target", whose labels it never sees).
+    Images,
+}
+
+impl Task {
+    /// Its name in messages (`adaptation`, `images`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Adaptation => "adaptation",
+            Task::Images => "images",
+        }
+    }
+}
+
+/// The augmented views of each slice a method wants (image problems only), in order: a view is a
+/// weak or strong augmentation of the slice's images ([`crate::data::augment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Views {
+    /// Views of each labelled slice.
+    pub labelled: &'static [Strength],
+    /// Views of the unlabelled slice.
+    pub unlabelled: &'static [Strength],
+}
+
+impl Views {
+    /// No views (time series; the raw windows only).
+    pub const NONE: Views = Views {
+        labelled: &[],
+        unlabelled: &[],
+    };
+}
+
 /// How a method uses the target domain during training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetUse {
@@ -227,6 +272,8 @@ pub struct DataNeeds {
     pub sources: bool,
     /// What of the target it sees.
     pub target: TargetUse,
+    /// The augmented views it trains on (image methods).
+    pub views: Views,
 }
 
 /// One labelled (or unlabelled) slice of a batch.
@@ -236,6 +283,9 @@ pub struct Slice {
     pub x: Tensor,
     /// Labels `[n]` (u32) when the method may see them.
     pub y: Option<Tensor>,
+    /// The augmented views its method declared ([`DataNeeds::views`]), in that order, each
+    /// shaped as `x` (empty for time series).
+    pub views: Vec<Tensor>,
     /// Each row's position in its pool (the order of [`PoolView::x`]), so that a method can keep
     /// per-sample state such as pseudo-labels.
     pub idx: Vec<usize>,
@@ -350,10 +400,20 @@ pub trait Method: Send {
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput>;
     /// Eval-mode task logits for windows `[B, C, T]`.
     fn predict(&self, x: &Tensor) -> Result<Tensor>;
+    /// Which weights [`Method::predict`] uses, as result.json records it: `raw` (the trained
+    /// ones, the default) or `ema` (an exponential moving average of them).
+    fn evaluated_weights(&self) -> &'static str {
+        "raw"
+    }
     /// Optimiser groups. All step on the same gradients of [`StepOutput::loss`], in order.
     /// Default: one group, `model`, over every trainable parameter.
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![ParamGroup::new("model", "")]
+    }
+    /// Runs once after the trainer's seeded initialisation, with the run's variables (an EMA
+    /// teacher starts as a copy of its student). Default: nothing.
+    fn after_init(&mut self, _vars: &VarMap) -> Result<()> {
+        Ok(())
     }
     /// Runs after every optimiser step, with the run's variables (e.g. an EMA teacher's update,
     /// [`ema::Ema`]). Default: nothing.
@@ -409,6 +469,19 @@ pub struct MethodSetup {
     /// The method's own parameters, checked and with defaults filled in
     /// ([`MethodKind::resolve_params`]).
     pub params: BTreeMap<String, f64>,
+    /// The image network of an image problem.
+    pub image: Option<ImageSetup>,
+}
+
+/// The network of an image method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageSetup {
+    /// Input image shape.
+    pub shape: ImageShape,
+    /// Which backbone.
+    pub backbone: ImageBackbone,
+    /// GCT gates in front of the convolutions.
+    pub gct: bool,
 }
 
 impl MethodSetup {

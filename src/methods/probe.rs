@@ -5,6 +5,7 @@
 //! step ([`Ema`]) and is what [`Method::predict`] evaluates, and the pseudo-labels, hook count
 //! and a value drawn from the run's RNG in each hook are the method's resumable state.
 
+use crate::methods::{Task, Views};
 use candle_core::{Device, Result, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -27,9 +28,11 @@ pub const PROBE: MethodInfo = MethodInfo {
     label: "Probe",
     help: "test only: self-training with an EMA teacher, exercising every trainer hook",
     color: (0, 0, 0),
+    task: Task::Adaptation,
     needs: DataNeeds {
         sources: true,
         target: TargetUse::Unlabelled,
+        views: Views::NONE,
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,

@@ -140,6 +140,7 @@ impl Job {
             threads,
             kernels: crate::nn::Kernels::default(),
             data: Default::default(),
+            images: None,
             code_version: code_version(),
         }
     }

@@ -32,6 +32,9 @@ use crate::problem::{Problem, SavedSplits};
 /// Weights at the end of training.
 pub use super::selection::LAST;
 
+/// An image run's pools (labelled, unlabelled, validation, test image indices).
+pub const POOLS: &str = "pools.json";
+
 /// Writes `bytes` to `path` via a temporary file, flushed to disk, and a rename (the directory
 /// flushed after it), so readers never see half a file and a crash keeps the old or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -116,6 +119,14 @@ impl RunDir {
             config_sha256: sha256_hex(config.as_bytes()),
         };
         write_atomic(&dir.root.join("config.toml"), config.as_bytes())?;
+        if let Some(meta) = &problem.image {
+            // Which images are labelled, unlabelled, validation and test (before splits.json,
+            // whose presence marks a complete creation).
+            write_atomic(
+                &dir.root.join(POOLS),
+                serde_json::to_string_pretty(&meta.pools)?.as_bytes(),
+            )?;
+        }
         let splits = SavedSplits(problem.splits());
         write_atomic(
             &dir.root.join("splits.json"),
@@ -198,6 +209,19 @@ impl RunDir {
                 "the data no longer gives the splits saved in {} (did the dataset files change?)",
                 path.display()
             );
+        }
+        if let Some(meta) = &problem.image {
+            let path = self.root.join(POOLS);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let saved: crate::problem::images::ImagePools = serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if saved != meta.pools {
+                bail!(
+                    "the data no longer gives the image pools saved in {} (did the dataset files change?)",
+                    path.display()
+                );
+            }
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 
 use super::checkpoint::{RunDir, LAST};
 use super::result::{RuleResult, RunResult};
@@ -50,7 +50,7 @@ impl EvalSet {
         }
         let n = y.len();
         Ok(Self {
-            x: Tensor::from_vec(x, (n, problem.channels, problem.length), &Device::Cpu)?,
+            x: problem.input(x, n)?,
             y,
         })
     }
@@ -196,6 +196,12 @@ pub fn evaluate_run(
         steps: label(state.step),
         classes: problem.class_names.clone(),
         selection,
+        images: cfg.images.as_ref().map(|im| super::result::ImageRunInfo {
+            labels_per_class: im.labels_per_class,
+            backbone: im.backbone.as_str().to_string(),
+            gct: im.gct,
+            weights: method.evaluated_weights().to_string(),
+        }),
     })
 }
 
@@ -203,6 +209,7 @@ pub fn evaluate_run(
 mod tests {
     use super::*;
     use crate::methods::{Batch, MethodKind, StepContext, StepOutput};
+    use candle_core::Device;
 
     /// Predicts the same logits for every window: (ln 3, 0) — probabilities 3/4, 1/4.
     struct Fixed;

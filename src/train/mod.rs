@@ -39,6 +39,8 @@ pub use crate::seed::derive_seed;
 const SEED_INIT: u64 = 1;
 const SEED_DROPOUT: u64 = 2;
 const SEED_STREAMS: u64 = 100;
+/// Augmented views: seed of view `v` of pool `p` is `SEED_VIEWS + 16·p + v`.
+const SEED_VIEWS: u64 = 200;
 
 /// Best validation accuracy seen so far for one selection rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -191,14 +193,53 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
         kernels: cfg.kernels,
         // Complete and in range: `CheckedConfig` holds only checked settings.
         params: cfg.method.params.clone(),
+        image: problem
+            .image
+            .as_ref()
+            .zip(cfg.images.as_ref())
+            .map(|(m, o)| methods::ImageSetup {
+                shape: m.shape,
+                backbone: o.backbone,
+                gct: o.gct,
+            }),
     }
+}
+
+/// Whether the method trains on the sources' windows (else, `target_only`, on the target's),
+/// which decides the validation split `best_source` and `source_risk` use.
+fn trains_on_sources(cfg: &TrainConfig) -> bool {
+    cfg.method.name.data_needs().sources || cfg.conventions < 2
+}
+
+/// The selection rules whose validation set the problem has (an image problem has no labelled
+/// validation images of the pool it trains on).
+fn applicable_rules<'a>(
+    cfg: &'a TrainConfig,
+    problem: &'a Problem,
+) -> impl Iterator<Item = &'static selection::Rule> + 'a {
+    let valid_len = |d: &crate::problem::PreparedDomain| d.split.valid.len();
+    let trained: usize = if trains_on_sources(cfg) {
+        problem.sources.iter().map(valid_len).sum()
+    } else {
+        valid_len(&problem.target)
+    };
+    let target = valid_len(&problem.target);
+    selection::RULES.iter().filter(move |r| match r.set {
+        selection::RuleSet::Trained => trained > 0,
+        selection::RuleSet::Target => target > 0,
+    })
 }
 
 /// Builds the method with its variables, seeded initialisation applied.
 pub fn build_method(cfg: &CheckedConfig, problem: &Problem) -> Result<(VarMap, Box<dyn Method>)> {
     let varmap = VarMap::new();
-    let method = methods::build(cfg.method.name, &method_setup(cfg, problem), &varmap)?;
+    let mut method = methods::build(cfg.method.name, &method_setup(cfg, problem), &varmap)?;
     crate::nn::glorot_init(&varmap, derive_seed(cfg.seed, SEED_INIT))?;
+    if problem.image.is_some() {
+        // Image networks: He-normal (fan-out) convolution kernels, as USB's; Glorot heads.
+        crate::nn::kaiming_normal_init(&varmap, derive_seed(cfg.seed, SEED_INIT + 10))?;
+    }
+    method.after_init(&varmap)?;
     Ok((varmap, method))
 }
 
@@ -242,8 +283,7 @@ impl Trainer {
             rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, SEED_DROPOUT)),
             source_streams,
             target_stream,
-            best: selection::RULES
-                .iter()
+            best: applicable_rules(&cfg, &problem)
                 .map(|r| (r.name.to_string(), Best::default()))
                 .collect(),
             method_state: serde_json::Value::Null,
@@ -314,6 +354,9 @@ impl Trainer {
 
     /// One Adam per optimiser group of `method`, over its trainable variables in `varmap`, at
     /// the run's learning rate times the group's scale.
+    ///
+    /// Image runs use SGD with the `[images]` recipe (FixMatch's: Nesterov 0.9, weight decay
+    /// 5e-4) instead, the group's own weight decay added to the recipe's.
     pub fn optimisers(
         cfg: &TrainConfig,
         varmap: &VarMap,
@@ -323,18 +366,53 @@ impl Trainer {
             .param_groups()
             .into_iter()
             .map(|g| {
-                (
-                    g.name.to_string(),
-                    Box::new(Adam::new(
+                let vars = methods::trainable_vars(varmap, g.prefix);
+                let lr = cfg.lr * g.lr_scale;
+                let opt: Box<dyn Optimizer> = match &cfg.images {
+                    Some(im) => Box::new(optim::Sgd::new(
+                        optim::SgdConfig {
+                            lr,
+                            momentum: im.momentum,
+                            nesterov: im.nesterov,
+                            weight_decay: im.weight_decay + g.weight_decay,
+                        },
+                        vars,
+                    )),
+                    None => Box::new(Adam::new(
                         AdamConfig {
                             weight_decay: g.weight_decay,
-                            ..AdamConfig::keras(cfg.lr * g.lr_scale)
+                            ..AdamConfig::keras(lr)
                         },
-                        methods::trainable_vars(varmap, g.prefix),
-                    )) as Box<dyn Optimizer>,
-                )
+                        vars,
+                    )),
+                };
+                (g.name.to_string(), opt)
             })
             .collect()
+    }
+
+    /// Sets every group's learning rate for the next update (image runs with `cosine`:
+    /// FixMatch's lr·cos(7πk / 16K); a function of the step, so resumed runs agree).
+    fn schedule_learning_rates(&mut self) {
+        let Some(im) = self.cfg.images.as_ref().filter(|im| im.cosine) else {
+            return;
+        };
+        let _ = im;
+        let k = self.state.step as u64;
+        let total = self.cfg.updates() as u64;
+        let scales: Vec<f64> = self
+            .method
+            .param_groups()
+            .iter()
+            .map(|g| g.lr_scale)
+            .collect();
+        for ((_, opt), scale) in self.groups.iter_mut().zip(scales) {
+            opt.set_learning_rate(optim::Schedule::FIXMATCH_COSINE.rate(
+                self.cfg.lr * scale,
+                k,
+                total,
+            ));
+        }
     }
 
     /// The run's configuration.
@@ -367,11 +445,9 @@ impl Trainer {
             .unwrap_or(&self.problem.target);
         let (x, y) = domain.gather(idx, self.problem.window());
         let n = idx.len();
-        let x = Tensor::from_vec(
-            x,
-            (n, self.problem.channels, self.problem.length),
-            &Device::Cpu,
-        )?;
+        let positions: Vec<usize> = idx.iter().map(|w| self.positions[pool][w]).collect();
+        let views = self.views(pool, &x, &positions)?;
+        let x = self.problem.input(x, n)?;
         let y = if labelled {
             Some(Tensor::from_vec(y, n, &Device::Cpu)?)
         } else {
@@ -380,12 +456,51 @@ impl Trainer {
         Ok(Slice {
             x,
             y,
-            idx: idx.iter().map(|w| self.positions[pool][w]).collect(),
+            idx: positions,
+            views,
         })
+    }
+
+    /// The augmented views the method declared for `pool`'s slice of images `x` (in [0, 1]):
+    /// image `k` of view `v` draws from a seed of (run seed, pool, v, step, its pool position),
+    /// so views need no checkpointed state and do not depend on the thread count.
+    fn views(&self, pool: usize, x: &[f32], positions: &[usize]) -> Result<Vec<Tensor>> {
+        let Some(meta) = &self.problem.image else {
+            return Ok(Vec::new());
+        };
+        let declared = self.cfg.method.name.data_needs().views;
+        let (tag, strengths) = if pool < self.problem.sources.len() {
+            (pool as u64, declared.labelled)
+        } else {
+            (15, declared.unlabelled)
+        };
+        let _span = crate::profile::span(crate::profile::Phase::Augment);
+        let ids: Vec<u64> = positions.iter().map(|&p| p as u64).collect();
+        strengths
+            .iter()
+            .enumerate()
+            .map(|(v, &strength)| {
+                let seed = derive_seed(self.cfg.seed, SEED_VIEWS + 16 * tag + v as u64);
+                let aug = crate::data::augment::augment_batch(
+                    x,
+                    meta.shape,
+                    &ids,
+                    seed,
+                    self.state.step as u64,
+                    strength,
+                    &meta.augment,
+                );
+                Ok(self.problem.input(aug, positions.len())?)
+            })
+            .collect()
     }
 
     /// Rows per step the batch takes from each source and from the target.
     fn rows_per_step(&self) -> (usize, usize) {
+        if let Some(im) = &self.cfg.images {
+            // B labelled, μB unlabelled (USB's `uratio`).
+            return (self.cfg.batch_size, im.uratio * self.cfg.batch_size);
+        }
         let (per_source, per_target) = self
             .cfg
             .batch_division
@@ -442,11 +557,7 @@ impl Trainer {
             // Windows only: labels of a pool never reach the hook.
             let (x, _) = d.gather(&d.split.train, self.problem.window());
             let n = d.split.train.len();
-            self.hook_pool = Some(Tensor::from_vec(
-                x,
-                (n, self.problem.channels, self.problem.length),
-                &Device::Cpu,
-            )?);
+            self.hook_pool = Some(self.problem.input(x, n)?);
         }
         let x = self.hook_pool.as_ref().expect("gathered above");
         let logits = eval::predict_logits(self.method.as_ref(), x)?;
@@ -518,6 +629,7 @@ impl Trainer {
                 return Ok(None);
             }
             let t = Instant::now();
+            self.schedule_learning_rates();
             self.epoch_boundary()?;
             let batch = self.next_batch()?;
             self.timing.batching += t.elapsed().as_secs_f64();
@@ -550,20 +662,22 @@ impl Trainer {
                 // `best_source` and `source_risk` select on the validation split of the
                 // domains the method trains on: for `target_only`, the target's own (the
                 // reference's `none --sources=<target>`).
-                let (own, own_loss) =
-                    if self.cfg.method.name.data_needs().sources || self.cfg.conventions < 2 {
-                        (src, src_loss)
-                    } else {
-                        (tgt, tgt_loss)
-                    };
+                let (own, own_loss) = if trains_on_sources(&self.cfg) {
+                    (src, src_loss)
+                } else {
+                    (tgt, tgt_loss)
+                };
                 let scores = selection::Scores {
                     source_valid: src,
                     target_valid: tgt,
                     trained_valid: own,
                     trained_valid_loss: own_loss,
                 };
+                // The rules the run started with (those whose validation set it has).
                 for rule in selection::RULES {
-                    let best = self.state.best.entry(rule.name.to_string()).or_default();
+                    let Some(best) = self.state.best.get_mut(rule.name) else {
+                        continue;
+                    };
                     if best.offer((rule.score)(&scores), self.state.step) {
                         self.dir.save_weights(&self.varmap, rule.name)?;
                     }
@@ -719,6 +833,65 @@ mod tests {
         assert_eq!(at, vec![3, 7, 9]);
     }
 
+    /// A tiny image problem: 3 classes of 8×8 grey images, 40 each (a class is a brightness
+    /// pattern plus noise), 4 labels per class.
+    pub(crate) fn toy_images() -> crate::data::images::catalog::ImageData {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let n = 120;
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .flat_map(|&c| {
+                let noise: Vec<u8> = (0..64)
+                    .map(|p| {
+                        let base = if (p / 8) % 3 == c as usize { 200 } else { 40 };
+                        (base + rng.random_range(0..40)) as u8
+                    })
+                    .collect();
+                noise
+            })
+            .collect();
+        let classes = ["a", "b", "c"].map(String::from).to_vec();
+        crate::data::images::catalog::ImageData {
+            name: crate::data::images::catalog::ImageDataset::Digits,
+            dir: "toy".into(),
+            train: None,
+            test: crate::data::images::ImageSet::new(1, 8, 8, pixels, labels, classes).unwrap(),
+            note: None,
+        }
+    }
+
+    fn image_trainer(method: MethodKind, dir: &Path) -> Trainer {
+        let mut cfg = crate::config::tests::cfg();
+        cfg.dataset = "digits".into();
+        cfg.sources = vec![1];
+        cfg.target = 0;
+        cfg.method = crate::config::MethodConfig::new(method);
+        cfg.batch_size = 6;
+        cfg.lr = 0.03;
+        let mut images = crate::config::ImageOptions::fixmatch(4);
+        images.uratio = 2;
+        cfg.images = Some(images);
+        let cfg = cfg.check().unwrap();
+        let problem = crate::problem::images::image_problem(
+            &toy_images(),
+            cfg.images.as_ref().unwrap(),
+            cfg.seed,
+            0,
+        )
+        .unwrap();
+        Trainer::new(cfg, problem, dir).unwrap()
+    }
+
+    /// A trainer of `method` on a small problem of its kind (synthetic series or toy images).
+    fn any_trainer(method: MethodKind, dir: &Path) -> Trainer {
+        match method.info().task {
+            crate::methods::Task::Adaptation => synthetic_trainer(method, dir),
+            crate::methods::Task::Images => image_trainer(method, dir),
+        }
+    }
+
     fn synthetic_trainer(method: MethodKind, dir: &Path) -> Trainer {
         let ds = generate(&SyntheticConfig {
             domains: 3,
@@ -741,7 +914,7 @@ mod tests {
         for method in MethodKind::all() {
             let dir = tmp.join(method.as_str());
             let _ = std::fs::remove_dir_all(&dir);
-            let mut t = synthetic_trainer(method, &dir);
+            let mut t = any_trainer(method, &dir);
             t.cfg.edit().steps = 2;
             t.cfg.edit().eval_every = 1;
             // What the method actually logs in a step.
@@ -854,6 +1027,101 @@ mod tests {
     }
 
     #[test]
+    fn an_image_run_resumes_bit_identically_with_its_ema_weights_and_pools() {
+        let tmp = std::env::temp_dir().join(format!("codats-img-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let fixmatch = MethodKind::parse("fixmatch").expect("registered");
+        let run = |dir: &Path, stop: Option<usize>| {
+            let mut t = image_trainer(fixmatch, dir);
+            t.cfg.edit().steps = 12;
+            t.cfg.edit().eval_every = 4;
+            t.cfg.edit().checkpoint_every = 4;
+            std::fs::write(dir.join("config.toml"), toml::to_string(&t.cfg).unwrap()).unwrap();
+            t.dir = RunDir::open(dir).unwrap();
+            t.run(RunOptions {
+                stop_after: stop,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let whole = tmp.join("whole");
+        let result = run(&whole, None).expect("finished");
+        let parts = tmp.join("parts");
+        assert!(run(&parts, Some(7)).is_none());
+        let cfg = checkpoint::read_config(&parts).unwrap();
+        let problem = crate::problem::images::image_problem(
+            &toy_images(),
+            cfg.images.as_ref().unwrap(),
+            cfg.seed,
+            0,
+        )
+        .unwrap();
+        Trainer::resume(problem, &parts)
+            .unwrap()
+            .run(RunOptions::default())
+            .unwrap();
+        for f in [
+            "result.json",
+            "pools.json",
+            "checkpoints/last.safetensors",
+            "checkpoints/best_target.safetensors",
+            "checkpoints/resume/state.json",
+            "checkpoints/resume/optimiser.safetensors",
+        ] {
+            assert_eq!(
+                std::fs::read(whole.join(f)).unwrap(),
+                std::fs::read(parts.join(f)).unwrap(),
+                "{f} differs after resume"
+            );
+        }
+        // No labelled validation images of the labelled pool: only `last` and the oracle.
+        let rules: Vec<&str> = result.selection.keys().map(|k| k.as_str()).collect();
+        assert_eq!(rules, ["best_target", "last"]);
+        let info = result.images.expect("image run");
+        assert_eq!((info.weights.as_str(), info.labels_per_class), ("ema", 4));
+        // Both the trained and the EMA weights are saved with every selection.
+        let saved = candle_core::safetensors::load(
+            whole.join("checkpoints/last.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!(saved.contains_key("model.head.weight") && saved.contains_key("ema.head.weight"));
+        assert_ne!(
+            saved["model.head.weight"].to_vec2::<f32>().unwrap(),
+            saved["ema.head.weight"].to_vec2::<f32>().unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn image_views_depend_on_seed_step_and_image_not_on_the_batch() {
+        let tmp = std::env::temp_dir().join(format!("codats-views-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let fixmatch = MethodKind::parse("fixmatch").expect("registered");
+        let t = image_trainer(fixmatch, &tmp);
+        let pool = t.problem.sources.len();
+        let a = t.slice(pool, &[0, 1, 2], false).unwrap();
+        let b = t.slice(pool, &[2, 0], false).unwrap();
+        let rows = |s: &Slice, v: usize| {
+            s.views[v]
+                .flatten_from(1)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        // Image 2's weak and strong views are the same wherever it sits in the batch.
+        for v in 0..2 {
+            assert_eq!(rows(&a, v)[2], rows(&b, v)[0]);
+            assert_eq!(rows(&a, v)[0], rows(&b, v)[1]);
+        }
+        // Weak and strong views differ from each other and from the image.
+        assert_ne!(rows(&a, 0), rows(&a, 1));
+        let x = a.x.flatten_from(1).unwrap().to_vec2::<f32>().unwrap();
+        assert_ne!(x, rows(&a, 1));
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
     fn an_edited_method_parameter_is_refused_when_the_run_is_reopened() {
         // config.toml is checked when a run starts; one edited afterwards (resume, eval) must
         // not slip its value past the check.
@@ -890,15 +1158,27 @@ mod tests {
         for method in MethodKind::all() {
             let dir = tmp.join(method.as_str());
             let _ = std::fs::remove_dir_all(&dir);
-            let mut t = synthetic_trainer(method, &dir);
+            let mut t = any_trainer(method, &dir);
+            let images = method.info().task == crate::methods::Task::Images;
             for _ in 0..3 {
                 let b = t.next_batch().unwrap();
                 let needs = method.data_needs();
+                let sources = if images { 1 } else { 2 };
                 assert_eq!(
                     b.sources.len(),
-                    if needs.sources { 2 } else { 0 },
+                    if needs.sources { sources } else { 0 },
                     "{method}"
                 );
+                // Exactly the declared views, each shaped as the slice's images.
+                for s in &b.sources {
+                    assert_eq!(s.views.len(), needs.views.labelled.len(), "{method}");
+                }
+                if let Some(s) = &b.target {
+                    assert_eq!(s.views.len(), needs.views.unlabelled.len(), "{method}");
+                }
+                for s in b.sources.iter().chain(&b.target) {
+                    assert!(s.views.iter().all(|v| v.dims() == s.x.dims()), "{method}");
+                }
                 assert!(
                     b.sources.iter().all(|s| s.y.is_some()),
                     "{method}: source labels"

@@ -42,12 +42,52 @@ pub struct RunResult {
     pub classes: Vec<String>,
     /// `last`, `best_source` (source validation) and `best_target` (oracle target validation).
     pub selection: BTreeMap<String, RuleResult>,
+    /// For an image run: its labels per class and which weights were evaluated. The "target"
+    /// of `selection` is then the held-out test set and the sources the labelled pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageRunInfo>,
+}
+
+/// What an image run's result.json adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRunInfo {
+    /// Labelled images per class.
+    pub labels_per_class: usize,
+    /// The network.
+    pub backbone: String,
+    /// Whether GCT gates were on.
+    pub gct: bool,
+    /// Which weights every rule evaluated: `raw` (the trained ones) or `ema` (their moving
+    /// average, e.g. FixMatch's 0.999 teacher); both are in every checkpoint.
+    pub weights: String,
 }
 
 impl RunResult {
     /// One line per selection rule: target-test accuracy and macro-F1, source-test accuracy.
     pub fn summary(&self) -> String {
         let r = self;
+        if let Some(info) = &r.images {
+            let mut lines = vec![format!(
+                "{} {} ({}{}), {} labels per class, {} steps, {} weights evaluated",
+                r.dataset,
+                r.method,
+                info.backbone,
+                if info.gct { " + GCT" } else { "" },
+                info.labels_per_class,
+                r.steps,
+                info.weights
+            )];
+            for (rule, res) in &r.selection {
+                lines.push(format!(
+                    "  {rule:<12} (step {:>6}): test accuracy {:.2}%  macro-F1 {:.3}  ({} test images)",
+                    res.step,
+                    100.0 * res.target_test.accuracy,
+                    res.target_test.macro_f1,
+                    res.target_test.n
+                ));
+            }
+            return lines.join("\n");
+        }
         let mut lines = vec![format!(
             "{} {} sources [{}] -> target {}, {} steps",
             r.dataset,

@@ -28,6 +28,18 @@ pub struct Rule {
     pub oracle: bool,
     /// The score to maximise.
     pub score: fn(&Scores) -> f64,
+    /// The validation set it scores on: an image run has no labelled validation images of the
+    /// pool it trains on, so rules on that set do not apply to it.
+    pub set: RuleSet,
+}
+
+/// The validation set a rule scores on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSet {
+    /// The validation split of the domains the method trains on.
+    Trained,
+    /// The target's validation split.
+    Target,
 }
 
 /// The final weights' pseudo-rule.
@@ -53,6 +65,7 @@ pub const RULES: &[Rule] = &[
                       adaptation methods; the target's own for target_only)",
         oracle: false,
         score: trained_valid,
+        set: RuleSet::Trained,
     },
     Rule {
         name: "source_risk",
@@ -60,12 +73,14 @@ pub const RULES: &[Rule] = &[
                       (source risk; label-free for adaptation methods)",
         oracle: false,
         score: negative_risk,
+        set: RuleSet::Trained,
     },
     Rule {
         name: "best_target",
         description: "target validation accuracy (oracle: uses target labels)",
         oracle: true,
         score: target_valid,
+        set: RuleSet::Target,
     },
 ];
 

@@ -200,6 +200,16 @@ pub enum ImageError {
         /// `labels_per_class`.
         wanted: usize,
     },
+    /// Labelled pools that leave nothing for the unlabelled pool.
+    #[error(
+        "{dataset}: {labelled} labelled images leave no unlabelled ones; lower --labels-per-class"
+    )]
+    EmptyUnlabelledPool {
+        /// The dataset.
+        dataset: String,
+        /// Size of the labelled pool.
+        labelled: usize,
+    },
     /// A test fraction outside (0, 1).
     #[error("test fraction {value} is not in the open interval (0, 1)")]
     BadFraction {

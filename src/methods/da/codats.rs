@@ -1,6 +1,7 @@
 //! CoDATS (Wilson, Doppa & Cook, KDD 2020): multi-source domain-adversarial training with the
 //! FCN, and CoDATS-WS, which adds the DA-WS weak-supervision loss on target label proportions.
 
+use crate::methods::{Task, Views};
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -15,6 +16,7 @@ use crate::nn::{grl_lambda, CodatsModel};
 const ADAPTS: DataNeeds = DataNeeds {
     sources: true,
     target: TargetUse::Unlabelled,
+    views: Views::NONE,
 };
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
@@ -28,6 +30,7 @@ pub const CODATS: MethodInfo = MethodInfo {
     label: "CoDATS",
     help: "CoDATS: multi-source domain-adversarial training (DANN with the FCN)",
     color: (0, 114, 178),
+    task: Task::Adaptation,
     needs: ADAPTS,
     batch_division: BatchDivision::All,
     uses_proportions: false,
@@ -42,6 +45,7 @@ pub const CODATS_WS: MethodInfo = MethodInfo {
     label: "CoDATS-WS",
     help: "CoDATS-WS: CoDATS plus the DA-WS loss towards known target label proportions",
     color: (230, 159, 0),
+    task: Task::Adaptation,
     needs: ADAPTS,
     batch_division: BatchDivision::Sources,
     uses_proportions: true,
@@ -289,6 +293,7 @@ mod tests {
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             params: Default::default(),
+            image: None,
         };
         for kind in [MethodKind::CODATS, MethodKind::CODATS_WS] {
             let varmap = VarMap::new();

@@ -1,6 +1,7 @@
 //! Deep CORAL (Sun & Saenko, ECCV 2016 workshops): source cross-entropy plus the distance
 //! between the source and target feature covariances, ‖C_s − C_t‖²_F / (4 d²).
 
+use crate::methods::{Task, Views};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -16,9 +17,11 @@ pub const CORAL: MethodInfo = MethodInfo {
     help:
         "Deep CORAL: source cross-entropy + distance between source and target feature covariances",
     color: (86, 180, 233),
+    task: Task::Adaptation,
     needs: DataNeeds {
         sources: true,
         target: TargetUse::Unlabelled,
+        views: Views::NONE,
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,

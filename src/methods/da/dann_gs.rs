@@ -4,6 +4,7 @@
 //! λ schedule and the same second Adam on the domain head. Only the domain head's width and its
 //! labels differ from `codats` ([`super::codats::DomainHead::Grouped`]).
 
+use crate::methods::{Task, Views};
 use candle_core::Result;
 use candle_nn::VarBuilder;
 
@@ -27,9 +28,11 @@ pub const DANN_GS: MethodInfo = MethodInfo {
     label: "DANN-GS",
     help: "DANN with the sources grouped: one gradient-reversed source-vs-target domain head",
     color: (204, 121, 167),
+    task: Task::Adaptation,
     needs: DataNeeds {
         sources: true,
         target: TargetUse::Unlabelled,
+        views: Views::NONE,
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,
@@ -85,6 +88,7 @@ mod tests {
                 seed: 0,
                 kernels: crate::nn::Kernels::Fast,
                 params: Default::default(),
+                image: None,
             };
             let varmap = VarMap::new();
             let method = build(kind, &setup, &varmap)?;

@@ -2,6 +2,7 @@
 //! cross-entropy plus the squared maximum mean discrepancy between source and target features
 //! under a sum of Gaussian kernels whose bandwidths come from the median heuristic.
 
+use crate::methods::{Task, Views};
 use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -16,9 +17,11 @@ pub const MMD: MethodInfo = MethodInfo {
     label: "MMD (DDC)",
     help: "DDC-style MMD: source cross-entropy + multi-kernel Gaussian MMD between source and target features",
     color: (213, 94, 0),
+    task: Task::Adaptation,
     needs: DataNeeds {
         sources: true,
         target: TargetUse::Unlabelled,
+        views: Views::NONE,
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,

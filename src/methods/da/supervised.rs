@@ -1,6 +1,7 @@
 //! Supervised baselines on the same network: `none` (sources only, the lower bound) and
 //! `target_only` (the target's own training labels, the train-on-target bound).
 
+use crate::methods::{Task, Views};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -23,9 +24,11 @@ pub const NONE: MethodInfo = MethodInfo {
     label: "No Adaptation",
     help: "source only: train on the labelled sources, never see the target",
     color: (120, 120, 120),
+    task: Task::Adaptation,
     needs: DataNeeds {
         sources: true,
         target: TargetUse::None,
+        views: Views::NONE,
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,
@@ -41,9 +44,11 @@ pub const TARGET_ONLY: MethodInfo = MethodInfo {
     label: "Train on Target",
     help: "train on the target's own labels and select on its validation split (the bound)",
     color: (0, 158, 115),
+    task: Task::Adaptation,
     needs: DataNeeds {
         sources: false,
         target: TargetUse::Labelled,
+        views: Views::NONE,
     },
     batch_division: BatchDivision::All,
     uses_proportions: false,

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod images;
+pub use images::ImageOptions;
+
 use crate::data::batch::BatchDivision;
 use crate::data::registry::DataOptions;
 use crate::methods::MethodKind;
@@ -66,6 +69,16 @@ pub enum ConfigError {
         "--ws-noise must be a number in [0, 2], an L1 distance between distributions (got {0})"
     )]
     BadWsNoise(f64),
+    /// A bad `[images]` value.
+    #[error("{0}")]
+    Images(String),
+    /// A method of the other half of codats (an image method in `codats train`, or back).
+    #[error("method {method} is {task}: {hint}")]
+    WrongTask {
+        method: String,
+        task: &'static str,
+        hint: &'static str,
+    },
     /// `--ws-noise` given to a method that does not use proportions.
     #[error("--ws-noise is only used by {users} (method is {method})")]
     WsNoiseUnused { method: String, users: String },
@@ -126,6 +139,10 @@ pub struct TrainConfig {
     /// as `[data]` so that `codats eval` and `--resume` rebuild the same dataset.
     #[serde(default, skip_serializing_if = "DataOptions::is_empty")]
     pub data: DataOptions,
+    /// An image run's pools, network and SGD recipe (`codats ssl train`), saved as `[images]`;
+    /// absent for time-series runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageOptions>,
 }
 
 /// The method of a run and its own settings: config.toml's `[method]` table,
@@ -274,6 +291,8 @@ pub struct ConfigFile {
     conventions: u32,
     #[serde(default)]
     data: DataOptions,
+    #[serde(default)]
+    images: Option<ImageOptions>,
     // The layout before the [method] table.
     #[serde(default)]
     target_proportions: Option<Vec<f64>>,
@@ -322,6 +341,7 @@ impl TryFrom<ConfigFile> for TrainConfig {
             conventions: f.conventions,
             method,
             data: f.data,
+            images: f.images,
         })
     }
 }
@@ -496,6 +516,25 @@ impl TrainConfig {
             return Err(ConfigError::ZeroThreads);
         }
         let kind = self.method.name;
+        match (kind.info().task, &self.images) {
+            (crate::methods::Task::Images, None) => {
+                return Err(ConfigError::WrongTask {
+                    method: kind.to_string(),
+                    task: "an image method",
+                    hint: "train it with `codats ssl train` (`codats methods` lists both halves)",
+                })
+            }
+            (crate::methods::Task::Adaptation, Some(_)) => {
+                return Err(ConfigError::WrongTask {
+                    method: kind.to_string(),
+                    task: "a time-series adaptation method",
+                    hint:
+                        "train it with `codats train`; `codats ssl train` takes the image methods",
+                })
+            }
+            (_, Some(images)) => images.check().map_err(ConfigError::Images)?,
+            (_, None) => {}
+        }
         let needs = kind.data_needs();
         if needs.sources && self.sources.is_empty() {
             return Err(ConfigError::NoSources(kind.to_string()));
@@ -504,7 +543,9 @@ impl TrainConfig {
         let (per_source, per_target) = self
             .batch_division
             .sizes(self.batch_size, self.sources.len());
-        let smallest = if needs.sources {
+        let smallest = if self.images.is_some() {
+            self.batch_size
+        } else if needs.sources {
             per_source.min(per_target)
         } else {
             self.batch_size
@@ -592,6 +633,7 @@ pub(crate) mod tests {
             kernels: crate::nn::Kernels::Fast,
             code_version: code_version(),
             data: DataOptions::default(),
+            images: None,
         }
     }
 
@@ -676,7 +718,7 @@ conventions = 2
         };
         assert_eq!(
             err(&new.replace("name = \"codats\"", "")),
-            "[method] needs `name` (one of: none, codats, codats_ws, target_only, coral, mmd, dann_gs, probe)"
+            format!("[method] needs `name` (one of: {})", MethodKind::names())
         );
         assert_eq!(
             err(&format!("{new}coral_weight = \"big\"\n")),

@@ -10,6 +10,9 @@ use crate::data::split::{
 };
 use crate::data::{Dataset, DomainData};
 
+pub mod images;
+pub use images::ImageMeta;
+
 /// Why a (sources, target) choice cannot be trained.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProblemError {
@@ -93,6 +96,9 @@ pub struct Problem {
     pub sources: Vec<PreparedDomain>,
     /// The target domain (domain label 0).
     pub target: PreparedDomain,
+    /// For an image problem (labelled pool = the one source, unlabelled pool = the target): the
+    /// image shape, views, normalisation and pools ([`images`]).
+    pub image: Option<ImageMeta>,
 }
 
 /// Writes ids compactly: `1..30` when contiguous, else a comma list.
@@ -228,6 +234,7 @@ impl Problem {
             class_names: dataset.class_names.clone(),
             sources,
             target,
+            image: None,
         })
     }
 
@@ -253,6 +260,22 @@ impl Problem {
     /// Floats per window.
     pub fn window(&self) -> usize {
         self.channels * self.length
+    }
+
+    /// The network's input shape of `n` windows: `[n, C, T]`, or `[n, C, H, W]` for images.
+    pub fn input_shape(&self, n: usize) -> Vec<usize> {
+        match &self.image {
+            Some(m) => vec![n, m.shape.channels, m.shape.height, m.shape.width],
+            None => vec![n, self.channels, self.length],
+        }
+    }
+
+    /// `n` windows gathered from the domains as the network's input (images normalised).
+    pub fn input(&self, mut x: Vec<f32>, n: usize) -> candle_core::Result<candle_core::Tensor> {
+        if let Some(m) = &self.image {
+            m.normalise(&mut x);
+        }
+        candle_core::Tensor::from_vec(x, self.input_shape(n), &candle_core::Device::Cpu)
     }
 
     /// Number of classes.

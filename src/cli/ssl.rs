@@ -1,0 +1,254 @@
+//! `codats ssl train`: image classification with few labels on the trainer core (a labelled pool
+//! of `--labels-per-class` images per class, the rest unlabelled, a held-out test set).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::problem::load_problem;
+use super::train::{finish, resume, TrainArgs};
+use super::{at_least_one, available_threads, parse_param, set_threads};
+use crate::config::images::{ImageBackbone, ImageOptions};
+use crate::config::{code_version, MethodConfig, TrainConfig};
+use crate::data::batch::BatchDivision;
+use crate::data::images::catalog::ImageDataset;
+use crate::methods::{MethodKind, Task};
+use crate::nn::Kernels;
+use crate::train::run_lock::RunLock;
+use crate::train::{RunOptions, Trainer};
+
+/// `codats ssl …`.
+#[derive(Debug, Subcommand)]
+pub enum SslCommand {
+    /// Train an image method (supervised, fixmatch, …) on a labelled and an unlabelled pool.
+    Train(SslTrainArgs),
+}
+
+fn image_dataset(s: &str) -> std::result::Result<ImageDataset, String> {
+    ImageDataset::parse(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not an image dataset (image datasets: {})",
+            ImageDataset::ALL.map(|d| d.as_str()).join(", ")
+        )
+    })
+}
+
+fn image_method(s: &str) -> std::result::Result<MethodKind, String> {
+    let names = || {
+        MethodKind::all()
+            .into_iter()
+            .filter(|m| m.info().task == Task::Images)
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match MethodKind::parse(s) {
+        Some(m) if m.info().task == Task::Images => Ok(m),
+        Some(m) => Err(format!(
+            "{m} is a time-series adaptation method (`codats train`); image methods: {}",
+            names()
+        )),
+        None => Err(format!("unknown method {s:?}; image methods: {}", names())),
+    }
+}
+
+/// `codats ssl train`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  codats ssl train --dataset mnist --labels-per-class 10 --method fixmatch --steps 2000\n\n\
+Data: --data-dir DIR (the dataset's own folder), else $CODATS_DATA_DIR/<dataset>/ (digits:\n\
+$CODATS_DATA_DIR/sklearn_digits/). MNIST without its 60 000 training images: the 10 000 test\n\
+images are split into a training pool and a held-out test (--test-fraction, --split-seed),\n\
+saved in the run's pools.json with the labelled, unlabelled and validation images.\n\n\
+Defaults are USB's FixMatch recipe: batch 64 labelled + 7x64 unlabelled, SGD Nesterov 0.9,\n\
+lr 0.03 with cosine decay, weight decay 5e-4, EMA 0.999 weights evaluated."
+)]
+pub struct SslTrainArgs {
+    /// Image dataset: mnist, digits, cifar10, image_folder (`codats datasets list`).
+    #[arg(long, value_parser = image_dataset, required_unless_present = "resume")]
+    pub dataset: Option<ImageDataset>,
+    /// Labelled images per class (balanced, seeded by --seed; USB's num_labels / classes).
+    #[arg(long, required_unless_present = "resume")]
+    pub labels_per_class: Option<usize>,
+    /// Use at most this many unlabelled images (default: all the rest).
+    #[arg(long, value_parser = at_least_one)]
+    pub unlabelled_limit: Option<usize>,
+    /// Image method (`codats methods` lists them with their parameters).
+    #[arg(long, value_parser = image_method, default_value = "fixmatch")]
+    pub method: MethodKind,
+    /// Network: small-cnn (CPU-sized, the PyTorch anchor's) or wrn-28-2 (the literature's).
+    #[arg(long, value_enum, default_value_t = ImageBackbone::SmallCnn)]
+    pub backbone: ImageBackbone,
+    /// A GCT gate (Yang et al. 2020) in front of every convolution.
+    #[arg(long)]
+    pub gct: bool,
+    /// Training steps (FixMatch's paper: 2^20; a CPU run on MNIST: a few thousand).
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Labelled images per step (B).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Unlabelled images per labelled one in a step (μ, USB's uratio).
+    #[arg(long, default_value_t = 7)]
+    pub uratio: usize,
+    /// SGD learning rate.
+    #[arg(long, default_value_t = 0.03)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Plain momentum instead of Nesterov's.
+    #[arg(long)]
+    pub no_nesterov: bool,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Constant learning rate instead of FixMatch's cosine decay cos(7πk/16K).
+    #[arg(long)]
+    pub no_cosine: bool,
+    /// Fraction of each class held out as test when the dataset has no published split.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Training images held out for the oracle `best_target` rule (at most a tenth).
+    #[arg(long, default_value_t = 500)]
+    pub valid_size: usize,
+    /// Seed for initialisation, the labelled pool, batching and augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seed of the test split and the validation hold-out (fixed across methods and seeds).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Evaluate every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Write a resumable checkpoint every N steps (default: --eval-every).
+    #[arg(long, value_parser = at_least_one)]
+    pub checkpoint_every: Option<usize>,
+    /// A hyper-parameter of the method, as NAME=VALUE (repeatable; e.g. `--param p_cutoff=0.9`).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, f64)>,
+    /// Run directory (default: runs/<dataset>-<method>-l<labels per class>-s<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in --out from its last checkpoint.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    /// The dataset's own folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// CPU threads (default: all cores).
+    #[arg(long, value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// No progress bar or log lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Stop after N steps without a final checkpoint, as if killed (for testing --resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    /// The flags given on the command line (filled by [`super::parse`]).
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// Runs `codats ssl …`.
+pub fn run(c: SslCommand) -> Result<()> {
+    match c {
+        SslCommand::Train(a) => train(a),
+    }
+}
+
+fn train(a: SslTrainArgs) -> Result<()> {
+    if a.resume {
+        // The run's config.toml decides everything: the same path as `codats train --resume`.
+        return resume(TrainArgs::for_resume(
+            a.out.clone(),
+            a.data_dir.clone(),
+            a.quiet,
+            a.stop_after,
+            a.given.clone(),
+        ));
+    }
+    let (Some(dataset), Some(labels_per_class)) = (a.dataset, a.labels_per_class) else {
+        anyhow::bail!("--dataset and --labels-per-class are required unless --resume is given");
+    };
+    let threads = a.threads.unwrap_or_else(available_threads).max(1);
+    set_threads(threads, Kernels::Fast);
+    let images = ImageOptions {
+        labels_per_class,
+        unlabelled_limit: a.unlabelled_limit,
+        test_fraction: a.test_fraction,
+        valid_size: a.valid_size,
+        uratio: a.uratio,
+        backbone: a.backbone,
+        gct: a.gct,
+        momentum: a.momentum,
+        nesterov: !a.no_nesterov,
+        weight_decay: a.weight_decay,
+        cosine: !a.no_cosine,
+    };
+    let cfg = TrainConfig {
+        dataset: dataset.as_str().to_string(),
+        data_dir: a.data_dir.clone(),
+        // The labelled pool is the one "source" (domain 1), the unlabelled pool the "target".
+        sources: vec![1],
+        target: 0,
+        steps: a.steps,
+        batch_size: a.batch_size,
+        batch_division: BatchDivision::None,
+        lr: a.lr,
+        seed: a.seed,
+        split_seed: a.split_seed,
+        eval_every: a.eval_every,
+        checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every),
+        threads,
+        kernels: Kernels::Fast,
+        code_version: code_version(),
+        conventions: crate::config::CONVENTIONS,
+        method: MethodConfig {
+            name: a.method,
+            target_proportions: None,
+            ws_noise: None,
+            params: a.params.iter().cloned().collect(),
+        },
+        data: Default::default(),
+        images: Some(images),
+    }
+    .check()?;
+    let problem = load_problem(&cfg, None, true, a.quiet, false)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "{}-{}-l{}-s{}",
+            cfg.dataset, cfg.method.name, labels_per_class, cfg.seed
+        ))
+    });
+    let _lock = RunLock::acquire(&out)?;
+    let mut trainer = Trainer::new(cfg, problem, &out)?;
+    if !a.quiet {
+        let c = trainer.config();
+        let im = c.images.as_ref().expect("image run");
+        eprintln!(
+            "training {} on {} ({}{}): {} labels per class, {} steps, batch {} + {}x{} unlabelled, {} threads -> {}",
+            c.method.name,
+            c.dataset,
+            im.backbone.as_str(),
+            if im.gct { " + GCT" } else { "" },
+            im.labels_per_class,
+            c.steps,
+            c.batch_size,
+            im.uratio,
+            c.batch_size,
+            c.threads,
+            out.display()
+        );
+    }
+    let result = trainer.run(RunOptions {
+        progress: !a.quiet,
+        log_lines: !a.quiet,
+        stop_after: a.stop_after,
+    })?;
+    if !a.quiet {
+        eprintln!("{}", trainer.timing().summary());
+    }
+    finish(result, &out)
+}

@@ -1,0 +1,83 @@
+//! config.toml's `[images]` table: the pools, network and SGD recipe of an image run.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::nn::backbones::ImageBackbone;
+
+/// The image settings of a run: config.toml's `[images]` table. USB's vocabulary where it has
+/// one (`num_labels` = `labels_per_class` × classes, `uratio`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOptions {
+    /// Labelled images per class (balanced, seeded by the run seed).
+    pub labels_per_class: usize,
+    /// At most this many unlabelled images (all the rest when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlabelled_limit: Option<usize>,
+    /// Fraction of each class held out as test when the dataset has no published split.
+    pub test_fraction: f64,
+    /// Training images held out (stratified) for the oracle `best_target` rule.
+    pub valid_size: usize,
+    /// Unlabelled images per labelled image in a batch (μ; FixMatch 7).
+    pub uratio: usize,
+    /// The network.
+    pub backbone: ImageBackbone,
+    /// A GCT gate in front of every convolution.
+    pub gct: bool,
+    /// SGD momentum (Nesterov when `nesterov`).
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// FixMatch's cosine learning-rate decay, lr·cos(7πk / 16K); constant when false.
+    pub cosine: bool,
+}
+
+impl ImageOptions {
+    /// FixMatch's training recipe (Sohn et al. 2020; USB's defaults) with `labels_per_class`.
+    pub fn fixmatch(labels_per_class: usize) -> Self {
+        Self {
+            labels_per_class,
+            unlabelled_limit: None,
+            test_fraction: 0.2,
+            valid_size: 500,
+            uratio: 7,
+            backbone: ImageBackbone::SmallCnn,
+            gct: false,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            cosine: true,
+        }
+    }
+
+    /// Checks the values that do not need the data; a bad one is a one-line error naming it.
+    pub fn check(&self) -> Result<(), String> {
+        if self.labels_per_class == 0 {
+            return Err("--labels-per-class must be at least 1".into());
+        }
+        if self.unlabelled_limit == Some(0) {
+            return Err("--unlabelled-limit must be at least 1 (leave it out for all)".into());
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(format!(
+                "--test-fraction {}: must lie strictly between 0 and 1",
+                self.test_fraction
+            ));
+        }
+        if self.uratio == 0 {
+            return Err("--uratio must be at least 1".into());
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(format!("--momentum {}: must lie in [0, 1)", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(format!(
+                "--weight-decay {}: must be a number ≥ 0",
+                self.weight_decay
+            ));
+        }
+        Ok(())
+    }
+}
