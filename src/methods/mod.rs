@@ -73,6 +73,11 @@ pub static REGISTRY: &[MethodInfo] = &[
     mmd::MMD,
     dann_gs::DANN_GS,
     ssl::supervised::SUPERVISED,
+    ssl::pseudo_label::PSEUDO_LABEL,
+    ssl::pi_model::PI_MODEL,
+    ssl::mean_teacher::MEAN_TEACHER,
+    ssl::vat::VAT,
+    ssl::entmin::ENTMIN,
     ssl::fixmatch::FIXMATCH,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]

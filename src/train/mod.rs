@@ -683,7 +683,16 @@ impl Trainer {
                     }
                 }
                 let row = acc.row(step, src, tgt, steps_per_s);
-                let line = row.summary();
+                let line = if self.problem.image.is_some() {
+                    // No labelled validation images of the labelled pool: the oracle's only.
+                    format!(
+                        "loss {:.3}  valid {:.1}% (oracle)",
+                        row.get("loss").unwrap_or(f64::NAN),
+                        100.0 * tgt
+                    )
+                } else {
+                    row.summary()
+                };
                 log.write(&row)?;
                 bar.set_message(line.clone());
                 if opts.log_lines && !draws {

@@ -7,9 +7,12 @@
 //! μ 7 (`[images] uratio`), EMA 0.999 evaluated, SGD Nesterov 0.03 + weight decay 5e-4 + cosine.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 
-use super::{labelled, unlabelled, view, StudentTeacher, EMA_M};
+use super::{
+    build_with, labelled, scalars_with_entropy, unlabelled, view, with_entropy, Objective,
+    StudentTeacher, EMA_M, LAMBDA_ENT_OFF,
+};
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
@@ -55,77 +58,49 @@ pub const FIXMATCH: MethodInfo = MethodInfo {
     },
     batch_division: BatchDivision::None,
     uses_proportions: false,
-    params: &[P_CUTOFF, LAMBDA_U, EMA_M],
+    params: &[P_CUTOFF, LAMBDA_U, EMA_M, LAMBDA_ENT_OFF],
     build,
 };
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
-    Ok(Box::new(FixMatch {
-        kind,
-        nets: StudentTeacher::new(setup, kind.as_str(), vb)?,
+    let objective = FixMatch {
         p_cutoff: setup.param(P_CUTOFF.name)?,
         lambda_u: setup.param(LAMBDA_U.name)?,
-    }))
+        lambda_ent: setup.param(LAMBDA_ENT_OFF.name)?,
+    };
+    build_with(kind, setup, vb, objective)
 }
 
-/// FixMatch.
+/// FixMatch's loss.
 pub struct FixMatch {
-    kind: MethodKind,
-    nets: StudentTeacher,
     p_cutoff: f64,
     lambda_u: f64,
+    lambda_ent: f64,
 }
 
-impl Method for FixMatch {
-    fn kind(&self) -> MethodKind {
-        self.kind
-    }
-
+impl Objective for FixMatch {
     fn scalars(&self) -> Vec<&'static str> {
-        vec!["sup_loss", "unsup_loss", "mask_rate"]
+        scalars_with_entropy(&["sup_loss", "unsup_loss", "mask_rate"], self.lambda_ent)
     }
 
-    fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
+    fn loss(&mut self, nets: &StudentTeacher, batch: &Batch, _: &mut StepContext) -> Result<StepOutput> {
         let (lb, y) = labelled(batch)?;
         let ulb = unlabelled(batch)?;
         let (b, u) = (lb.idx.len(), ulb.idx.len());
         let x = Tensor::cat(&[view(lb, 0)?, view(ulb, 0)?, view(ulb, 1)?], 0)?;
-        let logits = self.nets.student.logits(&x, Mode::Train)?;
+        let logits = nets.student.logits(&x, Mode::Train)?;
         let sup = cross_entropy(&logits.narrow(0, 0, b)?, y)?;
-        let (unsup, mask_rate) = fixmatch_unlabelled(
-            &logits.narrow(0, b, u)?,
-            &logits.narrow(0, b + u, u)?,
-            self.p_cutoff,
-        )?;
+        let weak = logits.narrow(0, b, u)?;
+        let (unsup, mask_rate) =
+            fixmatch_unlabelled(&weak, &logits.narrow(0, b + u, u)?, self.p_cutoff)?;
+        let mut scalars = vec![
+            ("sup_loss", sup.to_scalar::<f32>()?),
+            ("unsup_loss", unsup.to_scalar::<f32>()?),
+            ("mask_rate", mask_rate as f32),
+        ];
         let loss = (&sup + (&unsup * self.lambda_u)?)?;
-        Ok(StepOutput {
-            scalars: vec![
-                ("sup_loss", sup.to_scalar::<f32>()?),
-                ("unsup_loss", unsup.to_scalar::<f32>()?),
-                ("mask_rate", mask_rate as f32),
-            ],
-            loss,
-        })
-    }
-
-    fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        self.nets.predict(x)
-    }
-
-    fn evaluated_weights(&self) -> &'static str {
-        self.nets.evaluated_weights()
-    }
-
-    fn param_groups(&self) -> Vec<ParamGroup> {
-        self.nets.param_groups()
-    }
-
-    fn after_init(&mut self, vars: &VarMap) -> Result<()> {
-        self.nets.after_init(vars)
-    }
-
-    fn after_step(&mut self, vars: &VarMap, _ctx: &mut StepContext) -> Result<()> {
-        self.nets.after_step(vars)
+        let loss = with_entropy(loss, &weak, self.lambda_ent, &mut scalars)?;
+        Ok(StepOutput { loss, scalars })
     }
 }
 

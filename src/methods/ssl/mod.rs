@@ -6,14 +6,22 @@
 //! views the method declared) and the unlabelled pool as the target slice (views only; its labels
 //! never reach a method).
 
+pub mod entmin;
 pub mod fixmatch;
+pub mod mean_teacher;
+pub mod pi_model;
+pub mod pseudo_label;
 pub mod supervised;
+pub mod vat;
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, Linear, Module, VarBuilder, VarMap};
 
 use super::ema::Ema;
-use super::{Batch, ImageSetup, MethodSetup, Param, ParamGroup, Slice};
+use super::{
+    Batch, ImageSetup, Method, MethodKind, MethodSetup, Param, ParamGroup, Slice, StepContext,
+    StepOutput,
+};
 use crate::nn::backbones::{ImageBackbone, SmallCnn, Wrn28_2};
 use crate::nn::{Backbone, Mode};
 
@@ -25,6 +33,47 @@ pub const EMA_M: Param = Param {
     max: 0.99999,
     help: "decay of the EMA weights that are evaluated (USB ema_m; 0 = the trained weights)",
 };
+
+/// USB's `unsup_warmup`: the unlabelled weight ramps up linearly over this fraction of training.
+pub const UNSUP_WARMUP: Param = Param {
+    name: "unsup_warmup",
+    default: 0.4,
+    min: 0.0,
+    max: 1.0,
+    help: "fraction of training over which the unlabelled weight ramps up linearly (USB unsup_warmup)",
+};
+
+/// Entropy minimisation's weight, combinable with every image method (0 = off).
+pub const LAMBDA_ENT_OFF: Param = Param {
+    name: "lambda_ent",
+    default: 0.0,
+    min: 0.0,
+    max: 100.0,
+    help: "weight of entropy minimisation on the unlabelled predictions (0 = off)",
+};
+
+/// A cross-entropy on the labelled slice's first view (training mode, running statistics
+/// updated): every image method's supervised term.
+pub fn supervised_loss(net: &ImageNet, batch: &Batch) -> Result<Tensor> {
+    let (lb, y) = labelled(batch)?;
+    let logits = net.logits(view(lb, 0)?, Mode::Train)?;
+    crate::losses::cross_entropy(&logits, y)
+}
+
+/// `loss + λ_ent · entropy(logits)` (and the entropy's value) when λ_ent > 0, else `loss`.
+pub fn with_entropy(
+    loss: Tensor,
+    logits: &Tensor,
+    lambda_ent: f64,
+    scalars: &mut Vec<(&'static str, f32)>,
+) -> Result<Tensor> {
+    if lambda_ent <= 0.0 {
+        return Ok(loss);
+    }
+    let ent = crate::losses::ssl::entropy(logits)?;
+    scalars.push(("entropy", ent.to_scalar::<f32>()?));
+    loss + (ent * lambda_ent)?
+}
 
 /// An image classifier: backbone features → one linear layer (`head`).
 #[derive(Debug)]
@@ -90,6 +139,11 @@ impl StudentTeacher {
         })
     }
 
+    /// Logits of the EMA teacher in `mode` (Mean Teacher's targets; no gradient reaches it).
+    pub fn teacher_logits(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.teacher.logits(x, mode)?.detach())
+    }
+
     /// Eval-mode logits of the evaluated weights.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         if self.decay > 0.0 {
@@ -150,4 +204,82 @@ pub fn view(slice: &Slice, i: usize) -> Result<&Tensor> {
         .views
         .get(i)
         .ok_or_else(|| candle_core::Error::Msg(format!("slice has no view {i}")))
+}
+
+/// The maths of one image method: its loss for a batch, given the student/teacher networks.
+/// [`ImageMethod`] turns it into a [`Method`] (EMA teacher, evaluation, optimiser group).
+pub trait Objective: Send {
+    /// metrics.csv columns of the scalars [`Objective::loss`] returns.
+    fn scalars(&self) -> Vec<&'static str>;
+    /// The loss of one batch (training mode).
+    fn loss(
+        &mut self,
+        nets: &StudentTeacher,
+        batch: &Batch,
+        ctx: &mut StepContext,
+    ) -> Result<StepOutput>;
+}
+
+/// An image method: an [`Objective`] on a [`StudentTeacher`].
+pub struct ImageMethod<O> {
+    kind: MethodKind,
+    nets: StudentTeacher,
+    objective: O,
+}
+
+/// Builds the image method `kind` with `objective` on networks under `vb`.
+pub fn build_with<O: Objective + 'static>(
+    kind: MethodKind,
+    setup: &MethodSetup,
+    vb: VarBuilder,
+    objective: O,
+) -> Result<Box<dyn Method>> {
+    Ok(Box::new(ImageMethod {
+        kind,
+        nets: StudentTeacher::new(setup, kind.as_str(), vb)?,
+        objective,
+    }))
+}
+
+impl<O: Objective> Method for ImageMethod<O> {
+    fn kind(&self) -> MethodKind {
+        self.kind
+    }
+
+    fn scalars(&self) -> Vec<&'static str> {
+        self.objective.scalars()
+    }
+
+    fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
+        self.objective.loss(&self.nets, batch, ctx)
+    }
+
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.nets.predict(x)
+    }
+
+    fn evaluated_weights(&self) -> &'static str {
+        self.nets.evaluated_weights()
+    }
+
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        self.nets.param_groups()
+    }
+
+    fn after_init(&mut self, vars: &VarMap) -> Result<()> {
+        self.nets.after_init(vars)
+    }
+
+    fn after_step(&mut self, vars: &VarMap, _ctx: &mut StepContext) -> Result<()> {
+        self.nets.after_step(vars)
+    }
+}
+
+/// Scalar names, with `entropy` when entropy minimisation is on.
+pub fn scalars_with_entropy(base: &[&'static str], lambda_ent: f64) -> Vec<&'static str> {
+    let mut v = base.to_vec();
+    if lambda_ent > 0.0 {
+        v.push("entropy");
+    }
+    v
 }

@@ -1,0 +1,156 @@
+//! `codats ssl train` end to end on the real scikit-learn digits (1 797 8×8 images): every image
+//! method trains, beats chance by a margin with a fixed seed, records which weights it evaluated,
+//! resumes bit-identically, and bad choices get one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::TempDir;
+
+fn data_root() -> PathBuf {
+    std::env::var_os("CODATS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+fn codats(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_codats"))
+        .args(args)
+        .env("CODATS_DATA_DIR", data_root())
+        .output()
+        .expect("run codats")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = codats(args);
+    assert!(
+        o.status.success(),
+        "codats {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(args: &[&str]) -> String {
+    let o = codats(args);
+    assert!(!o.status.success(), "codats {args:?} succeeded");
+    assert_ne!(o.status.code(), Some(101), "panicked: {args:?}");
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// A short digits run: 10 labels per class, batch 16 + 2×16 unlabelled, 2 threads.
+fn digits_args<'a>(method: &'a str, steps: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "ssl", "train", "--dataset", "digits", "--labels-per-class", "10", "--method", method,
+        "--steps", steps, "--batch-size", "16", "--uratio", "2", "--eval-every", "50",
+        "--threads", "2", "-q", "--out", out,
+    ]
+}
+
+fn result(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+}
+
+fn accuracy(r: &serde_json::Value, rule: &str) -> f64 {
+    r["selection"][rule]["target_test"]["accuracy"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn every_image_method_learns_digits_from_ten_labels_per_class() {
+    let tmp = TempDir::new("ssl-digits");
+    // Floors sit well below what these seeds reach (measured: see docs/SSL.md) and far above
+    // chance (10 %).
+    for (method, floor) in [
+        ("supervised", 0.6),
+        ("pseudo_label", 0.6),
+        ("pi_model", 0.6),
+        ("mean_teacher", 0.5),
+        ("vat", 0.6),
+        ("entmin", 0.6),
+        ("fixmatch", 0.6),
+    ] {
+        let out = tmp.path().join(method);
+        ok(&digits_args(method, "300", out.to_str().unwrap()));
+        let r = result(&out);
+        let rules: Vec<&String> = r["selection"].as_object().unwrap().keys().collect();
+        assert_eq!(rules, ["best_target", "last"], "{method}");
+        assert_eq!(r["images"]["weights"], "ema", "{method}");
+        assert_eq!(r["images"]["labels_per_class"], 10, "{method}");
+        // 1 797 images: 359 held out as test.
+        assert_eq!(r["selection"]["last"]["target_test"]["n"], 359, "{method}");
+        let acc = accuracy(&r, "last");
+        assert!(acc >= floor, "{method}: test accuracy {acc} below {floor}");
+        let pools: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("pools.json")).unwrap())
+                .unwrap();
+        assert_eq!(pools["labelled"].as_array().unwrap().len(), 100, "{method}");
+    }
+}
+
+#[test]
+fn an_interrupted_fixmatch_run_resumes_to_identical_results() {
+    let tmp = TempDir::new("ssl-resume");
+    let whole = tmp.path().join("whole");
+    let parts = tmp.path().join("parts");
+    ok(&digits_args("fixmatch", "60", whole.to_str().unwrap()));
+    let mut a = digits_args("fixmatch", "60", parts.to_str().unwrap());
+    a.extend(["--stop-after", "37"]);
+    ok(&a);
+    assert!(!parts.join("result.json").exists());
+    ok(&["ssl", "train", "--resume", "--out", parts.to_str().unwrap(), "-q"]);
+    for f in [
+        "result.json",
+        "pools.json",
+        "checkpoints/last.safetensors",
+        "checkpoints/best_target.safetensors",
+    ] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(parts.join(f)).unwrap(),
+            "{f} differs after resume"
+        );
+    }
+    // `codats eval` recomputes the same result from the checkpoints.
+    let before = std::fs::read(parts.join("result.json")).unwrap();
+    ok(&["eval", parts.to_str().unwrap()]);
+    assert_eq!(before, std::fs::read(parts.join("result.json")).unwrap());
+}
+
+#[test]
+fn bad_image_choices_are_one_line_errors() {
+    let tmp = TempDir::new("ssl-bad");
+    let out = tmp.path().join("r");
+    let out = out.to_str().unwrap();
+    let mut a = digits_args("fixmatch", "5", out);
+    a[5] = "300";
+    assert_eq!(
+        err(&a),
+        "Error: class \"0\" holds 160 images, fewer than labels_per_class 300"
+    );
+    let e = err(&digits_args("codats", "5", out));
+    assert!(
+        e.contains("codats is a time-series adaptation method (`codats train`); image methods: supervised, pseudo_label"),
+        "{e}"
+    );
+    let e = err(&[
+        "train", "--dataset", "synthetic", "--sources", "1", "--target", "0", "--method",
+        "fixmatch", "--out", out,
+    ]);
+    assert_eq!(
+        e,
+        "Error: method fixmatch is an image method: train it with `codats ssl train` (`codats methods` lists both halves)"
+    );
+    let mut a = digits_args("fixmatch", "5", out);
+    a[3] = "ucihar";
+    let e = err(&a);
+    assert!(e.contains("\"ucihar\" is not an image dataset (image datasets: mnist, digits, cifar10, image_folder)"), "{e}");
+    let e = err(&[
+        "ssl", "train", "--dataset", "digits", "--labels-per-class", "10", "--data-dir",
+        "/nonexistent-digits", "--out", out,
+    ]);
+    assert!(e.starts_with("Error: ") && e.contains("/nonexistent-digits"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
