@@ -6,6 +6,8 @@
 
 use candle_core::{Result, Tensor, D};
 
+pub mod ssl;
+
 /// Mean cross-entropy of `logits` `[B, K]` against class ids `targets` `[B]` (u32).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     candle_nn::loss::cross_entropy(logits, targets)
