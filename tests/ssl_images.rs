@@ -42,9 +42,27 @@ fn err(args: &[&str]) -> String {
 /// A short digits run: 10 labels per class, batch 16 + 2×16 unlabelled, 2 threads.
 fn digits_args<'a>(method: &'a str, steps: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
-        "ssl", "train", "--dataset", "digits", "--labels-per-class", "10", "--method", method,
-        "--steps", steps, "--batch-size", "16", "--uratio", "2", "--eval-every", "50",
-        "--threads", "2", "-q", "--out", out,
+        "ssl",
+        "train",
+        "--dataset",
+        "digits",
+        "--labels-per-class",
+        "10",
+        "--method",
+        method,
+        "--steps",
+        steps,
+        "--batch-size",
+        "16",
+        "--uratio",
+        "2",
+        "--eval-every",
+        "50",
+        "--threads",
+        "2",
+        "-q",
+        "--out",
+        out,
     ]
 }
 
@@ -100,7 +118,14 @@ fn an_interrupted_fixmatch_run_resumes_to_identical_results() {
     a.extend(["--stop-after", "37"]);
     ok(&a);
     assert!(!parts.join("result.json").exists());
-    ok(&["ssl", "train", "--resume", "--out", parts.to_str().unwrap(), "-q"]);
+    ok(&[
+        "ssl",
+        "train",
+        "--resume",
+        "--out",
+        parts.to_str().unwrap(),
+        "-q",
+    ]);
     for f in [
         "result.json",
         "pools.json",
@@ -136,8 +161,17 @@ fn bad_image_choices_are_one_line_errors() {
         "{e}"
     );
     let e = err(&[
-        "train", "--dataset", "synthetic", "--sources", "1", "--target", "0", "--method",
-        "fixmatch", "--out", out,
+        "train",
+        "--dataset",
+        "synthetic",
+        "--sources",
+        "1",
+        "--target",
+        "0",
+        "--method",
+        "fixmatch",
+        "--out",
+        out,
     ]);
     assert_eq!(
         e,
@@ -148,9 +182,20 @@ fn bad_image_choices_are_one_line_errors() {
     let e = err(&a);
     assert!(e.contains("\"ucihar\" is not an image dataset (image datasets: mnist, digits, cifar10, image_folder)"), "{e}");
     let e = err(&[
-        "ssl", "train", "--dataset", "digits", "--labels-per-class", "10", "--data-dir",
-        "/nonexistent-digits", "--out", out,
+        "ssl",
+        "train",
+        "--dataset",
+        "digits",
+        "--labels-per-class",
+        "10",
+        "--data-dir",
+        "/nonexistent-digits",
+        "--out",
+        out,
     ]);
-    assert!(e.starts_with("Error: ") && e.contains("/nonexistent-digits"), "{e}");
+    assert!(
+        e.starts_with("Error: ") && e.contains("/nonexistent-digits"),
+        "{e}"
+    );
     assert_eq!(e.lines().count(), 1, "{e}");
 }

@@ -1,6 +1,6 @@
 //! `codats methods`: the registry as a user reads it.
 
-use crate::methods::{MethodInfo, Task, TargetUse, REGISTRY};
+use crate::methods::{MethodInfo, TargetUse, Task, REGISTRY};
 
 fn adaptation_line(m: &MethodInfo) -> String {
     let target = match m.needs.target {
@@ -49,8 +49,14 @@ fn image_line(m: &MethodInfo) -> String {
 pub fn table() -> String {
     let mut out = String::new();
     for (task, title) in [
-        (Task::Adaptation, "Time-series domain adaptation (codats train):"),
-        (Task::Images, "Image classification with few labels (codats ssl train):"),
+        (
+            Task::Adaptation,
+            "Time-series domain adaptation (codats train):",
+        ),
+        (
+            Task::Images,
+            "Image classification with few labels (codats ssl train):",
+        ),
     ] {
         out.push_str(title);
         out.push('\n');

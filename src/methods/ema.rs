@@ -63,11 +63,24 @@ impl Ema {
 
     /// One EMA update of the teacher from the student.
     pub fn update(&self, vars: &VarMap) -> Result<()> {
+        self.update_with(vars, self.decay)
+    }
+
+    /// The decay of update `updates` (1 = the first) with Mean Teacher's warm-up
+    /// (Tarvainen & Valpola's code): min(decay, 1 − 1/(updates + 1)), the true average of the
+    /// weights so far until the moving average weighs them more, so that a short run's teacher
+    /// is not mostly its initialisation (0.999¹⁰⁰⁰ ≈ 0.37).
+    pub fn warmed_decay(&self, updates: usize) -> f64 {
+        self.decay.min(1.0 - 1.0 / (updates as f64 + 1.0))
+    }
+
+    /// One EMA update with an explicit `decay`.
+    pub fn update_with(&self, vars: &VarMap, decay: f64) -> Result<()> {
         for (name, s, t) in self.pairs(vars)? {
             let next = if is_buffer(&name) {
                 s.as_tensor().copy()?
             } else {
-                ((t.as_tensor() * self.decay)? + (s.as_tensor() * (1.0 - self.decay))?)?
+                ((t.as_tensor() * decay)? + (s.as_tensor() * (1.0 - decay))?)?
             };
             t.set(&next)?;
         }
@@ -79,6 +92,16 @@ impl Ema {
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
+
+    #[test]
+    fn the_decay_warms_up_as_mean_teachers_code() {
+        let ema = Ema::new(0.999, "s.", "t.");
+        // 1 − 1/(n + 1): the first update averages init and step 1 equally.
+        assert_eq!(ema.warmed_decay(1), 0.5);
+        assert!((ema.warmed_decay(9) - 0.9).abs() < 1e-15);
+        assert!((ema.warmed_decay(999) - 0.999).abs() < 1e-15);
+        assert_eq!(ema.warmed_decay(5000), 0.999);
+    }
 
     #[test]
     fn the_teacher_moves_towards_the_student_by_one_minus_decay() {

@@ -8,13 +8,15 @@
 use candle_core::Result;
 use candle_nn::VarBuilder;
 
-use super::{build_with, supervised_loss, unlabelled, view, Objective, StudentTeacher, EMA_M, UNSUP_WARMUP};
+use super::{
+    build_with, supervised_loss, unlabelled, view, Objective, StudentTeacher, EMA_M, UNSUP_WARMUP,
+};
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{entropy, ramp_linear};
 use crate::methods::{
-    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext,
-    StepOutput, TargetUse, Task, Views,
+    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
+    TargetUse, Task, Views,
 };
 use crate::nn::Mode;
 

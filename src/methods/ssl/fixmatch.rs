@@ -16,9 +16,10 @@ use super::{
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
+use crate::losses::ssl::fixmatch_unlabelled;
 use crate::methods::{
-    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, ParamGroup, StepContext,
-    StepOutput, TargetUse, Task, Views,
+    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
+    TargetUse, Task, Views,
 };
 use crate::nn::Mode;
 
@@ -83,7 +84,12 @@ impl Objective for FixMatch {
         scalars_with_entropy(&["sup_loss", "unsup_loss", "mask_rate"], self.lambda_ent)
     }
 
-    fn loss(&mut self, nets: &StudentTeacher, batch: &Batch, _: &mut StepContext) -> Result<StepOutput> {
+    fn loss(
+        &mut self,
+        nets: &StudentTeacher,
+        batch: &Batch,
+        _: &mut StepContext,
+    ) -> Result<StepOutput> {
         let (lb, y) = labelled(batch)?;
         let ulb = unlabelled(batch)?;
         let (b, u) = (lb.idx.len(), ulb.idx.len());
@@ -102,17 +108,4 @@ impl Objective for FixMatch {
         let loss = with_entropy(loss, &weak, self.lambda_ent, &mut scalars)?;
         Ok(StepOutput { loss, scalars })
     }
-}
-
-// TEMPORARY until losses::ssl lands: masked CE of the strong view on weak-view pseudo-labels.
-fn fixmatch_unlabelled(weak: &Tensor, strong: &Tensor, tau: f64) -> Result<(Tensor, f64)> {
-    let p = candle_nn::ops::softmax_last_dim(&weak.detach())?;
-    let conf = p.max(1)?;
-    let hard = p.argmax(1)?;
-    let mask = conf.ge(tau as f32)?.to_dtype(candle_core::DType::F32)?;
-    let logp = candle_nn::ops::log_softmax(strong, 1)?;
-    let nll = logp.gather(&hard.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
-    let loss = (nll * &mask)?.mean_all()?;
-    let rate = mask.mean_all()?.to_scalar::<f32>()? as f64;
-    Ok((loss, rate))
 }

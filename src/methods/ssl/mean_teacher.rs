@@ -17,8 +17,8 @@ use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{ramp_linear, softmax_mse};
 use crate::methods::{
-    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext,
-    StepOutput, TargetUse, Task, Views,
+    Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
+    TargetUse, Task, Views,
 };
 use crate::nn::Mode;
 

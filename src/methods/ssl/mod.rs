@@ -25,7 +25,8 @@ use super::{
 use crate::nn::backbones::{ImageBackbone, SmallCnn, Wrn28_2};
 use crate::nn::{Backbone, Mode};
 
-/// USB's `ema_m`: the decay of the evaluated EMA weights (0: evaluate the trained weights).
+/// USB's `ema_m`: the decay of the evaluated EMA weights (0: evaluate the trained weights),
+/// warmed up as Mean Teacher's code does ([`Ema::warmed_decay`]).
 pub const EMA_M: Param = Param {
     name: "ema_m",
     default: 0.999,
@@ -40,7 +41,8 @@ pub const UNSUP_WARMUP: Param = Param {
     default: 0.4,
     min: 0.0,
     max: 1.0,
-    help: "fraction of training over which the unlabelled weight ramps up linearly (USB unsup_warmup)",
+    help:
+        "fraction of training over which the unlabelled weight ramps up linearly (USB unsup_warmup)",
 };
 
 /// Entropy minimisation's weight, combinable with every image method (0 = off).
@@ -172,9 +174,10 @@ impl StudentTeacher {
         self.ema.copy(vars)
     }
 
-    /// One EMA update after an optimiser step.
-    pub fn after_step(&self, vars: &VarMap) -> Result<()> {
-        self.ema.update(vars)
+    /// One EMA update after the optimiser step of update `step` (0-based), with Mean
+    /// Teacher's warm-up of the decay ([`Ema::warmed_decay`]).
+    pub fn after_step(&self, vars: &VarMap, step: usize) -> Result<()> {
+        self.ema.update_with(vars, self.ema.warmed_decay(step + 1))
     }
 }
 
@@ -270,8 +273,8 @@ impl<O: Objective> Method for ImageMethod<O> {
         self.nets.after_init(vars)
     }
 
-    fn after_step(&mut self, vars: &VarMap, _ctx: &mut StepContext) -> Result<()> {
-        self.nets.after_step(vars)
+    fn after_step(&mut self, vars: &VarMap, ctx: &mut StepContext) -> Result<()> {
+        self.nets.after_step(vars, ctx.step)
     }
 }
 

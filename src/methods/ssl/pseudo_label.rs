@@ -65,7 +65,10 @@ pub struct PseudoLabel {
 
 impl Objective for PseudoLabel {
     fn scalars(&self) -> Vec<&'static str> {
-        scalars_with_entropy(&["sup_loss", "unsup_loss", "mask_rate", "ramp"], self.lambda_ent)
+        scalars_with_entropy(
+            &["sup_loss", "unsup_loss", "mask_rate", "ramp"],
+            self.lambda_ent,
+        )
     }
 
     fn loss(

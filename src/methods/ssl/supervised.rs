@@ -46,7 +46,12 @@ impl Objective for Supervised {
         vec!["sup_loss"]
     }
 
-    fn loss(&mut self, nets: &StudentTeacher, batch: &Batch, _: &mut StepContext) -> Result<StepOutput> {
+    fn loss(
+        &mut self,
+        nets: &StudentTeacher,
+        batch: &Batch,
+        _: &mut StepContext,
+    ) -> Result<StepOutput> {
         let loss = supervised_loss(&nets.student, batch)?;
         let value = loss.to_scalar::<f32>()?;
         Ok(StepOutput {
