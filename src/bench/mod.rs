@@ -25,6 +25,7 @@ use crate::train::{train_step, Trainer};
 
 pub mod compare;
 pub mod loaders;
+pub mod ssl;
 
 /// UCI HAR window shape and classes (the benchmark's input).
 pub const CHANNELS: usize = 9;
@@ -396,8 +397,8 @@ pub fn run_torch(
             script.display()
         );
     }
-    let child = Command::new(python)
-        .arg(script)
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
         .args([
             "--batch",
             &batch.to_string(),
@@ -410,39 +411,8 @@ pub fn run_torch(
             "--steps",
             &steps.to_string(),
         ])
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", python.display()))?;
-    let pid = child.id() as libc::pid_t;
-    let output = {
-        use std::io::Read;
-        let mut child = child;
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        child
-            .stdout
-            .take()
-            .expect("piped")
-            .read_to_string(&mut stdout)?;
-        child
-            .stderr
-            .take()
-            .expect("piped")
-            .read_to_string(&mut stderr)?;
-        let mut status = 0;
-        // SAFETY: plain libc call on our own child's pid; rusage is a valid out-pointer.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r != pid {
-            bail!("waiting for the PyTorch anchor failed");
-        }
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            bail!("the PyTorch anchor failed: {}", stderr.trim());
-        }
-        (stdout, usage.ru_maxrss as f64 / 1024.0)
-    };
+        .env("OMP_NUM_THREADS", threads.to_string());
+    let output = run_measured(cmd)?;
     let line = output.0.lines().last().unwrap_or_default();
     let t: TorchLine =
         serde_json::from_str(line).with_context(|| format!("parsing anchor output {line:?}"))?;
@@ -461,6 +431,42 @@ pub fn run_torch(
         phases_ms: None,
         rounds_ms: None,
     })
+}
+
+/// Runs `cmd` to completion, returning its stdout and its peak RSS in MiB (the kernel's
+/// accounting of the child, `wait4`); a failure is an error with its stderr.
+pub fn run_measured(mut cmd: Command) -> Result<(String, f64)> {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    use std::io::Read;
+    let mut child = child;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)?;
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)?;
+    let mut status = 0;
+    // SAFETY: plain libc call on our own child's pid; rusage is a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        bail!("waiting for {:?} failed", cmd.get_program());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("the PyTorch anchor failed: {}", stderr.trim());
+    }
+    Ok((stdout, usage.ru_maxrss as f64 / 1024.0))
 }
 
 /// Times loading the full UCI HAR archive from `dir` (parse of all 22 members).

@@ -362,13 +362,23 @@ impl Trainer {
         varmap: &VarMap,
         method: &dyn Method,
     ) -> Vec<(String, Box<dyn Optimizer>)> {
+        Self::optimisers_for(cfg.lr, cfg.images.as_ref(), varmap, method)
+    }
+
+    /// [`Trainer::optimisers`] for a learning rate and an image recipe (SGD) or none (Adam).
+    pub fn optimisers_for(
+        base_lr: f64,
+        images: Option<&crate::config::ImageOptions>,
+        varmap: &VarMap,
+        method: &dyn Method,
+    ) -> Vec<(String, Box<dyn Optimizer>)> {
         method
             .param_groups()
             .into_iter()
             .map(|g| {
                 let vars = methods::trainable_vars(varmap, g.prefix);
-                let lr = cfg.lr * g.lr_scale;
-                let opt: Box<dyn Optimizer> = match &cfg.images {
+                let lr = base_lr * g.lr_scale;
+                let opt: Box<dyn Optimizer> = match images {
                     Some(im) => Box::new(optim::Sgd::new(
                         optim::SgdConfig {
                             lr,
