@@ -332,9 +332,11 @@ mod tests {
         let p = 0.95f32;
         let l = t32(&[(p / (1.0 - p)).ln(), 0.0], (1, 2));
         let prob = crate::losses::softmax(&l)?.to_vec2::<f32>()?[0][0];
+        // Precondition: the f32 probability is 0.95f32 = 0.949999988 < 0.95 (f64), so a
+        // comparison in f64 would drop the row.
+        assert_eq!(prob, 0.95f32);
         let (_, mask) = pseudo_labels(&l, FIXMATCH_THRESHOLD)?;
-        let want = if prob >= 0.95f32 { 1.0 } else { 0.0 };
-        assert_eq!(mask.to_vec1::<f32>()?, [want], "p = {prob}");
+        assert_eq!(mask.to_vec1::<f32>()?, [1.0], "p = {prob}");
         Ok(())
     }
 
