@@ -156,7 +156,7 @@ pub fn vat_perturbation(
     iters: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
-    if !(xi > 0.0) {
+    if xi.is_nan() || xi <= 0.0 {
         candle_core::bail!("VAT needs xi > 0 (got {xi})");
     }
     let clean = clean_logits.detach();
