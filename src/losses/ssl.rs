@@ -145,6 +145,8 @@ pub fn l2_normalize_per_sample(d: &Tensor) -> Result<Tensor> {
 /// at `r = xi·d`, `d = g / (‖g‖ + 1e-8)`; then `r_adv = eps·d` (Miyato et al. 2018; USB
 /// `VAT.vat_loss`, defaults [`VAT_XI`], [`VAT_EPS`], [`VAT_ITERS`]). `clean_logits` is `f(x)`,
 /// detached here. A zero gradient (or a `forward` that does not reach its input) gives `d = 0`.
+/// The batch-mean KL is multiplied by `B / xi` before differentiating (same direction), so that
+/// the 1e-8 guard stays negligible for USB's tiny `xi` and large batches. `xi` must be > 0.
 pub fn vat_perturbation(
     forward: &dyn Fn(&Tensor) -> Result<Tensor>,
     x: &Tensor,
@@ -154,7 +156,14 @@ pub fn vat_perturbation(
     iters: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
+    if xi.is_nan() || xi <= 0.0 {
+        candle_core::bail!("VAT needs xi > 0 (got {xi})");
+    }
     let clean = clean_logits.detach();
+    // ∂KL_mean/∂r at r = xi·d is ≈ (xi/B)·H d: about 1e-9 per sample with USB's xi = 1e-6 and
+    // 448 unlabelled rows, below the 1e-8 of the normalisation. Scaling the loss by B/xi (a
+    // positive constant, so the direction is unchanged) makes g ≈ H d, of the model's scale.
+    let scale = x.dim(0)? as f64 / xi;
     let noise: Vec<f32> = (0..x.elem_count())
         .map(|_| StandardNormal.sample(rng))
         .collect();
@@ -165,7 +174,7 @@ pub fn vat_perturbation(
     for _ in 0..iters {
         let r = Var::from_tensor(&(d * xi)?)?;
         let logits = forward(&(&x + r.as_tensor())?)?;
-        let grads = kl_div_softmax(&clean, &logits)?.backward()?;
+        let grads = (kl_div_softmax(&clean, &logits)? * scale)?.backward()?;
         let g = match grads.get(r.as_tensor()) {
             Some(g) => g.detach(),
             None => r.as_tensor().zeros_like()?,
@@ -332,9 +341,11 @@ mod tests {
         let p = 0.95f32;
         let l = t32(&[(p / (1.0 - p)).ln(), 0.0], (1, 2));
         let prob = crate::losses::softmax(&l)?.to_vec2::<f32>()?[0][0];
+        // Precondition: the f32 probability is 0.95f32 = 0.949999988 < 0.95 (f64), so a
+        // comparison in f64 would drop the row.
+        assert_eq!(prob, 0.95f32);
         let (_, mask) = pseudo_labels(&l, FIXMATCH_THRESHOLD)?;
-        let want = if prob >= 0.95f32 { 1.0 } else { 0.0 };
-        assert_eq!(mask.to_vec1::<f32>()?, [want], "p = {prob}");
+        assert_eq!(mask.to_vec1::<f32>()?, [1.0], "p = {prob}");
         Ok(())
     }
 
@@ -587,6 +598,25 @@ mod tests {
                 "sample {b}: |cos| = {cos}, r = {rb:?}, v = {v:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn vat_perturbation_keeps_radius_eps_with_usb_defaults_and_a_large_batch() -> Result<()> {
+        // USB: xi = 1e-6, one iteration. With 128 rows the raw gradient of the batch-mean KL is
+        // ~1e-6 · λ / 128 ≈ 1e-9 per sample, below the 1e-8 guard: unscaled, ‖r_adv‖ ≈ 0.6, not 6.
+        let (_, _, fwd) = vat_model();
+        let x = Tensor::from_vec(X.repeat(64), (128, 2), &Device::Cpu)?;
+        let clean = fwd(&x)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let r = vat_perturbation(&fwd, &x, &clean, VAT_XI, VAT_EPS, VAT_ITERS, &mut rng)?;
+        for (b, rb) in r.to_vec2::<f32>()?.iter().enumerate() {
+            let norm = ((rb[0] * rb[0] + rb[1] * rb[1]) as f64).sqrt();
+            assert!((norm - VAT_EPS).abs() < 1e-3, "sample {b}: ‖r‖ = {norm}");
+        }
+        let (x1, c1, _) = vat_model();
+        let zero = vat_perturbation(&fwd, &x1, &c1, 0.0, VAT_EPS, 1, &mut rng).unwrap_err();
+        assert!(zero.to_string().contains("xi > 0"), "{zero}");
         Ok(())
     }
 
