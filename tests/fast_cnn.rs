@@ -269,9 +269,18 @@ fn time_960_images_forward_backward() -> Result<()> {
                 Ok(t0.elapsed().as_secs_f64() * 1e3)
             };
             once()?; // warm-up (buffer pool, page faults)
+            codats::profile::reset();
             let ms: Vec<f64> = (0..n).map(|_| once()).collect::<Result<_>>()?;
             let best = ms.iter().cloned().fold(f64::INFINITY, f64::min);
             let mean = ms.iter().sum::<f64>() / n as f64;
+            let phase = |p| codats::profile::total(p).as_secs_f64() * 1e3 / n as f64;
+            use codats::profile::Phase;
+            println!(
+                "{kernels:?} per step: conv {:.0} ms, bn forward {:.0} ms, bn backward {:.0} ms",
+                phase(Phase::Conv),
+                phase(Phase::BnForward),
+                phase(Phase::BnBackward)
+            );
             println!("{kernels:?}: fwd+bwd 960×28×28×1 at 2 threads: best {best:.0} ms, mean {mean:.0} ms over {n}");
         }
         Ok(())
