@@ -20,6 +20,7 @@ fn small(channels: usize, gct: bool, seed: u64) -> Result<(VarMap, SmallCnn)> {
     let net = SmallCnn::new(
         channels,
         gct,
+        codats::nn::Kernels::Candle,
         VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
     )?;
     kaiming_normal_init(&vm, seed)?;

@@ -52,6 +52,26 @@ pub(crate) fn gemm(
     unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), a, a_s, b, b_s, accumulate, true) }
 }
 
+/// [`gemm`] on the calling thread only: for callers that already run one product per rayon
+/// task (one image each, as in [`super::fast_cnn`]), where nested parallelism would only add
+/// overhead.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    a: &[f32],
+    a_s: (usize, usize),
+    b: &[f32],
+    b_s: (usize, usize),
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: dst holds at least m·n initialised floats.
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), a, a_s, b, b_s, accumulate, false) }
+}
+
 /// `A[m×k] · B[k×n]` into a new row-major vector, without zero-filling it first (the product
 /// overwrites every element; zeroing fresh buffers was ~10 % of a training step).
 pub(super) fn gemm_new(

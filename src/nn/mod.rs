@@ -8,6 +8,7 @@ pub mod backbone;
 pub mod backbones;
 pub mod dropout;
 pub mod fast;
+pub mod fast_cnn;
 pub mod fast_fcn;
 pub mod fast_head;
 pub mod grl;

@@ -7,11 +7,15 @@
 //! 0.001 in PyTorch terms, with PyTorch's unbiased running variance ([`BatchNorm2d`]).
 //! Initialise the kernels with [`crate::nn::init::kaiming_normal_init`] (He-normal, fan-out).
 
-use candle_core::{Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::nn::fast::BufferPool;
+use crate::nn::fast_cnn::{cnn_eval, CnnParams, CnnTrain};
 use crate::nn::layers::{BatchNorm2d, Conv2d, SSL_BN_EPS, SSL_BN_MOMENTUM};
-use crate::nn::{Backbone, Mode};
+use crate::nn::{Backbone, Kernels, Mode};
 
 /// (filters, followed by a 2×2 max pool) of the five conv blocks.
 pub const SMALL_CNN_LAYERS: [(usize, bool); 5] = [
@@ -25,17 +29,25 @@ pub const SMALL_CNN_LAYERS: [(usize, bool); 5] = [
 pub const SMALL_CNN_FEATURES: usize = 128;
 
 /// The anchor's small CNN as a [`Backbone`]. Parameter names: `conv1.weight` … `conv5.weight`,
-/// `bn1.*` … `bn5.*`, and `conv{i}.gct.*` when built with GCT gates.
+/// `bn1.*` … `bn5.*`, and `conv{i}.gct.*` when built with GCT gates — the same for both
+/// [`Kernels`], so checkpoints are interchangeable.
+///
+/// With [`Kernels::Fast`] training and evaluation on f32 CPU tensors run the fused kernels of
+/// [`crate::nn::fast_cnn`]; with GCT gates, or on other devices/dtypes, the network falls back
+/// to the plain candle path ([`Kernels::Candle`]), which is also the reference.
 #[derive(Debug, Clone)]
 pub struct SmallCnn {
     convs: Vec<Conv2d>,
     bns: Vec<BatchNorm2d>,
+    kernels: Kernels,
+    /// Activation buffers the fast training op reuses from step to step.
+    pool: Arc<BufferPool>,
 }
 
 impl SmallCnn {
     /// Builds the network for `channels` input channels under `vb`; `gct` puts a GCT gate in
-    /// front of each convolution.
-    pub fn new(channels: usize, gct: bool, vb: VarBuilder) -> Result<Self> {
+    /// front of each convolution; `kernels` picks the implementation (see [`SmallCnn`]).
+    pub fn new(channels: usize, gct: bool, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
         let mut convs = Vec::new();
         let mut bns = Vec::new();
         let mut c_in = channels;
@@ -56,7 +68,53 @@ impl SmallCnn {
             )?);
             c_in = filters;
         }
-        Ok(Self { convs, bns })
+        Ok(Self {
+            convs,
+            bns,
+            kernels,
+            pool: Arc::default(),
+        })
+    }
+
+    /// Whether `x` runs on the fused kernels.
+    fn fast_applies(&self, x: &Tensor) -> bool {
+        self.kernels == Kernels::Fast
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.convs.iter().all(|c| !c.gated())
+    }
+
+    fn fast_forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let params: Vec<CnnParams> = self
+            .convs
+            .iter()
+            .zip(&self.bns)
+            .map(|(conv, bn)| (conv.weight(), bn.affine().0, bn.affine().1))
+            .collect();
+        let pools: Vec<bool> = SMALL_CNN_LAYERS.iter().map(|&(_, p)| p).collect();
+        let eps = self.bns[0].eps();
+        if mode == Mode::Eval {
+            let running = self
+                .bns
+                .iter()
+                .map(|bn| bn.running_stats())
+                .collect::<Result<Vec<_>>>()?;
+            return cnn_eval(x, &params, &pools, &running, eps, &self.pool);
+        }
+        let (features, stats) = CnnTrain::apply(x, &params, &pools, eps, &self.pool)?;
+        if mode == Mode::Train {
+            let (b, _, h, w) = x.dims4()?;
+            let mut n = b * h * w;
+            for (bn, ((mean, var), &(_, pool))) in
+                self.bns.iter().zip(stats.iter().zip(&SMALL_CNN_LAYERS))
+            {
+                bn.update_running(mean, var, n)?;
+                if pool {
+                    n /= 4;
+                }
+            }
+        }
+        Ok(features)
     }
 
     /// The batch norms, in layer order (their running statistics, for checks and EMA copies).
@@ -96,6 +154,9 @@ impl Backbone for SmallCnn {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let channels = self.convs[0].weight().dim(1)?;
         check_image(x, channels, 4, "small-cnn")?;
+        if self.fast_applies(x) {
+            return self.fast_forward(x, mode);
+        }
         let mut h = if mode == Mode::Eval {
             x.detach()
         } else {
