@@ -8,6 +8,7 @@
 //! | [`coral`] | `coral` (Deep CORAL, Sun & Saenko 2016) |
 //! | [`dann_gs`] | `dann_gs` (DANN over grouped sources, the CoDATS paper's baseline) |
 //! | [`mmd`] | `mmd` (DDC-style multi-kernel MMD) |
+//! | [`mdan`] | `mdan` (MDAN-smooth, Zhao et al. 2018) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD) share.
 
@@ -15,5 +16,6 @@ pub mod align;
 pub mod codats;
 pub mod coral;
 pub mod dann_gs;
+pub mod mdan;
 pub mod mmd;
 pub mod supervised;
