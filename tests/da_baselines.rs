@@ -152,3 +152,8 @@ fn short_run(method: &str, column: &str, floor: f64) {
 fn mdan_trains_on_ucihar() {
     short_run("mdan", "domain_loss", 0.7);
 }
+
+#[test]
+fn cdan_trains_on_ucihar() {
+    short_run("cdan", "domain_loss", 0.6);
+}

@@ -9,10 +9,12 @@
 //! | [`dann_gs`] | `dann_gs` (DANN over grouped sources, the CoDATS paper's baseline) |
 //! | [`mmd`] | `mmd` (DDC-style multi-kernel MMD) |
 //! | [`mdan`] | `mdan` (MDAN-smooth, Zhao et al. 2018) |
+//! | [`cdan`] | `cdan` (CDAN and CDAN+E, Long et al. 2018) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD) share.
 
 pub mod align;
+pub mod cdan;
 pub mod codats;
 pub mod coral;
 pub mod dann_gs;
