@@ -15,7 +15,7 @@ pub mod ema;
 #[cfg(test)]
 pub(crate) mod probe;
 
-use da::{cdan, codats, coral, dann_gs, mdan, mmd, supervised};
+use da::{cdan, codats, coral, dann_gs, homm, mdan, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -69,6 +69,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     dann_gs::DANN_GS,
     mdan::MDAN,
     cdan::CDAN,
+    homm::HOMM,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,
