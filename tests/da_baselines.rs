@@ -163,3 +163,8 @@ fn cdan_trains_on_ucihar() {
 fn homm_trains_on_ucihar() {
     short_run("homm", "homm_loss", 0.7);
 }
+
+#[test]
+fn dsan_trains_on_ucihar() {
+    short_run("dsan", "lmmd_loss", 0.7);
+}

@@ -15,7 +15,7 @@ pub mod ema;
 #[cfg(test)]
 pub(crate) mod probe;
 
-use da::{cdan, codats, coral, dann_gs, homm, mdan, mmd, supervised};
+use da::{cdan, codats, coral, dann_gs, dsan, homm, mdan, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -70,6 +70,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     mdan::MDAN,
     cdan::CDAN,
     homm::HOMM,
+    dsan::DSAN,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,

@@ -11,6 +11,7 @@
 //! | [`mdan`] | `mdan` (MDAN-smooth, Zhao et al. 2018) |
 //! | [`cdan`] | `cdan` (CDAN and CDAN+E, Long et al. 2018) |
 //! | [`homm`] | `homm` (HoMM, third-order moment matching, Chen et al. 2020) |
+//! | [`dsan`] | `dsan` (DSAN's local MMD, Zhu et al. 2020) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD, HoMM) share.
 
@@ -19,6 +20,7 @@ pub mod cdan;
 pub mod codats;
 pub mod coral;
 pub mod dann_gs;
+pub mod dsan;
 pub mod homm;
 pub mod mdan;
 pub mod mmd;
