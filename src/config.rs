@@ -676,7 +676,7 @@ conventions = 2
         };
         assert_eq!(
             err(&new.replace("name = \"codats\"", "")),
-            "[method] needs `name` (one of: none, codats, codats_ws, target_only, coral, mmd, dann_gs, probe)"
+            "[method] needs `name` (one of: none, codats, codats_ws, target_only, coral, mmd, dann_gs, mdan, cdan, homm, dsan, probe)"
         );
         assert_eq!(
             err(&format!("{new}coral_weight = \"big\"\n")),
