@@ -18,7 +18,7 @@ pub mod ema;
 pub(crate) mod probe;
 pub mod ssl;
 
-use da::{codats, coral, dann_gs, mmd, supervised};
+use da::{cdan, codats, coral, dann_gs, dsan, homm, mdan, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -72,6 +72,10 @@ pub static REGISTRY: &[MethodInfo] = &[
     coral::CORAL,
     mmd::MMD,
     dann_gs::DANN_GS,
+    mdan::MDAN,
+    cdan::CDAN,
+    homm::HOMM,
+    dsan::DSAN,
     ssl::supervised::SUPERVISED,
     ssl::pseudo_label::PSEUDO_LABEL,
     ssl::pi_model::PI_MODEL,

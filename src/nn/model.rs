@@ -245,10 +245,21 @@ impl DomainHead {
     /// Builds the domain head with `domains` outputs under `vb`; `kernels` picks the training
     /// implementation (evaluation always runs the candle ops).
     pub fn new(domains: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
+        Self::with_input(FEATURES, domains, kernels, vb)
+    }
+
+    /// The same head on inputs of width `input` instead of the FCN's [`FEATURES`] (CDAN's
+    /// multilinear map of features and class probabilities).
+    pub fn with_input(
+        input: usize,
+        domains: usize,
+        kernels: Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let mut fc = Vec::new();
         let mut bns = Vec::new();
         let mut fast_bns = Vec::new();
-        let mut c_in = FEATURES;
+        let mut c_in = input;
         for i in 0..2 {
             fc.push(linear(
                 c_in,

@@ -50,7 +50,7 @@ fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dy
 pub const BANDWIDTH_SCALES: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
 
 /// Squared Euclidean distances `[n, n]` between the rows of `x` `[n, d]`.
-fn squared_distances(x: &Tensor) -> Result<Tensor> {
+pub fn squared_distances(x: &Tensor) -> Result<Tensor> {
     let sq = x.sqr()?.sum_keepdim(D::Minus1)?; // [n, 1]
     let cross = x.matmul(&x.t()?)?;
     // Rounding can make a distance slightly negative: clip at zero.
@@ -94,6 +94,16 @@ pub fn mmd_with_bandwidth(source: &Tensor, target: &Tensor, sigma2: f64) -> Resu
 
 /// MMD² from the pooled squared distances `d2` (`ns` source rows, then `nt` target rows).
 fn mmd_of_distances(d2: &Tensor, ns: usize, nt: usize, sigma2: f64) -> Result<Tensor> {
+    let k = multi_kernel(d2, sigma2)?;
+    let kss = k.narrow(0, 0, ns)?.narrow(1, 0, ns)?.mean_all()?;
+    let ktt = k.narrow(0, ns, nt)?.narrow(1, ns, nt)?.mean_all()?;
+    let kst = k.narrow(0, 0, ns)?.narrow(1, ns, nt)?.mean_all()?;
+    (kss + ktt)?.sub(&kst.affine(2.0, 0.0)?)
+}
+
+/// The kernel matrix of squared distances `d2`: mean over s in [`BANDWIDTH_SCALES`] of
+/// exp(−d2 / (2 · s · `sigma2`)) (shared with DSAN's local MMD).
+pub fn multi_kernel(d2: &Tensor, sigma2: f64) -> Result<Tensor> {
     let mut k: Option<Tensor> = None;
     for s in BANDWIDTH_SCALES {
         let ks = d2.affine(-1.0 / (2.0 * s * sigma2), 0.0)?.exp()?;
@@ -102,13 +112,8 @@ fn mmd_of_distances(d2: &Tensor, ns: usize, nt: usize, sigma2: f64) -> Result<Te
             Some(acc) => (acc + ks)?,
         });
     }
-    let k = k
-        .expect("at least one bandwidth")
-        .affine(1.0 / BANDWIDTH_SCALES.len() as f64, 0.0)?;
-    let kss = k.narrow(0, 0, ns)?.narrow(1, 0, ns)?.mean_all()?;
-    let ktt = k.narrow(0, ns, nt)?.narrow(1, ns, nt)?.mean_all()?;
-    let kst = k.narrow(0, 0, ns)?.narrow(1, ns, nt)?.mean_all()?;
-    (kss + ktt)?.sub(&kst.affine(2.0, 0.0)?)
+    k.expect("at least one bandwidth")
+        .affine(1.0 / BANDWIDTH_SCALES.len() as f64, 0.0)
 }
 
 /// Multi-kernel MMD² with the bandwidth from the median heuristic on the pooled features.

@@ -8,12 +8,20 @@
 //! | [`coral`] | `coral` (Deep CORAL, Sun & Saenko 2016) |
 //! | [`dann_gs`] | `dann_gs` (DANN over grouped sources, the CoDATS paper's baseline) |
 //! | [`mmd`] | `mmd` (DDC-style multi-kernel MMD) |
+//! | [`mdan`] | `mdan` (MDAN-smooth, Zhao et al. 2018) |
+//! | [`cdan`] | `cdan` (CDAN and CDAN+E, Long et al. 2018) |
+//! | [`homm`] | `homm` (HoMM, third-order moment matching, Chen et al. 2020) |
+//! | [`dsan`] | `dsan` (DSAN's local MMD, Zhu et al. 2020) |
 //!
-//! [`align`] is what the feature-alignment methods (CORAL, MMD) share.
+//! [`align`] is what the feature-alignment methods (CORAL, MMD, HoMM) share.
 
 pub mod align;
+pub mod cdan;
 pub mod codats;
 pub mod coral;
 pub mod dann_gs;
+pub mod dsan;
+pub mod homm;
+pub mod mdan;
 pub mod mmd;
 pub mod supervised;

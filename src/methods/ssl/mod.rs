@@ -95,10 +95,17 @@ pub fn image_setup(setup: &MethodSetup, method: &str) -> Result<ImageSetup> {
 
 impl ImageNet {
     /// The network of `image` for `classes` classes under `vb` (`backbone.*`, `head.*`).
-    pub fn new(image: ImageSetup, classes: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        image: ImageSetup,
+        classes: usize,
+        kernels: crate::nn::Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let c = image.shape.channels;
         let backbone: Box<dyn Backbone> = match image.backbone {
-            ImageBackbone::SmallCnn => Box::new(SmallCnn::new(c, image.gct, vb.pp("backbone"))?),
+            ImageBackbone::SmallCnn => {
+                Box::new(SmallCnn::new(c, image.gct, kernels, vb.pp("backbone"))?)
+            }
             ImageBackbone::Wrn28_2 => Box::new(Wrn28_2::new(c, image.gct, vb.pp("backbone"))?),
         };
         let f = backbone.feature_dim();
@@ -134,8 +141,8 @@ impl StudentTeacher {
         let image = image_setup(setup, method)?;
         let decay = setup.param(EMA_M.name)?;
         Ok(Self {
-            student: ImageNet::new(image, setup.classes, vb.pp("model"))?,
-            teacher: ImageNet::new(image, setup.classes, vb.pp("ema"))?,
+            student: ImageNet::new(image, setup.classes, setup.kernels, vb.pp("model"))?,
+            teacher: ImageNet::new(image, setup.classes, setup.kernels, vb.pp("ema"))?,
             ema: Ema::new(decay, "model.", "ema."),
             decay,
         })
