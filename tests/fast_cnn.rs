@@ -109,7 +109,14 @@ fn step(
 
 #[test]
 fn fast_small_cnn_matches_the_plain_path_in_train_and_eval() -> Result<()> {
-    for (c, s, b) in [(1, 28, 3), (3, 32, 4)] {
+    for (c, s, b) in [
+        (1, 28, 3),
+        (3, 32, 4),
+        (1, 8, 5),
+        (1, 4, 3),
+        (1, 8, 33),
+        (1, 28, 17),
+    ] {
         let shape = (b, c, s, s);
         let x = random(b * c * s * s, 5);
         let (vm_f, fast) = net(c, Kernels::Fast, 11)?;
@@ -285,4 +292,41 @@ fn time_960_images_forward_backward() -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Data input (no gradient wanted, as in training on images): parameter gradients still agree.
+#[test]
+fn fast_small_cnn_parameter_gradients_agree_when_the_input_needs_none() -> Result<()> {
+    let (b, c, s) = (17, 1, 8);
+    let x = random(b * c * s * s, 5);
+    for fresh in [false, true] {
+        let grads = |kernels: Kernels| -> Result<Vec<(String, Vec<f32>)>> {
+            let (vm, net) = if fresh {
+                let vm = VarMap::new();
+                let n = SmallCnn::new(
+                    c,
+                    false,
+                    kernels,
+                    VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+                )?;
+                kaiming_normal_init(&vm, 11)?;
+                (vm, n)
+            } else {
+                net(c, kernels, 11)?
+            };
+            let xt = Tensor::from_vec(x.clone(), (b, c, s, s), &Device::Cpu)?;
+            let f = net.forward(&xt, Mode::Train)?;
+            let w = Tensor::from_vec(random(f.elem_count(), 77), f.shape(), &Device::Cpu)?;
+            let g = (&f * &w)?.sum_all()?.backward()?;
+            Ok(sorted(&vm)
+                .into_iter()
+                .filter(|(n, _)| !n.contains("running"))
+                .map(|(n, v)| (n, values(g.get(v.as_tensor()).expect("gradient"))))
+                .collect())
+        };
+        for ((n, a), (_, p)) in grads(Kernels::Fast)?.iter().zip(&grads(Kernels::Candle)?) {
+            assert!(rel(a, p) < 1e-4, "fresh {fresh} {n}: {}", rel(a, p));
+        }
+    }
+    Ok(())
 }
