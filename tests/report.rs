@@ -103,6 +103,7 @@ fn fixture(root: &Path) -> usize {
             steps: 100,
             classes: vec!["a".into(), "b".into()],
             selection,
+            images: None,
         };
         std::fs::write(
             run.join("result.json"),

@@ -266,6 +266,7 @@ mod tests {
                 .unwrap()
                 .resolve_params(&Default::default())
                 .unwrap(),
+            image: None,
         }
     }
 
@@ -279,6 +280,7 @@ mod tests {
                 Tensor::from_vec((0..n as u32).map(|i| i % 4).collect(), n, &Device::Cpu).unwrap()
             }),
             idx: (0..n).collect(),
+            views: Vec::new(),
         }
     }
 
