@@ -404,10 +404,9 @@ impl Trainer {
     /// Sets every group's learning rate for the next update (image runs with `cosine`:
     /// FixMatch's lr·cos(7πk / 16K); a function of the step, so resumed runs agree).
     fn schedule_learning_rates(&mut self) {
-        let Some(im) = self.cfg.images.as_ref().filter(|im| im.cosine) else {
+        if !self.cfg.images.as_ref().is_some_and(|im| im.cosine) {
             return;
-        };
-        let _ = im;
+        }
         let k = self.state.step as u64;
         let total = self.cfg.updates() as u64;
         let scales: Vec<f64> = self

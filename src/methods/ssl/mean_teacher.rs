@@ -10,7 +10,7 @@ use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::{
-    build_with, scalars_with_entropy, supervised_loss, unlabelled, view, with_entropy, Objective,
+    build_with, ramped_output, scalars_with_entropy, supervised_loss, unlabelled, view, Objective,
     StudentTeacher, EMA_M, LAMBDA_ENT_OFF, UNSUP_WARMUP,
 };
 use crate::data::augment::Strength;
@@ -89,13 +89,13 @@ impl Objective for MeanTeacher {
         let student = nets.student.logits(view(ulb, 1)?, Mode::TrainKeepStats)?;
         let unsup = softmax_mse(&student, &target)?;
         let ramp = ramp_linear(ctx.step, ctx.total_steps, self.warmup);
-        let mut scalars = vec![
-            ("sup_loss", sup.to_scalar::<f32>()?),
-            ("unsup_loss", unsup.to_scalar::<f32>()?),
-            ("ramp", ramp as f32),
-        ];
-        let loss = (&sup + (&unsup * (self.lambda_u * ramp))?)?;
-        let loss = with_entropy(loss, &student, self.lambda_ent, &mut scalars)?;
-        Ok(StepOutput { loss, scalars })
+        ramped_output(
+            &sup,
+            &unsup,
+            self.lambda_u,
+            ramp,
+            &[],
+            (&student, self.lambda_ent),
+        )
     }
 }

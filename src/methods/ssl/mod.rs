@@ -62,6 +62,27 @@ pub fn supervised_loss(net: &ImageNet, batch: &Batch) -> Result<Tensor> {
     crate::losses::cross_entropy(&logits, y)
 }
 
+/// The loss most image methods share: `sup + weight · unsup (+ λ_ent · entropy(logits))`,
+/// logging `sup_loss`, `unsup_loss`, the method's `extra` scalars, then `ramp` and `entropy`.
+pub fn ramped_output(
+    sup: &Tensor,
+    unsup: &Tensor,
+    weight: f64,
+    ramp: f64,
+    extra: &[(&'static str, f32)],
+    (logits, lambda_ent): (&Tensor, f64),
+) -> Result<StepOutput> {
+    let mut scalars = vec![
+        ("sup_loss", sup.to_scalar::<f32>()?),
+        ("unsup_loss", unsup.to_scalar::<f32>()?),
+    ];
+    scalars.extend_from_slice(extra);
+    scalars.push(("ramp", ramp as f32));
+    let loss = (sup + (unsup * (weight * ramp))?)?;
+    let loss = with_entropy(loss, logits, lambda_ent, &mut scalars)?;
+    Ok(StepOutput { loss, scalars })
+}
+
 /// `loss + λ_ent · entropy(logits)` (and the entropy's value) when λ_ent > 0, else `loss`.
 pub fn with_entropy(
     loss: Tensor,

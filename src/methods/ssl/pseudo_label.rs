@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::fixmatch::{LAMBDA_U, P_CUTOFF};
 use super::{
-    build_with, scalars_with_entropy, supervised_loss, unlabelled, view, with_entropy, Objective,
+    build_with, ramped_output, scalars_with_entropy, supervised_loss, unlabelled, view, Objective,
     StudentTeacher, EMA_M, LAMBDA_ENT_OFF, UNSUP_WARMUP,
 };
 use crate::data::augment::Strength;
@@ -84,14 +84,14 @@ impl Objective for PseudoLabel {
         let (hard, mask) = pseudo_labels(&logits, self.p_cutoff)?;
         let unsup = masked_cross_entropy(&logits, &hard, &mask)?;
         let ramp = ramp_linear(ctx.step, ctx.total_steps, self.warmup);
-        let mut scalars = vec![
-            ("sup_loss", sup.to_scalar::<f32>()?),
-            ("unsup_loss", unsup.to_scalar::<f32>()?),
-            ("mask_rate", mask.mean_all()?.to_scalar::<f32>()?),
-            ("ramp", ramp as f32),
-        ];
-        let loss = (&sup + (&unsup * (self.lambda_u * ramp))?)?;
-        let loss = with_entropy(loss, &logits, self.lambda_ent, &mut scalars)?;
-        Ok(StepOutput { loss, scalars })
+        let mask_rate = ("mask_rate", mask.mean_all()?.to_scalar::<f32>()?);
+        ramped_output(
+            &sup,
+            &unsup,
+            self.lambda_u,
+            ramp,
+            &[mask_rate],
+            (&logits, self.lambda_ent),
+        )
     }
 }
