@@ -141,9 +141,21 @@ pub(crate) fn check_image(x: &Tensor, channels: usize, multiple: usize, who: &st
 }
 
 /// `x` `[B, C, H, W]` max-pooled over 2×2 windows (H, W even).
+///
+/// The gradient goes to one winner per window, the first of the four in row-major order on ties,
+/// as PyTorch's `max_pool2d` (and the fast path) route it. A max *reduction* would not do: its
+/// backward passes the full gradient to every tied element, and ties at positive values are
+/// everywhere in real images (a constant background gives equal activations across a window),
+/// so it multiplied the gradient of background regions by up to 4 per pool.
 pub(crate) fn max_pool2(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
+    let windows = x
+        .reshape((b, c, h / 2, 2, w / 2, 2))?
+        .permute((0, 1, 2, 4, 3, 5))?
+        .reshape((b, c, h / 2, w / 2, 4))?;
+    // candle's argmax keeps the first of equal maxima.
+    let winner = windows.detach().argmax_keepdim(4)?;
+    windows.gather(&winner, 4)?.squeeze(4)
 }
 
 impl Backbone for SmallCnn {
@@ -169,5 +181,38 @@ impl Backbone for SmallCnn {
             }
         }
         h.mean(3)?.mean(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn max_pool2_picks_each_window_maximum_and_sends_its_gradient_to_one_winner() -> Result<()> {
+        // One 4×4 image: windows (row-major) with a unique max, a four-way tie at 0.5 (a constant
+        // background), a tie between the second and fourth positions, and negative values.
+        #[rustfmt::skip]
+        let x = Var::from_vec(vec![
+            1.0f32, 3.0,   0.5, 0.5,
+            2.0,    0.0,   0.5, 0.5,
+           -1.0,    7.0,  -4.0, -3.0,
+            5.0,    7.0,  -2.0, -5.0,
+        ], (1, 1, 4, 4), &Device::Cpu)?;
+        let y = max_pool2(x.as_tensor())?;
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [3.0, 0.5, 7.0, -2.0]);
+        // Upstream gradients 1, 10, 100, 1000: each lands once, on the first winner.
+        let up = Tensor::from_vec(vec![1.0f32, 10.0, 100.0, 1000.0], (1, 1, 2, 2), &Device::Cpu)?;
+        let grads = (y * up)?.sum_all()?.backward()?;
+        let g = grads.get(x.as_tensor()).expect("gradient").flatten_all()?;
+        #[rustfmt::skip]
+        assert_eq!(g.to_vec1::<f32>()?, [
+            0.0, 1.0,     10.0, 0.0,
+            0.0, 0.0,      0.0, 0.0,
+            0.0, 100.0,    0.0, 0.0,
+            0.0, 0.0,   1000.0, 0.0,
+        ]);
+        Ok(())
     }
 }
