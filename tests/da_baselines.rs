@@ -168,3 +168,53 @@ fn homm_trains_on_ucihar() {
 fn dsan_trains_on_ucihar() {
     short_run("dsan", "lmmd_loss", 0.7);
 }
+
+#[test]
+fn codats_with_gct_trains_on_ucihar() {
+    // `--gct` alone picks the plain candle path and is saved in config.toml; 300 steps of CoDATS
+    // (seed 0, 2 → 11) reached 84.4 % target-test accuracy (last and best rules).
+    let tmp = common::TempDir::new("da-gct");
+    let out = tmp.path().join("codats-gct");
+    train_for(&out, "codats", "300", &["--gct"]);
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
+            .expect("json");
+    let acc = r["selection"]["last"]["target_test"]["accuracy"]
+        .as_f64()
+        .expect("accuracy");
+    eprintln!("codats --gct: 2 -> 11 target-test accuracy {acc:.3} after 300 steps");
+    assert!(acc > 0.78, "codats --gct: {acc} (chance is 1/6)");
+    let cfg = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
+    assert!(
+        cfg.contains("\nkernels = \"candle\"\ngct = true\n"),
+        "{cfg}"
+    );
+    // The selected weights hold the gates of the three convolutions.
+    let bytes = std::fs::read(out.join("checkpoints").join("last.safetensors")).expect("weights");
+    let text = String::from_utf8_lossy(&bytes);
+    for i in 1..=3 {
+        assert!(text.contains(&format!("fe.conv{i}.gct.gamma")), "conv{i}");
+    }
+    // The fast kernels, asked for explicitly, are refused in one line.
+    let o = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .args([
+            "train",
+            "--target",
+            "1",
+            "--steps",
+            "1",
+            "--gct",
+            "--kernels",
+            "fast",
+        ])
+        .args(["--quiet", "--out"])
+        .arg(tmp.path().join("refused"))
+        .output()
+        .expect("run codats");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--gct runs on the plain candle path: use --kernels candle"),
+        "{err}"
+    );
+}

@@ -17,6 +17,7 @@ fn model(kernels: Kernels, domains: Option<usize>) -> (VarMap, CodatsModel) {
             classes: 6,
             domains,
             kernels,
+            gct: false,
         },
         vb,
     )
@@ -142,6 +143,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             checkpoint_every: 50,
             threads: 2,
             kernels,
+            gct: false,
             data: Default::default(),
             images: None,
             code_version: code_version(),

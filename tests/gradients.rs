@@ -51,6 +51,22 @@ fn batch(kind: MethodKind) -> Batch {
 
 /// Gradients of one step's loss, by parameter name.
 fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
+    step_gradients_with(kind, kernels, false)
+}
+
+/// [`step_gradients`], with GCT gates in front of the FCN convolutions when `gct` (set away
+/// from their initial values: at α = 1, γ = 0 the gradient of α is exactly zero).
+fn step_gradients_with(kind: MethodKind, kernels: Kernels, gct: bool) -> Vec<(String, Tensor)> {
+    step_gradients_params(kind, kernels, gct, Default::default())
+}
+
+/// [`step_gradients_with`] with the method's parameters `params` (defaults for the rest).
+fn step_gradients_params(
+    kind: MethodKind,
+    kernels: Kernels,
+    gct: bool,
+    params: std::collections::BTreeMap<String, f64>,
+) -> Vec<(String, Tensor)> {
     let setup = MethodSetup {
         channels: CHANNELS,
         classes: CLASSES,
@@ -65,12 +81,21 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
         ws_noise: None,
         seed: 0,
         kernels,
-        params: kind.resolve_params(&Default::default()).unwrap(),
+        gct,
+        params: kind.resolve_params(&params).unwrap(),
         image: None,
     };
     let varmap = VarMap::new();
     let mut method = methods::build(kind, &setup, &varmap).unwrap();
     codats::nn::glorot_init(&varmap, 7).unwrap();
+    for (name, var) in methods::trainable_vars(&varmap, "") {
+        if name.contains(".gct.") {
+            let c = var.dim(0).unwrap();
+            let v: Vec<f32> = (0..c).map(|i| 0.3 + 0.01 * (i % 9) as f32).collect();
+            var.set(&Tensor::from_vec(v, c, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut ctx = StepContext {
         step: 5,
@@ -79,13 +104,22 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
     };
     let out = method.step(&batch(kind), &mut ctx).unwrap();
     let grads = out.loss.backward().unwrap();
-    methods::trainable_vars(&varmap, "")
+    // The parameters the optimisers step (a frozen teacher is in no group).
+    let mut stepped: Vec<(String, candle_core::Var)> = method
+        .param_groups()
+        .iter()
+        .flat_map(|g| methods::trainable_vars(&varmap, g.prefix))
+        .collect();
+    stepped.sort_by(|a, b| a.0.cmp(&b.0));
+    stepped.dedup_by(|a, b| a.0 == b.0);
+    stepped
         .into_iter()
         .map(|(name, var)| {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{kind} ({kernels:?}): no gradient reaches {name}"))
-                .clone();
+            // No gradient at all reads as a zero one (the callers' checks then name it).
+            let g = match grads.get(var.as_tensor()) {
+                Some(g) => g.clone(),
+                None => var.as_tensor().zeros_like().unwrap(),
+            };
             (name, g)
         })
         .collect()
@@ -117,8 +151,8 @@ fn every_trainable_parameter_gets_a_gradient() {
                 );
             }
             let has_domain = grads.iter().any(|(n, _)| n.starts_with("domain."));
-            let adversarial =
-                ["codats", "codats_ws", "dann_gs", "mdan", "cdan"].contains(&kind.as_str());
+            let adversarial = ["codats", "codats_ws", "dann_gs", "mdan", "cdan"]
+                .contains(&kind.as_str());
             assert_eq!(
                 has_domain, adversarial,
                 "{kind}: domain head present iff adversarial"
@@ -151,3 +185,20 @@ fn the_weak_supervision_loss_changes_the_gradient() {
         }
     }
 }
+
+#[test]
+fn gct_gates_get_gradients_through_the_fcn() {
+    // `--gct` runs the plain candle path; every gate parameter of every convolution, and every
+    // other parameter, gets a gradient (CoDATS: task and adversarial domain losses).
+    let grads = step_gradients_with(MethodKind::CODATS, Kernels::Candle, true);
+    let gates: Vec<&String> = grads
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.contains(".gct."))
+        .collect();
+    assert_eq!(gates.len(), 9, "{gates:?}");
+    for (name, g) in &grads {
+        assert!(norm(g) > 0.0, "gct: zero gradient for {name}");
+    }
+}
+

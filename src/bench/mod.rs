@@ -225,6 +225,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 ws_noise: None,
                 seed: 0,
                 kernels: o.kernels,
+                gct: false,
                 params: Default::default(),
                 image: None,
             };
@@ -327,6 +328,7 @@ fn bench_config(o: One) -> TrainConfig {
         checkpoint_every: 1,
         threads: o.threads,
         kernels: o.kernels,
+        gct: false,
         data: Default::default(),
         images: None,
         conventions: crate::config::CONVENTIONS,

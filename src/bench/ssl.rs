@@ -106,6 +106,7 @@ pub fn run_one(o: SslOne) -> Result<Measurement> {
         ws_noise: None,
         seed: 0,
         kernels: Kernels::Fast,
+        gct: false,
         params: kind
             .resolve_params(&Default::default())
             .map_err(anyhow::Error::msg)?,

@@ -208,6 +208,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every),
         threads,
         kernels: a.kernels,
+        gct: false,
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {

@@ -95,6 +95,11 @@ pub struct TrainArgs {
     /// FCN implementation: fast (hand-written CPU kernels) or candle (plain candle ops, the reference).
     #[arg(long, value_enum, default_value_t = Kernels::Fast)]
     pub kernels: Kernels,
+    /// A GCT gate (gated channel transformation, identity at initialisation) in front of each
+    /// FCN convolution; runs on the plain candle path (implies --kernels candle; refuses
+    /// --kernels fast).
+    #[arg(long)]
+    pub gct: bool,
     /// No progress bar or log lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -140,6 +145,7 @@ impl TrainArgs {
             offline: true,
             threads: None,
             kernels: Kernels::Fast,
+            gct: false,
             quiet,
             stop_after,
             data: DataArgs::default(),
@@ -241,7 +247,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         anyhow::bail!("--target is required unless --resume is given");
     };
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
-    set_threads(threads, a.kernels);
+    // GCT exists on the plain candle path only: --gct picks it unless --kernels was given (a
+    // given `--kernels fast` is refused by the config check).
+    let kernels = if a.gct && !a.given.iter().any(|f| f == "--kernels") {
+        Kernels::Candle
+    } else {
+        a.kernels
+    };
+    set_threads(threads, kernels);
     let cfg = TrainConfig {
         dataset: dataset.as_str().to_string(),
         data_dir: a.data_dir.clone(),
@@ -258,7 +271,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         eval_every: a.eval_every,
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every),
         threads,
-        kernels: a.kernels,
+        kernels,
+        gct: a.gct,
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {

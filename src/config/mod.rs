@@ -79,6 +79,12 @@ pub enum ConfigError {
         task: &'static str,
         hint: &'static str,
     },
+    /// `--gct` with the fast FCN kernels, which have no GCT.
+    #[error("--gct runs on the plain candle path: use --kernels candle (the fast FCN kernels have no GCT)")]
+    GctNeedsCandle,
+    /// `gct` in an image run's top level (image networks take `[images] gct`).
+    #[error("gct at the top level is the time-series FCN's; an image run sets [images] gct (`codats ssl train --gct`)")]
+    GctOnImages,
     /// `--ws-noise` given to a method that does not use proportions.
     #[error("--ws-noise is only used by {users} (method is {method})")]
     WsNoiseUnused { method: String, users: String },
@@ -125,6 +131,10 @@ pub struct TrainConfig {
     /// FCN implementation (`fast` hand-written CPU kernels, or plain `candle` ops).
     #[serde(default)]
     pub kernels: crate::nn::Kernels,
+    /// A GCT gate in front of each FCN convolution (`--gct`; time-series runs, plain candle
+    /// path). Written only when set, so a file without it means false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gct: bool,
     /// codats version and git commit that produced the run (informational).
     pub code_version: String,
     /// Which of the reference's conventions the run follows ([`CONVENTIONS`] for new runs). A
@@ -286,6 +296,8 @@ pub struct ConfigFile {
     threads: usize,
     #[serde(default)]
     kernels: crate::nn::Kernels,
+    #[serde(default)]
+    gct: bool,
     code_version: String,
     #[serde(default = "legacy_conventions")]
     conventions: u32,
@@ -337,6 +349,7 @@ impl TryFrom<ConfigFile> for TrainConfig {
             checkpoint_every: f.checkpoint_every,
             threads: f.threads,
             kernels: f.kernels,
+            gct: f.gct,
             code_version: f.code_version,
             conventions: f.conventions,
             method,
@@ -446,6 +459,10 @@ pub fn run_id(
 /// The conventions new runs follow (see [`TrainConfig::conventions`]).
 pub const CONVENTIONS: u32 = 2;
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 fn legacy_conventions() -> u32 {
     1
 }
@@ -514,6 +531,12 @@ impl TrainConfig {
         }
         if self.threads == 0 {
             return Err(ConfigError::ZeroThreads);
+        }
+        if self.gct && self.images.is_some() {
+            return Err(ConfigError::GctOnImages);
+        }
+        if self.gct && self.kernels == crate::nn::Kernels::Fast {
+            return Err(ConfigError::GctNeedsCandle);
         }
         let kind = self.method.name;
         match (kind.info().task, &self.images) {
@@ -631,10 +654,30 @@ pub(crate) mod tests {
             conventions: CONVENTIONS,
             threads: 2,
             kernels: crate::nn::Kernels::Fast,
+            gct: false,
             code_version: code_version(),
             data: DataOptions::default(),
             images: None,
         }
+    }
+
+    #[test]
+    fn gct_is_written_only_when_on_and_needs_the_candle_kernels() {
+        // Off: the file is what it was before the key existed, and reads back as off.
+        let c = cfg();
+        let s = toml::to_string(&c).unwrap();
+        assert!(!s.contains("gct"), "{s}");
+        assert!(!toml::from_str::<TrainConfig>(&s).unwrap().gct);
+        // On: saved, read back, and refused with the fast kernels.
+        let mut c = cfg();
+        c.gct = true;
+        c.kernels = crate::nn::Kernels::Candle;
+        let s = toml::to_string(&c).unwrap();
+        assert!(s.contains("\ngct = true\n"), "{s}");
+        assert_eq!(toml::from_str::<TrainConfig>(&s).unwrap(), c);
+        assert!(c.clone().check().is_ok());
+        c.kernels = crate::nn::Kernels::Fast;
+        assert_eq!(c.check().unwrap_err(), ConfigError::GctNeedsCandle);
     }
 
     #[test]

@@ -475,6 +475,8 @@ pub struct MethodSetup {
     pub seed: u64,
     /// FCN implementation.
     pub kernels: crate::nn::Kernels,
+    /// GCT gates in front of the FCN's convolutions (`--gct`; with `kernels` candle).
+    pub gct: bool,
     /// The method's own parameters, checked and with defaults filled in
     /// ([`MethodKind::resolve_params`]).
     pub params: BTreeMap<String, f64>,
@@ -501,6 +503,7 @@ impl MethodSetup {
             classes: self.classes,
             domains,
             kernels: self.kernels,
+            gct: self.gct,
         }
     }
 

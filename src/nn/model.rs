@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::fast::{BnRelu, BufferPool, ConvSameCl};
 use super::fast_fcn::FcnTrain;
 use super::fast_head::{DomainHeadTrain, HeadParams};
+use super::layers::Gct;
 use super::{Backbone, Dropout, GradReverse, Mode};
 
 /// Which implementation runs the FCN: the fast hand-written CPU kernels, or plain candle ops
@@ -54,6 +55,8 @@ pub struct ModelConfig {
     pub domains: Option<usize>,
     /// FCN implementation.
     pub kernels: Kernels,
+    /// A GCT gate in front of each FCN convolution (`--gct`; plain candle path only).
+    pub gct: bool,
 }
 
 /// A 1D convolution without bias and with TensorFlow "same" padding (kernel 8: 3 left, 4 right).
@@ -103,9 +106,13 @@ impl Module for SameConv1d {
 }
 
 /// The CoDATS fully convolutional feature extractor: 3 × [conv → BN → ReLU], then global average pooling.
+/// Built with GCT, each convolution is preceded by a [`Gct`] gate (`conv{i}.gct.*`), identity at
+/// initialisation.
 #[derive(Debug, Clone)]
 pub struct Fcn {
     convs: Vec<SameConv1d>,
+    /// One gate per convolution when built with GCT, else empty (no variables created).
+    gcts: Vec<Gct>,
     bns: Vec<BatchNorm>,
     fast_bns: Vec<BnRelu>,
     kernels: Kernels,
@@ -121,13 +128,24 @@ pub const FEATURES: usize = 128;
 pub const DOMAIN_HIDDEN: usize = 500;
 
 impl Fcn {
-    /// Builds the FCN for `channels` input channels under `vb` (`conv1`, `bn1`, ...).
-    pub fn new(channels: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
+    /// Builds the FCN for `channels` input channels under `vb` (`conv1`, `bn1`, ...); `gct` puts
+    /// a GCT gate in front of each convolution (`conv1.gct`, ...), which only the plain candle
+    /// path runs (the fast kernels have no GCT: asking for both is an error).
+    pub fn new(channels: usize, kernels: Kernels, gct: bool, vb: VarBuilder) -> Result<Self> {
+        if gct && kernels == Kernels::Fast {
+            candle_core::bail!(
+                "--gct runs on the plain candle path only: use --kernels candle (the fast FCN kernels have no GCT)"
+            );
+        }
         let mut convs = Vec::new();
+        let mut gcts = Vec::new();
         let mut bns = Vec::new();
         let mut fast_bns = Vec::new();
         let mut c_in = channels;
         for (i, (filters, kernel)) in FCN_LAYERS.iter().enumerate() {
+            if gct {
+                gcts.push(Gct::new(c_in, vb.pp(format!("conv{}", i + 1)).pp("gct"))?);
+            }
             convs.push(SameConv1d::new(
                 c_in,
                 *filters,
@@ -148,6 +166,7 @@ impl Fcn {
         }
         Ok(Self {
             convs,
+            gcts,
             bns,
             fast_bns,
             kernels,
@@ -206,7 +225,10 @@ impl Backbone for Fcn {
             return h.mean(1);
         }
         let mut h = x.clone();
-        for (conv, bn) in self.convs.iter().zip(self.bns.iter()) {
+        for (i, (conv, bn)) in self.convs.iter().zip(self.bns.iter()).enumerate() {
+            if let Some(gate) = self.gcts.get(i) {
+                h = gate.forward(&h)?;
+            }
             let z = conv.forward(&h)?;
             h = match mode {
                 Mode::Train => bn.forward_t(&z, true)?,
@@ -345,7 +367,7 @@ pub struct CodatsModel {
 impl CodatsModel {
     /// Builds the model's variables under `vb` (initialise them with [`super::glorot_init`]).
     pub fn new(cfg: ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let fe = Fcn::new(cfg.channels, cfg.kernels, vb.pp("fe"))?;
+        let fe = Fcn::new(cfg.channels, cfg.kernels, cfg.gct, vb.pp("fe"))?;
         let task = linear(FEATURES, cfg.classes, true, vb.pp("task"))?;
         let domain = match cfg.domains {
             Some(d) => Some(DomainHead::new(d, cfg.kernels, vb.pp("domain"))?),
@@ -386,5 +408,120 @@ impl CodatsModel {
     /// Eval-mode task logits of windows `[B, C, T]`.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.task_logits(&self.features(x, false)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::losses::gradcheck::max_error;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// An FCN for 3 channels on the plain path, with or without GCT, Glorot-initialised from
+    /// seed 5, its variables in `vm`.
+    fn fcn(gct: bool, dtype: DType) -> (VarMap, Fcn) {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, dtype, &Device::Cpu);
+        let fe = Fcn::new(3, Kernels::Candle, gct, vb.pp("fe")).expect("fcn");
+        crate::nn::glorot_init(&vm, 5).expect("init");
+        (vm, fe)
+    }
+
+    fn windows(n: usize, dtype: DType) -> Tensor {
+        let v: Vec<f64> = (0..n * 3 * 16)
+            .map(|i| (i as f64 * 0.61).sin() * 1.7 + (i % 5) as f64 * 0.1)
+            .collect();
+        Tensor::from_vec(v, (n, 3, 16), &Device::Cpu)
+            .and_then(|t| t.to_dtype(dtype))
+            .expect("windows")
+    }
+
+    fn names(vm: &VarMap) -> Vec<String> {
+        let mut n: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn gct_off_creates_no_variables_and_gct_on_is_the_identity_at_init() -> Result<()> {
+        let (vm_off, off) = fcn(false, DType::F32);
+        let (vm_on, on) = fcn(true, DType::F32);
+        assert!(names(&vm_off).iter().all(|n| !n.contains("gct")));
+        let gated: Vec<String> = names(&vm_on)
+            .into_iter()
+            .filter(|n| n.contains("gct"))
+            .collect();
+        assert_eq!(gated.len(), 9, "{gated:?}");
+        assert!(gated.contains(&"fe.conv1.gct.alpha".to_string()));
+        // The gates draw nothing from the initialisation stream: same seed, same weights.
+        let data_on = vm_on.data().lock().unwrap();
+        for (name, var) in vm_off.data().lock().unwrap().iter() {
+            let a = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let b = data_on[name].as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            assert_eq!(a, b, "{name}");
+        }
+        drop(data_on);
+        // α = 1, γ = β = 0 make every gate exactly 1: the same bits in every mode.
+        let x = windows(4, DType::F32);
+        for mode in [Mode::TrainKeepStats, Mode::Train, Mode::Eval] {
+            let a = off.forward(&x, mode)?.flatten_all()?.to_vec1::<f32>()?;
+            let b = on.forward(&x, mode)?.flatten_all()?.to_vec1::<f32>()?;
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{mode:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gct_is_refused_on_the_fast_kernels() {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let err = Fcn::new(3, Kernels::Fast, true, vb)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--gct runs on the plain candle path only"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_gated_fcn_input_gradient_matches_finite_differences() -> Result<()> {
+        let (vm, fe) = fcn(true, DType::F64);
+        // Gates away from the identity (γ, β non-zero, α ≠ 1), so that they shape the gradient.
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let c = var.dim(0)?;
+            let v: Vec<f64> = (0..c)
+                .map(|i| match name.rsplit('.').next() {
+                    Some("alpha") => 0.7 + 0.05 * (i % 7) as f64,
+                    Some("gamma") => 0.9 - 0.1 * (i % 5) as f64,
+                    Some("beta") => 0.2 - 0.03 * (i % 11) as f64,
+                    _ => f64::NAN,
+                })
+                .collect();
+            if name.contains("gct") {
+                var.set(&Tensor::from_vec(v, c, &Device::Cpu)?)?;
+            }
+        }
+        let x = windows(3, DType::F64);
+        let w: Vec<f64> = (0..3 * FEATURES)
+            .map(|i| ((i * 7) % 13) as f64 / 13.0 - 0.5)
+            .collect();
+        let w = Tensor::from_vec(w, (3, FEATURES), &Device::Cpu)?;
+        let loss = |x: &Tensor| (fe.forward(x, Mode::TrainKeepStats)? * &w)?.sum_all();
+        let e = max_error(loss, &x, 1e-6)?;
+        assert!(e < 1e-6, "gated FCN input gradient error {e}");
+        // And the gates change the function (the check is not of the ungated network).
+        let (_, plain) = fcn(false, DType::F64);
+        let d = (fe.forward(&x, Mode::TrainKeepStats)?
+            - plain.forward(&x, Mode::TrainKeepStats)?)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f64>()?;
+        assert!(d > 1e-3, "{d}");
+        Ok(())
     }
 }

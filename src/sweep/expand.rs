@@ -139,6 +139,7 @@ impl Job {
             checkpoint_every: self.checkpoint_every.unwrap_or(self.eval_every).max(1),
             threads,
             kernels: crate::nn::Kernels::default(),
+            gct: false,
             data: Default::default(),
             images: None,
             code_version: code_version(),

@@ -191,6 +191,7 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
         ws_noise: cfg.method.ws_noise,
         seed: cfg.seed,
         kernels: cfg.kernels,
+        gct: cfg.gct,
         // Complete and in range: `CheckedConfig` holds only checked settings.
         params: cfg.method.params.clone(),
         image: problem
@@ -784,7 +785,11 @@ pub fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
         cfg.method.name,
         &cfg.sources,
         cfg.target,
-        &[],
+        &if cfg.gct {
+            vec!["gct".to_string()]
+        } else {
+            vec![]
+        },
         cfg.seed,
     ))
 }

@@ -334,6 +334,7 @@ mod tests {
             ws_noise: None,
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
+            gct: false,
             params: kind.resolve_params(&given).expect("in range"),
             image: None,
         };

@@ -292,6 +292,7 @@ mod tests {
             ws_noise: None,
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
+            gct: false,
             params: Default::default(),
             image: None,
         };

@@ -262,6 +262,7 @@ mod tests {
             ws_noise: None,
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
+            gct: false,
             params: MethodKind::parse("mdan")
                 .unwrap()
                 .resolve_params(&Default::default())
