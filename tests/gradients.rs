@@ -151,8 +151,8 @@ fn every_trainable_parameter_gets_a_gradient() {
                 );
             }
             let has_domain = grads.iter().any(|(n, _)| n.starts_with("domain."));
-            let adversarial = ["codats", "codats_ws", "dann_gs", "mdan", "cdan"]
-                .contains(&kind.as_str());
+            let adversarial =
+                ["codats", "codats_ws", "dann_gs", "mdan", "cdan"].contains(&kind.as_str());
             assert_eq!(
                 has_domain, adversarial,
                 "{kind}: domain head present iff adversarial"
@@ -201,4 +201,3 @@ fn gct_gates_get_gradients_through_the_fcn() {
         assert!(norm(g) > 0.0, "gct: zero gradient for {name}");
     }
 }
-

@@ -198,4 +198,35 @@ fn bad_image_choices_are_one_line_errors() {
         "{e}"
     );
     assert_eq!(e.lines().count(), 1, "{e}");
+    // GCT gates and the WRN run on the plain path: refused with an explicit --kernels fast ...
+    for (flags, what) in [
+        (&["--gct"][..], "--gct"),
+        (&["--backbone", "wrn-28-2"][..], "--backbone wrn-28-2"),
+    ] {
+        let mut a = digits_args("supervised", "5", out);
+        a.extend(flags);
+        a.extend(["--kernels", "fast"]);
+        assert_eq!(
+            err(&a),
+            format!("error: {what} runs on the plain candle path: use --kernels candle (the fast kernels are the small CNN's, without GCT)")
+        );
+    }
+}
+
+#[test]
+fn gct_runs_pick_the_plain_path_and_plain_runs_the_fast_one() {
+    // ... and picked for them when --kernels is not given; the small CNN defaults to fast.
+    let tmp = TempDir::new("ssl-kernels");
+    for (flags, kernels, gct) in [
+        (&["--gct"][..], "candle", "true"),
+        (&[][..], "fast", "false"),
+    ] {
+        let out = tmp.path().join(kernels);
+        let mut a = digits_args("supervised", "2", out.to_str().unwrap());
+        a.extend(flags);
+        ok(&a);
+        let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(cfg.contains(&format!("kernels = \"{kernels}\"")), "{cfg}");
+        assert!(cfg.contains(&format!("gct = {gct}")), "{cfg}");
+    }
 }

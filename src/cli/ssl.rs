@@ -137,10 +137,11 @@ pub struct SslTrainArgs {
     /// The dataset's own folder.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Convolution implementation: candle (plain candle ops, the default) or fast (hand-written
-    /// CPU kernels, ≈ 10× faster; their forward and gradients match the plain path within 1e-4,
-    /// but training runs with them still end lower: being investigated, see docs/SSL.md).
-    #[arg(long, value_enum, default_value_t = Kernels::Candle)]
+    /// Convolution implementation for the small CNN: fast (hand-written CPU kernels, the
+    /// default; forward and every gradient match the plain path within 1e-4, and so do the
+    /// weights after training steps) or candle (plain candle ops, the reference, ≈ 10× slower).
+    /// --gct and wrn-28-2 run on the plain path (picked for them unless --kernels is given).
+    #[arg(long, value_enum, default_value_t = Kernels::Fast)]
     pub kernels: Kernels,
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = at_least_one)]
@@ -178,7 +179,15 @@ fn train(a: SslTrainArgs) -> Result<()> {
         anyhow::bail!("--dataset and --labels-per-class are required unless --resume is given");
     };
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
-    set_threads(threads, a.kernels);
+    // The fast kernels are the small CNN's without gates: --gct and wrn-28-2 pick the plain
+    // path unless --kernels was given (a given `--kernels fast` is refused by the config check).
+    let plain_only = a.gct || a.backbone != ImageBackbone::SmallCnn;
+    let kernels = if plain_only && !a.given.iter().any(|f| f == "--kernels") {
+        Kernels::Candle
+    } else {
+        a.kernels
+    };
+    set_threads(threads, kernels);
     let images = ImageOptions {
         labels_per_class,
         unlabelled_limit: a.unlabelled_limit,
@@ -207,7 +216,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
         eval_every: a.eval_every,
         checkpoint_every: a.checkpoint_every.unwrap_or(a.eval_every),
         threads,
-        kernels: a.kernels,
+        kernels,
         gct: false,
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,

@@ -82,6 +82,10 @@ pub enum ConfigError {
     /// `--gct` with the fast FCN kernels, which have no GCT.
     #[error("--gct runs on the plain candle path: use --kernels candle (the fast FCN kernels have no GCT)")]
     GctNeedsCandle,
+    /// `--gct` or `--backbone wrn-28-2` on an image run with the fast kernels (the small CNN's,
+    /// without gates).
+    #[error("{what} runs on the plain candle path: use --kernels candle (the fast kernels are the small CNN's, without GCT)")]
+    ImageNeedsCandle { what: &'static str },
     /// `gct` in an image run's top level (image networks take `[images] gct`).
     #[error("gct at the top level is the time-series FCN's; an image run sets [images] gct (`codats ssl train --gct`)")]
     GctOnImages,
@@ -555,7 +559,19 @@ impl TrainConfig {
                         "train it with `codats train`; `codats ssl train` takes the image methods",
                 })
             }
-            (_, Some(images)) => images.check().map_err(ConfigError::Images)?,
+            (_, Some(images)) => {
+                images.check().map_err(ConfigError::Images)?;
+                if self.kernels == crate::nn::Kernels::Fast {
+                    if images.gct {
+                        return Err(ConfigError::ImageNeedsCandle { what: "--gct" });
+                    }
+                    if images.backbone != images::ImageBackbone::SmallCnn {
+                        return Err(ConfigError::ImageNeedsCandle {
+                            what: "--backbone wrn-28-2",
+                        });
+                    }
+                }
+            }
             (_, None) => {}
         }
         let needs = kind.data_needs();

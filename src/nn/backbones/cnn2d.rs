@@ -203,7 +203,11 @@ mod tests {
         let y = max_pool2(x.as_tensor())?;
         assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [3.0, 0.5, 7.0, -2.0]);
         // Upstream gradients 1, 10, 100, 1000: each lands once, on the first winner.
-        let up = Tensor::from_vec(vec![1.0f32, 10.0, 100.0, 1000.0], (1, 1, 2, 2), &Device::Cpu)?;
+        let up = Tensor::from_vec(
+            vec![1.0f32, 10.0, 100.0, 1000.0],
+            (1, 1, 2, 2),
+            &Device::Cpu,
+        )?;
         let grads = (y * up)?.sum_all()?.backward()?;
         let g = grads.get(x.as_tensor()).expect("gradient").flatten_all()?;
         #[rustfmt::skip]
