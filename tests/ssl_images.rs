@@ -79,19 +79,22 @@ fn accuracy(r: &serde_json::Value, rule: &str) -> f64 {
 #[test]
 fn every_image_method_learns_digits_from_ten_labels_per_class() {
     let tmp = TempDir::new("ssl-digits");
-    // Floors sit well below what these seeds reach (measured: see docs/SSL.md) and far above
-    // chance (10 %).
+    // 1000 steps: at 300 the EMA weights and USB's BN momentum 0.001 still lag the training
+    // (docs/SSL.md). Floors sit below what seeds 0-2 reach (supervised 88.3-93.3 %, Mean
+    // Teacher 84.7-95.3 %: docs/SSL.md) and far above chance (10 %).
     for (method, floor) in [
-        ("supervised", 0.6),
-        ("pseudo_label", 0.6),
-        ("pi_model", 0.6),
-        ("mean_teacher", 0.5),
-        ("vat", 0.5),
-        ("entmin", 0.6),
-        ("fixmatch", 0.6),
+        ("supervised", 0.8),
+        ("pseudo_label", 0.8),
+        ("pi_model", 0.8),
+        ("mean_teacher", 0.75),
+        ("vat", 0.8),
+        ("entmin", 0.8),
+        ("fixmatch", 0.8),
     ] {
         let out = tmp.path().join(method);
-        ok(&digits_args(method, "300", out.to_str().unwrap()));
+        let mut a = digits_args(method, "1000", out.to_str().unwrap());
+        a[15] = "100"; // --eval-every
+        ok(&a);
         let r = result(&out);
         let rules: Vec<&String> = r["selection"].as_object().unwrap().keys().collect();
         assert_eq!(rules, ["best_target", "last"], "{method}");
@@ -198,6 +201,9 @@ fn bad_image_choices_are_one_line_errors() {
         "{e}"
     );
     assert_eq!(e.lines().count(), 1, "{e}");
+    let mut a = digits_args("supervised", "5", out);
+    a.extend(["--bn-momentum", "0"]);
+    assert_eq!(err(&a), "error: --bn-momentum 0: must lie in (0, 1]");
     // GCT gates and the WRN run on the plain path: refused with an explicit --kernels fast ...
     for (flags, what) in [
         (&["--gct"][..], "--gct"),

@@ -114,6 +114,7 @@ pub fn run_one(o: SslOne) -> Result<Measurement> {
             shape,
             backbone: ImageBackbone::SmallCnn,
             gct: false,
+            bn_momentum: crate::nn::layers::SSL_BN_MOMENTUM,
         }),
     };
     let varmap = VarMap::new();

@@ -107,6 +107,11 @@ pub struct SslTrainArgs {
     /// Constant learning rate instead of FixMatch's cosine decay cos(7πk/16K).
     #[arg(long)]
     pub no_cosine: bool,
+    /// Batch-norm running-statistics momentum (PyTorch terms; USB's 0.001 assumes ~1M steps:
+    /// in a run of a few thousand, the running statistics, and so evaluation, lag the weights;
+    /// see docs/SSL.md).
+    #[arg(long, default_value_t = 0.001)]
+    pub bn_momentum: f64,
     /// Fraction of each class held out as test when the dataset has no published split.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
@@ -199,6 +204,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
         momentum: a.momentum,
         nesterov: !a.no_nesterov,
         weight_decay: a.weight_decay,
+        bn_momentum: a.bn_momentum,
         cosine: !a.no_cosine,
     };
     let cfg = TrainConfig {

@@ -32,6 +32,14 @@ pub struct ImageOptions {
     pub weight_decay: f64,
     /// FixMatch's cosine learning-rate decay, lr·cos(7πk / 16K); constant when false.
     pub cosine: bool,
+    /// Batch-norm running-statistics momentum, PyTorch terms (USB's 0.001; runs from before
+    /// the option have none and used 0.001).
+    #[serde(default = "usb_bn_momentum")]
+    pub bn_momentum: f64,
+}
+
+fn usb_bn_momentum() -> f64 {
+    crate::nn::layers::SSL_BN_MOMENTUM
 }
 
 impl ImageOptions {
@@ -49,6 +57,7 @@ impl ImageOptions {
             nesterov: true,
             weight_decay: 5e-4,
             cosine: true,
+            bn_momentum: usb_bn_momentum(),
         }
     }
 
@@ -71,6 +80,12 @@ impl ImageOptions {
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
             return Err(format!("--momentum {}: must lie in [0, 1)", self.momentum));
+        }
+        if !(self.bn_momentum > 0.0 && self.bn_momentum <= 1.0) {
+            return Err(format!(
+                "--bn-momentum {}: must lie in (0, 1]",
+                self.bn_momentum
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(format!(

@@ -493,6 +493,8 @@ pub struct ImageSetup {
     pub backbone: ImageBackbone,
     /// GCT gates in front of the convolutions.
     pub gct: bool,
+    /// Batch-norm running-statistics momentum (PyTorch terms).
+    pub bn_momentum: f64,
 }
 
 impl MethodSetup {

@@ -202,6 +202,7 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
                 shape: m.shape,
                 backbone: o.backbone,
                 gct: o.gct,
+                bn_momentum: o.bn_momentum,
             }),
     }
 }

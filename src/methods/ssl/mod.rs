@@ -124,10 +124,13 @@ impl ImageNet {
     ) -> Result<Self> {
         let c = image.shape.channels;
         let backbone: Box<dyn Backbone> = match image.backbone {
-            ImageBackbone::SmallCnn => {
-                Box::new(SmallCnn::new(c, image.gct, kernels, vb.pp("backbone"))?)
-            }
-            ImageBackbone::Wrn28_2 => Box::new(Wrn28_2::new(c, image.gct, vb.pp("backbone"))?),
+            ImageBackbone::SmallCnn => Box::new(
+                SmallCnn::new(c, image.gct, kernels, vb.pp("backbone"))?
+                    .with_bn_momentum(image.bn_momentum),
+            ),
+            ImageBackbone::Wrn28_2 => Box::new(
+                Wrn28_2::new(c, image.gct, vb.pp("backbone"))?.with_bn_momentum(image.bn_momentum),
+            ),
         };
         let f = backbone.feature_dim();
         let vb = vb.pp("head");

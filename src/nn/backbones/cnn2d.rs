@@ -76,6 +76,17 @@ impl SmallCnn {
         })
     }
 
+    /// The same network with batch-norm running-statistics momentum `momentum` (the
+    /// constructor's is [`SSL_BN_MOMENTUM`]).
+    pub fn with_bn_momentum(mut self, momentum: f64) -> Self {
+        self.bns = self
+            .bns
+            .into_iter()
+            .map(|bn| bn.with_momentum(momentum))
+            .collect();
+        self
+    }
+
     /// Whether `x` runs on the fused kernels.
     fn fast_applies(&self, x: &Tensor) -> bool {
         self.kernels == Kernels::Fast

@@ -119,6 +119,19 @@ impl Wrn28_2 {
     }
 }
 
+impl Wrn28_2 {
+    /// The same network with batch-norm running-statistics momentum `momentum` (the
+    /// constructor's is [`SSL_BN_MOMENTUM`]).
+    pub fn with_bn_momentum(mut self, momentum: f64) -> Self {
+        for b in &mut self.blocks {
+            b.bn1 = b.bn1.take().map(|bn| bn.with_momentum(momentum));
+            b.bn2 = b.bn2.clone().with_momentum(momentum);
+        }
+        self.bn = self.bn.clone().with_momentum(momentum);
+        self
+    }
+}
+
 impl Backbone for Wrn28_2 {
     fn feature_dim(&self) -> usize {
         WRN_FEATURES

@@ -45,6 +45,12 @@ impl BatchNorm2d {
         })
     }
 
+    /// The same layer with running-statistics momentum `momentum` (PyTorch terms).
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
     /// γ and β.
     pub fn affine(&self) -> (&Tensor, &Tensor) {
         (&self.gamma, &self.beta)
