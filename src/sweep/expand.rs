@@ -34,11 +34,13 @@ pub struct Job {
     pub id: String,
     /// Dataset name.
     pub dataset: String,
-    /// `sources->target`, e.g. `14->19` (the unit the report pairs methods on).
+    /// `sources->target`, e.g. `14->19` (the unit the report pairs methods on); an image job's
+    /// is its labelled pool, `labels_per_class=10`.
     pub problem: String,
-    /// Source domain ids (sorted for generated problems, as written otherwise).
+    /// Source domain ids (sorted for generated problems, as written otherwise); an image job's
+    /// is `[1]`, its labelled pool.
     pub sources: Vec<u32>,
-    /// Target domain id.
+    /// Target domain id; an image job's is 0, its unlabelled pool.
     pub target: u32,
     /// Method.
     pub method: MethodKind,
