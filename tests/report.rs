@@ -8,8 +8,8 @@ use std::process::Command;
 use codats::metrics::Classification;
 use codats::sweep::expand::{dataset_domain_ids, expand};
 use codats::sweep::spec::{parse_raw, Source};
-use codats::sweep::SweepDir;
-use codats::train::result::{RuleResult, RunResult};
+use codats::sweep::{Job, SweepDir};
+use codats::train::result::{ImageRunInfo, RuleResult, RunResult};
 
 mod common;
 
@@ -73,14 +73,22 @@ fn rule(acc: f64, step: usize) -> RuleResult {
 }
 
 fn fixture(root: &Path) -> usize {
+    write_fixture(root, SPEC, |job| {
+        accuracy(&job.method_label(), &job.problem, job.seed)
+    })
+}
+
+/// A sweep directory of `spec` whose every job has finished with best_target accuracy
+/// `acc(job)` (last: 0.1 lower); returns the number of jobs.
+fn write_fixture(root: &Path, spec: &str, acc: impl Fn(&Job) -> f64) -> usize {
     let src = Source {
         file: "fixture.toml".into(),
-        text: SPEC,
+        text: spec,
     };
     let raw = parse_raw(&src).expect("parse");
     let mut ids = |d, dir: Option<&Path>| dataset_domain_ids(d, dir);
     let plan = expand(&src, &raw, None, &mut ids).expect("expand");
-    let dir = SweepDir::prepare(root, SPEC, &plan).expect("prepare");
+    let dir = SweepDir::prepare(root, spec, &plan).expect("prepare");
     for job in &plan.jobs {
         let run = dir.run_dir(job);
         std::fs::create_dir_all(&run).expect("mkdir");
@@ -89,7 +97,7 @@ fn fixture(root: &Path) -> usize {
             toml::to_string(&job.train_config(1)).expect("toml"),
         )
         .expect("write");
-        let acc = accuracy(&job.method_label(), &job.problem, job.seed);
+        let acc = acc(job);
         let mut selection = BTreeMap::new();
         selection.insert("best_target".to_string(), rule(acc, 50));
         selection.insert("best_source".to_string(), rule(acc - 0.02, 100));
@@ -103,7 +111,12 @@ fn fixture(root: &Path) -> usize {
             steps: 100,
             classes: vec!["a".into(), "b".into()],
             selection,
-            images: None,
+            images: job.images.as_ref().map(|im| ImageRunInfo {
+                labels_per_class: im.labels_per_class,
+                backbone: im.backbone.as_str().into(),
+                gct: im.gct,
+                weights: "ema".into(),
+            }),
         };
         std::fs::write(
             run.join("result.json"),
@@ -134,19 +147,35 @@ fn is_svg(p: &Path) -> bool {
     t.len() > 1000 && t.contains("<svg") && t.trim_end().ends_with("</svg>") && t.contains("<text")
 }
 
+/// Runs `codats report DIR`; returns the report folder.
+fn report_of(dir: &Path) -> std::path::PathBuf {
+    let o = Command::new(env!("CARGO_BIN_EXE_codats"))
+        .arg("report")
+        .arg(dir)
+        .output()
+        .expect("run codats report");
+    common::succeeded(o, &dir);
+    dir.join("report")
+}
+
+/// `out/STEM.png` and `out/STEM.svg` are valid, non-empty figures; the SVG shows `texts`.
+fn assert_figure(out: &Path, stem: &str, texts: &[&str]) {
+    assert!(is_png(&out.join(format!("{stem}.png"))), "{stem}.png");
+    let svg = out.join(format!("{stem}.svg"));
+    assert!(is_svg(&svg), "{stem}.svg");
+    let text = std::fs::read_to_string(&svg).unwrap_or_default();
+    for t in texts {
+        assert!(text.contains(t), "{stem}.svg lacks {t:?}");
+    }
+}
+
 #[test]
 fn report_numbers_tables_and_figures() {
     let tmp = common::TempDir::new("report");
     let n_jobs = fixture(tmp.path());
     // 4 problems x (none + codats + codats_ws x 2 noises) x 2 seeds.
     assert_eq!(n_jobs, 32);
-    let o = Command::new(env!("CARGO_BIN_EXE_codats"))
-        .arg("report")
-        .arg(tmp.path())
-        .output()
-        .expect("run codats report");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = tmp.path().join("report");
+    let out = report_of(tmp.path());
     // CODATS_KEEP_REPORT=DIR keeps a copy of the generated report for looking at the figures.
     if let Some(keep) = std::env::var_os("CODATS_KEEP_REPORT") {
         std::fs::create_dir_all(&keep).expect("mkdir");
@@ -285,22 +314,253 @@ fn report_numbers_tables_and_figures() {
 
     // Figures: valid, non-empty PNG and SVG.
     for stem in [
-        "accuracy_by_dataset",
         "accuracy_vs_sources_synthetic",
         "training_curves_synthetic",
         "ws_noise_synthetic",
     ] {
-        assert!(is_png(&out.join(format!("{stem}.png"))), "{stem}.png");
-        assert!(is_svg(&out.join(format!("{stem}.svg"))), "{stem}.svg");
+        assert_figure(&out, stem, &[]);
     }
-    let svg = read("accuracy_by_dataset.svg");
-    for text in [
-        "Target-test accuracy (%)",
-        "No Adaptation",
-        "CoDATS",
-        "Synthetic",
-    ] {
-        assert!(svg.contains(text), "figure lacks {text:?}");
-    }
+    assert_figure(
+        &out,
+        "accuracy_by_dataset",
+        &[
+            "Target-test accuracy (%)",
+            "No Adaptation",
+            "CoDATS",
+            "Synthetic",
+        ],
+    );
     assert!(read("report.md").contains("![accuracy_by_dataset.png](accuracy_by_dataset.png)"));
+}
+
+const IMAGE_FIXTURE: &str = r#"
+name = "images"
+methods = ["supervised", "fixmatch"]
+repeats = 3
+selection = ["best_target", "last"]
+[train]
+steps = 100
+batch_size = 16
+[grid]
+labels_per_class = [20, 5]
+[[problems]]
+dataset = "digits"
+[[problems]]
+dataset = "synthetic"
+pairs = [[0, 1]]
+methods = ["none"]
+"#;
+
+#[test]
+fn report_of_a_mixed_sweep_has_image_tables_and_figures() {
+    let tmp = common::TempDir::new("report-images");
+    let n = write_fixture(tmp.path(), IMAGE_FIXTURE, |job| {
+        let v: [f64; 3] = match (job.method.as_str(), job.problem.as_str()) {
+            ("supervised", "labels_per_class=5") => [0.50, 0.55, 0.60],
+            ("fixmatch", "labels_per_class=5") => [0.70, 0.72, 0.74],
+            ("supervised", "labels_per_class=20") => [0.80, 0.85, 0.90],
+            ("fixmatch", "labels_per_class=20") => [0.90, 0.91, 0.92],
+            ("none", "0->1") => [0.6, 0.6, 0.6],
+            other => panic!("unexpected job {other:?}"),
+        };
+        v[job.seed as usize]
+    });
+    // 2 methods x 2 label counts x 3 seeds, and 1 pair x 1 method x 3 seeds.
+    assert_eq!(n, 15);
+    let out = report_of(tmp.path());
+    let read = |name: &str| {
+        std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    // Rows labels per class (ascending), columns methods; mean ± sample std over 3 seeds.
+    assert_eq!(
+        read("table_images_best_target.md"),
+        "**Digits**\n\n| Labels per class | Supervised | FixMatch |\n|---|---|---|\n\
+         | 5 | 55.0 ± 5.0 (n=3) | **72.0 ± 2.0 (n=3)** |\n\
+         | 20 | 85.0 ± 5.0 (n=3) | **91.0 ± 1.0 (n=3)** |\n\n"
+    );
+    // `last` is 0.1 lower in every run; LaTeX cells carry n as well.
+    for (file, line) in [
+        (
+            "table_images_last.md",
+            "| 5 | 45.0 ± 5.0 (n=3) | **62.0 ± 2.0 (n=3)** |",
+        ),
+        (
+            "table_images_last.tex",
+            "5 & $45.0 \\pm 5.0$ ($n=3$) & $\\mathbf{62.0 \\pm 2.0}$ ($n=3$) \\\\",
+        ),
+    ] {
+        let text = read(file);
+        assert!(text.contains(line), "{file} lacks {line:?}:\n{text}");
+    }
+    // The time-series part of the sweep keeps its tables, without the image runs.
+    assert_eq!(
+        read("table_datasets_best_target.md"),
+        "| Dataset | No Adaptation |\n|---|---|\n| Synthetic | **60.0 ± 0.0** |\n"
+    );
+    let csv = read("results.csv");
+    assert_eq!(csv.lines().count(), 16);
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    for col in [
+        "labels_per_class",
+        "uratio",
+        "backbone",
+        "best_target_target_accuracy",
+    ] {
+        assert!(
+            header.contains(&col),
+            "column {col} missing from {header:?}"
+        );
+    }
+    assert_figure(
+        &out,
+        "accuracy_vs_labels_digits",
+        &[
+            "Labelled images per class",
+            "Supervised",
+            "FixMatch",
+            "Digits",
+        ],
+    );
+    assert_figure(&out, "accuracy_by_dataset", &["No Adaptation"]);
+    assert!(
+        !read("accuracy_by_dataset.svg").contains("Digits"),
+        "the time-series bar chart leaves the image runs out"
+    );
+    let report = read("report.md");
+    assert!(
+        report.contains("## Image classification with few labels"),
+        "{report}"
+    );
+    assert!(report.contains("![accuracy_vs_labels_digits.png](accuracy_vs_labels_digits.png)"));
+}
+
+const TINY_IMAGE_SWEEP: &str = r#"
+name = "tiny_images"
+methods = ["supervised", "fixmatch"]
+seeds = [0]
+selection = ["last", "best_target"]
+threads = 1
+[train]
+steps = 20
+batch_size = 16
+uratio = 2
+eval_every = 10
+[grid]
+labels_per_class = [5, 10]
+[[problems]]
+dataset = "digits"
+"#;
+
+/// `cell_n` of one value: `12.3 (n=1)`, bold when it is the row's best.
+fn one_run_cell(acc: f64, best: bool) -> String {
+    let c = format!("{:.1} (n=1)", 100.0 * acc);
+    if best {
+        format!("**{c}**")
+    } else {
+        c
+    }
+}
+
+#[test]
+fn image_sweep_runs_locally_and_reports() {
+    let data = common::real_data_root();
+    common::real_dataset("sklearn_digits");
+    let tmp = common::TempDir::new("report-image-sweep");
+    let spec = tmp.path().join("tiny.toml");
+    std::fs::write(&spec, TINY_IMAGE_SWEEP).expect("write spec");
+    let dir = tmp.path().join("sweep");
+    let codats = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_codats"))
+            .args(args)
+            .env("CODATS_DATA_DIR", &data)
+            .output()
+            .expect("run codats");
+        common::succeeded(o, &args)
+    };
+    let run = [
+        "sweep".as_ref(),
+        "run".as_ref(),
+        spec.as_os_str(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+        "--jobs".as_ref(),
+        "2".as_ref(),
+    ];
+    // One job was interrupted after 10 of its 20 steps (its checkpoint is at step 10): the
+    // sweep takes its run directory as its own (same settings) and resumes it.
+    let (_, plan) = codats::sweep::load_plan(&spec, None).expect("plan");
+    let job = plan
+        .jobs
+        .iter()
+        .find(|j| j.id == "digits-fixmatch-l10-s0")
+        .expect("job");
+    let interrupted = dir.join("runs").join(&job.id);
+    let mut args: Vec<std::ffi::OsString> = job.train_args().into_iter().map(Into::into).collect();
+    args.extend(["--threads", "1", "--quiet", "--stop-after", "10", "--out"].map(Into::into));
+    args.push(interrupted.clone().into());
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    codats(&args);
+    assert!(interrupted.join("checkpoints/resume/state.json").is_file());
+    assert!(!interrupted.join("result.json").exists());
+    let out = codats(&run);
+    assert!(
+        out.contains("4 jobs: 4 ran now, 0 were already done, 0 failed"),
+        "{out}"
+    );
+    let again = codats(&run);
+    assert!(
+        again.contains("4 jobs: 0 ran now, 4 were already done"),
+        "{again}"
+    );
+    let log = std::fs::read_to_string(dir.join("logs/digits-fixmatch-l10-s0.log")).expect("log");
+    assert!(
+        log.contains(&format!(
+            "codats ssl train --resume --quiet --out {}",
+            interrupted.display()
+        )),
+        "{log}"
+    );
+    let log = std::fs::read_to_string(dir.join("logs/digits-supervised-l5-s0.log")).expect("log");
+    assert!(
+        log.contains("codats ssl train --dataset digits --labels-per-class 5 --method supervised --seed 0 --steps 20"),
+        "{log}"
+    );
+    report_of(&dir);
+
+    // Every table cell is the accuracy in the runs' result.json.
+    let acc = |method: &str, labels: u64, rule: &str| -> f64 {
+        let p = dir
+            .join("runs")
+            .join(format!("digits-{method}-l{labels}-s0"))
+            .join("result.json");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("result")).expect("json");
+        assert_eq!(r["images"]["labels_per_class"], labels, "{}", p.display());
+        r["selection"][rule]["target_test"]["accuracy"]
+            .as_f64()
+            .expect("accuracy")
+    };
+    for rule in ["last", "best_target"] {
+        let md = std::fs::read_to_string(dir.join(format!("report/table_images_{rule}.md")))
+            .expect("table");
+        let mut want = String::from(
+            "**Digits**\n\n| Labels per class | Supervised | FixMatch |\n|---|---|---|\n",
+        );
+        for l in [5, 10] {
+            let s = acc("supervised", l, rule);
+            let f = acc("fixmatch", l, rule);
+            want.push_str(&format!(
+                "| {l} | {} | {} |\n",
+                one_run_cell(s, s >= f - 1e-9),
+                one_run_cell(f, f >= s - 1e-9)
+            ));
+        }
+        want.push('\n');
+        assert_eq!(md, want, "rule {rule}");
+    }
+    assert_figure(
+        &dir.join("report"),
+        "accuracy_vs_labels_digits",
+        &["Supervised", "FixMatch"],
+    );
 }

@@ -17,14 +17,7 @@ fn codats(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> String {
-    let o = codats(args);
-    assert!(
-        o.status.success(),
-        "codats {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::succeeded(codats(args), &args)
 }
 
 fn s(p: &Path) -> &str {

@@ -29,13 +29,7 @@ fn codats(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run codats");
-    assert!(
-        o.status.success(),
-        "codats {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::succeeded(o, &args)
 }
 
 #[test]

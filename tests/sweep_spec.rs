@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use codats::data::images::catalog::ImageDataset;
 use codats::data::registry::DatasetName;
 use codats::sweep::expand::{dataset_domain_ids, expand, Plan};
 use codats::sweep::spec::{parse_raw, Source, SpecError};
@@ -221,6 +222,15 @@ fn multi_source_subsets_are_seeded_distinct_and_deterministic() {
     assert_eq!(t4(&plan), t4(&fewer));
 }
 
+/// The message for a dataset name that is neither a time-series nor an image dataset.
+fn unknown_dataset(name: &str) -> String {
+    let series: Vec<&str> = DatasetName::all().iter().map(|d| d.as_str()).collect();
+    format!(
+        "unknown dataset {name:?}; valid datasets: {}; image datasets: mnist, digits, cifar10, image_folder",
+        series.join(", ")
+    )
+}
+
 fn error_of(text: &str) -> String {
     plan_of("bad.toml", text, None)
         .expect_err("must be rejected")
@@ -234,7 +244,9 @@ fn bad_specs_name_file_key_and_line() {
     assert_eq!(
         error_of(&format!("{HEAD}stepz = 3\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
         "bad.toml:4:1: key `train.stepz`: unknown field `stepz`, expected one of `dataset`, `method`, `steps`, \
-         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `data_dir`"
+         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `data_dir`, \
+         `kernels`, `labels_per_class`, `uratio`, `unlabelled_limit`, `backbone`, `gct`, `momentum`, `bn_momentum`, `nesterov`, \
+         `weight_decay`, `cosine`, `test_fraction`, `valid_size`"
     );
     let e = error_of(&format!(
         "{HEAD}lr = \"fast\"\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"
@@ -245,15 +257,12 @@ fn bad_specs_name_file_key_and_line() {
     );
     assert_eq!(
         error_of(&format!(
-            "{HEAD}[[problems]]\ndataset = \"mnist\"\npairs = [[0, 1]]\n"
+            "{HEAD}[[problems]]\ndataset = \"mnistt\"\npairs = [[0, 1]]\n"
         )),
-        "bad.toml:5:11: key `problems[0].dataset`: unknown dataset \"mnist\"; valid datasets: "
-            .to_string()
-            + &DatasetName::all()
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+        format!(
+            "bad.toml:5:11: key `problems[0].dataset`: {}",
+            unknown_dataset("mnistt")
+        )
     );
     assert_eq!(
         error_of("methods = [\"none\",\n  \"dann\"]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"),
@@ -284,7 +293,8 @@ fn bad_specs_name_file_key_and_line() {
     );
     assert_eq!(
         error_of(&format!("{HEAD}[grid]\nmomentum = [0.9]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
-        "bad.toml:5:1: key `grid.momentum`: cannot sweep \"momentum\"; grid keys: steps, batch_size, lr, eval_every, split_seed, ws_noise"
+        "bad.toml:5:1: key `grid.momentum`: cannot sweep \"momentum\"; grid keys: steps, batch_size, lr, eval_every, \
+         split_seed, ws_noise, labels_per_class, uratio"
     );
 }
 
@@ -341,7 +351,7 @@ fn every_shipped_spec_parses_and_the_runnable_ones_expand() {
             .get_ref()
             .iter()
             .map(|p| p.get_ref().dataset.get_ref().clone())
-            .filter(|d| DatasetName::parse(d).is_ok() && checkable(d))
+            .filter(|d| checkable(d))
             .collect();
         let plan = plan_of(&name, &text, Some(&known)).unwrap_or_else(|e| panic!("{e}"));
         assert!(!plan.jobs.is_empty(), "{name}");
@@ -365,8 +375,219 @@ fn every_shipped_spec_parses_and_the_runnable_ones_expand() {
     );
 }
 
-/// Datasets whose domain ids a spec check can read on this machine (data in ../shared/data, or
-/// generated).
+/// Datasets whose problems a spec check can expand on this machine: domain ids in
+/// ../shared/data or generated, and the image datasets (no domains to read).
 fn checkable(name: &str) -> bool {
-    matches!(name, "ucihar" | "synthetic")
+    matches!(name, "ucihar" | "synthetic") || ImageDataset::parse(name).is_some()
+}
+
+const IMAGE_SPEC: &str = r#"
+methods = ["supervised", "fixmatch"]
+seeds = [0, 1]
+[train]
+steps = 300
+batch_size = 16
+uratio = 2
+[[overrides]]
+method = "fixmatch"
+momentum = 0.8
+checkpoint_every = 50
+[grid]
+labels_per_class = [5, 10]
+[[problems]]
+dataset = "digits"
+[[problems]]
+dataset = "synthetic"
+pairs = [[0, 1]]
+methods = ["none"]
+"#;
+
+#[test]
+fn image_problems_expand_to_ssl_train_jobs() {
+    let plan = plan_of("img.toml", IMAGE_SPEC, None).expect("valid");
+    let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    // labels_per_class multiplies the image jobs only; it is their problem, not a variant.
+    assert_eq!(
+        ids,
+        [
+            "digits-supervised-l5-s0",
+            "digits-supervised-l5-s1",
+            "digits-supervised-l10-s0",
+            "digits-supervised-l10-s1",
+            "digits-fixmatch-l5-s0",
+            "digits-fixmatch-l5-s1",
+            "digits-fixmatch-l10-s0",
+            "digits-fixmatch-l10-s1",
+            "synthetic-none-0-to-1-s0",
+            "synthetic-none-0-to-1-s1",
+        ]
+    );
+    let j = &plan.jobs[7];
+    assert_eq!(
+        (j.problem.as_str(), j.variant.as_str()),
+        ("labels_per_class=10", "")
+    );
+    assert_eq!(
+        j.train_args().join(" "),
+        "ssl train --dataset digits --labels-per-class 10 --method fixmatch --seed 1 --steps 300 \
+         --batch-size 16 --lr 0.03 --split-seed 0 --eval-every 100 --uratio 2 --backbone small-cnn \
+         --momentum 0.8 --bn-momentum 0.001 --weight-decay 0.0005 --test-fraction 0.2 --valid-size 500 --checkpoint-every 50"
+    );
+    assert_eq!(j.resume_args(), ["ssl", "train", "--resume"]);
+    assert_eq!(
+        plan.jobs[0].train_args().join(" "),
+        "ssl train --dataset digits --labels-per-class 5 --method supervised --seed 0 --steps 300 \
+         --batch-size 16 --lr 0.03 --split-seed 0 --eval-every 100 --uratio 2 --backbone small-cnn \
+         --momentum 0.9 --bn-momentum 0.001 --weight-decay 0.0005 --test-fraction 0.2 --valid-size 500"
+    );
+    // The config `codats ssl train` saves for that job: what a resumed sweep compares against.
+    let cfg = j.train_config(1).check().expect("checks");
+    let im = cfg.images.as_ref().expect("image config");
+    assert_eq!((im.labels_per_class, im.uratio, im.momentum), (10, 2, 0.8));
+    assert_eq!((cfg.sources.as_slice(), cfg.target), (&[1][..], 0));
+    // The time-series problem of the same spec is unchanged by the image keys.
+    let da = &plan.jobs[9];
+    assert_eq!(
+        da.train_args().join(" "),
+        "train --dataset synthetic --sources 0 --target 1 --method none --seed 1 --steps 300 \
+         --batch-size 16 --lr 0.0001 --split-seed 0 --eval-every 500 --offline"
+    );
+    assert_eq!(da.resume_args(), ["train", "--resume"]);
+    assert!(da.images.is_none() && da.variant.is_empty());
+    // jobs.json round trip.
+    let json = serde_json::to_string(&plan).expect("json");
+    assert_eq!(serde_json::from_str::<Plan>(&json).expect("parse"), plan);
+}
+
+#[test]
+fn shipped_image_specs() {
+    let plan = plan_of("ssl_digits.toml", &shipped("ssl_digits.toml"), None).expect("valid");
+    assert_eq!(plan.jobs.len(), 3 * 7 * 3);
+    assert_eq!(plan.selection, ["last", "best_target"]);
+    let methods: std::collections::BTreeSet<&str> =
+        plan.jobs.iter().map(|j| j.method.as_str()).collect();
+    assert_eq!(
+        methods.into_iter().collect::<Vec<_>>(),
+        [
+            "entmin",
+            "fixmatch",
+            "mean_teacher",
+            "pi_model",
+            "pseudo_label",
+            "supervised",
+            "vat"
+        ]
+    );
+    assert_eq!(
+        plan.jobs[5].train_args().join(" "),
+        "ssl train --dataset digits --labels-per-class 10 --method supervised --seed 2 --steps 1000 \
+         --batch-size 16 --lr 0.03 --split-seed 0 --eval-every 100 --uratio 2 --backbone small-cnn \
+         --momentum 0.9 --bn-momentum 0.001 --weight-decay 0.0005 --test-fraction 0.2 --valid-size 500"
+    );
+    let plan = plan_of("ssl_mnist.toml", &shipped("ssl_mnist.toml"), None).expect("valid");
+    assert_eq!(plan.jobs.len(), 7 * 3);
+    assert_eq!(plan.threads, Some(1));
+    assert_eq!(
+        plan.jobs[20].train_args().join(" "),
+        "ssl train --dataset mnist --labels-per-class 10 --method fixmatch --seed 2 --steps 2000 \
+         --batch-size 16 --lr 0.03 --split-seed 0 --eval-every 100 --uratio 7 --backbone small-cnn \
+         --momentum 0.9 --bn-momentum 0.001 --weight-decay 0.0005 --test-fraction 0.2 --valid-size 500 --kernels fast"
+    );
+}
+
+const IMG_HEAD: &str = "methods = [\"supervised\", \"fixmatch\"]\n[train]\nsteps = 10\n";
+
+#[test]
+fn bad_image_specs_name_file_key_and_value() {
+    let image_methods = "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch";
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}[grid]\nlabels_per_class = [5, 0]\n[[problems]]\ndataset = \"digits\"\n"
+        )),
+        "bad.toml:5:20: key `grid.labels_per_class`: value 0: must be at least 1"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}labels_per_class = 0\n[[problems]]\ndataset = \"digits\"\n"
+        )),
+        "bad.toml:4:20: key `train.labels_per_class`: must be at least 1"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}momentum = 1.5\n[grid]\nlabels_per_class = [5]\n[[problems]]\ndataset = \"digits\"\n"
+        )),
+        "bad.toml:4:12: key `train.momentum`: must lie in [0, 1)"
+    );
+    assert_eq!(
+        error_of(&format!("{IMG_HEAD}[[problems]]\ndataset = \"digits\"\n")),
+        "bad.toml:4:1: key `problems[0]`: image problems need `labels_per_class` (for method \
+         supervised): set it in [train], [[overrides]] or [grid]"
+    );
+    // An image method on a time-series dataset, and the reverse.
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"
+        )),
+        "bad.toml:1:12: key `methods[0]`: method supervised is an image method (`codats ssl train`) \
+         but problems[0] is synthetic, a time-series dataset; give that entry its own `methods` \
+         (time-series methods: "
+            .to_string()
+            + &codats::methods::MethodKind::names_of(codats::methods::Task::Adaptation)
+            + ")"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}labels_per_class = 5\n[[problems]]\ndataset = \"digits\"\nmethods = [\"fixmatch\", \"codats\"]\n"
+        )),
+        format!(
+            "bad.toml:7:24: key `problems[0].methods[1]`: method codats is a time-series adaptation \
+             method (`codats train`) but problems[0] is digits, an image dataset (image methods: \
+             {image_methods})"
+        )
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}labels_per_class = 5\n[[problems]]\ndataset = \"mnist\"\npairs = [[0, 1]]\n"
+        )),
+        "bad.toml:7:9: key `problems[0].pairs`: mnist is an image dataset: its problems have no \
+         domains, so `pairs` does not apply (the labelled pool is `labels_per_class`, in [train], \
+         [[overrides]] or [grid])"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{HEAD}[grid]\nlabels_per_class = [5]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"
+        )),
+        "bad.toml:5:1: key `grid.labels_per_class`: \"labels_per_class\" only applies to image \
+         problems (mnist, digits, cifar10, image_folder) and this spec has none"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}labels_per_class = 5\nbn_momentum = 0.0\n[[problems]]\ndataset = \"digits\"\n"
+        )),
+        "bad.toml:5:15: key `train.bn_momentum`: must lie in (0, 1]"
+    );
+    // Unknown keys and values are rejected with the keys and values that are valid.
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}[[problems]]\ndataset = \"digits\"\nlabels = [5]\n"
+        )),
+        "bad.toml:6:1: key `problems.labels`: unknown field `labels`, expected one of `dataset`, \
+         `pairs`, `sources`, `target`, `targets`, `n_sources`, `subsets`, `seed`, `pool`, `methods`"
+    );
+    let e = error_of(&format!(
+        "{IMG_HEAD}backbone = \"resnet\"\n[[problems]]\ndataset = \"digits\"\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:4:12: key `train.backbone`: unknown variant `resnet`, expected `small-cnn` or `wrn-28-2`"),
+        "{e}"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{IMG_HEAD}labels_per_class = 5\n[[overrides]]\ndataset = \"digitz\"\nsteps = 5\n[[problems]]\ndataset = \"digits\"\n"
+        )),
+        format!(
+            "bad.toml:6:11: key `overrides[0].dataset`: {}",
+            unknown_dataset("digitz")
+        )
+    );
 }

@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 use super::problem::load_problem;
 use super::train::{finish, resume, TrainArgs};
 use super::{at_least_one, available_threads, parse_param, set_threads};
+use crate::config::defaults::images as defaults;
 use crate::config::images::{ImageBackbone, ImageOptions};
-use crate::config::{code_version, MethodConfig, TrainConfig};
+use crate::config::{code_version, image_run_id, MethodConfig, TrainConfig};
 use crate::data::batch::BatchDivision;
 use crate::data::images::catalog::ImageDataset;
 use crate::methods::{MethodKind, Task};
@@ -35,14 +36,7 @@ fn image_dataset(s: &str) -> std::result::Result<ImageDataset, String> {
 }
 
 fn image_method(s: &str) -> std::result::Result<MethodKind, String> {
-    let names = || {
-        MethodKind::all()
-            .into_iter()
-            .filter(|m| m.info().task == Task::Images)
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || MethodKind::names_of(Task::Images);
     match MethodKind::parse(s) {
         Some(m) if m.info().task == Task::Images => Ok(m),
         Some(m) => Err(format!(
@@ -84,16 +78,16 @@ pub struct SslTrainArgs {
     #[arg(long)]
     pub gct: bool,
     /// Training steps (FixMatch's paper: 2^20; a CPU run on MNIST: a few thousand).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = defaults::STEPS)]
     pub steps: usize,
     /// Labelled images per step (B).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::BATCH)]
     pub batch_size: usize,
     /// Unlabelled images per labelled one in a step (μ, USB's uratio).
     #[arg(long, default_value_t = 7)]
     pub uratio: usize,
     /// SGD learning rate.
-    #[arg(long, default_value_t = 0.03)]
+    #[arg(long, default_value_t = defaults::LR)]
     pub lr: f64,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -125,7 +119,7 @@ pub struct SslTrainArgs {
     #[arg(long, default_value_t = 0)]
     pub split_seed: u64,
     /// Evaluate every N steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults::EVAL_EVERY)]
     pub eval_every: usize,
     /// Write a resumable checkpoint every N steps (default: --eval-every).
     #[arg(long, value_parser = at_least_one)]
@@ -238,9 +232,12 @@ fn train(a: SslTrainArgs) -> Result<()> {
     .check()?;
     let problem = load_problem(&cfg, None, true, a.quiet, false)?;
     let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!(
-            "{}-{}-l{}-s{}",
-            cfg.dataset, cfg.method.name, labels_per_class, cfg.seed
+        PathBuf::from("runs").join(image_run_id(
+            &cfg.dataset,
+            cfg.method.name,
+            labels_per_class,
+            &[],
+            cfg.seed,
         ))
     });
     let _lock = RunLock::acquire(&out)?;

@@ -431,6 +431,19 @@ pub mod defaults {
     pub const LR: f64 = 1e-4;
     /// Evaluation interval in steps.
     pub const EVAL_EVERY: usize = 500;
+
+    /// `codats ssl train`'s defaults (a CPU-sized FixMatch run), also what a sweep spec's image
+    /// job gets for a key it does not set; the `[images]` ones are [`super::ImageOptions::fixmatch`].
+    pub mod images {
+        /// Training steps.
+        pub const STEPS: usize = 2000;
+        /// Labelled images per step (B).
+        pub const BATCH: usize = 64;
+        /// SGD learning rate.
+        pub const LR: f64 = 0.03;
+        /// Evaluation interval in steps.
+        pub const EVAL_EVERY: usize = 100;
+    }
 }
 
 /// A run's id, its default directory name under `runs/` and a sweep job's id:
@@ -453,11 +466,30 @@ pub fn run_id(
             .collect::<Vec<_>>()
             .join("_")
     };
-    let suffix: String = variant
+    let suffix = variant_suffix(variant);
+    format!("{dataset}-{method}-{srcs}-to-{target}{suffix}-s{seed}")
+}
+
+/// `-key1value1-key2value2` of variant labels `key=value`.
+fn variant_suffix(variant: &[String]) -> String {
+    variant
         .iter()
         .map(|l| format!("-{}", l.replace('=', "")))
-        .collect();
-    format!("{dataset}-{method}-{srcs}-to-{target}{suffix}-s{seed}")
+        .collect()
+}
+
+/// An image run's id, its default directory name under `runs/` and a sweep job's id:
+/// `<dataset>-<method>-l<labels per class>[-<variant>…]-s<seed>` (`digits-fixmatch-l5-s0`),
+/// variant labels written as in [`run_id`].
+pub fn image_run_id(
+    dataset: &str,
+    method: MethodKind,
+    labels_per_class: usize,
+    variant: &[String],
+    seed: u64,
+) -> String {
+    let suffix = variant_suffix(variant);
+    format!("{dataset}-{method}-l{labels_per_class}{suffix}-s{seed}")
 }
 
 /// The conventions new runs follow (see [`TrainConfig::conventions`]).

@@ -136,6 +136,15 @@ impl MethodKind {
             .join(", ")
     }
 
+    /// "supervised, pseudo_label, …": the names of one half's methods, for error messages.
+    pub fn names_of(task: Task) -> String {
+        ALL.iter()
+            .filter(|m| m.info().task == task)
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Which data streams the method trains on.
     pub fn data_needs(self) -> DataNeeds {
         self.info().needs

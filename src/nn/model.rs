@@ -34,6 +34,16 @@ pub enum Kernels {
     Candle,
 }
 
+impl Kernels {
+    /// The name on the command line and in config.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kernels::Fast => "fast",
+            Kernels::Candle => "candle",
+        }
+    }
+}
+
 /// Keras BatchNormalization defaults: momentum 0.99 (0.01 in candle terms), ε = 1e-3.
 pub fn keras_bn() -> BatchNormConfig {
     BatchNormConfig {

@@ -73,8 +73,9 @@ pub fn columns(records: &[Record]) -> Result<Vec<(String, Cells)>> {
             .ok_or_else(|| anyhow!("config is not a table"))?;
         for (k, val) in obj {
             // The [method] table: its name is the `method` column, its other keys
-            // (proportions, noise, parameters) columns of their own.
-            if let (Some(table), "method") = (val.as_object(), k.as_str()) {
+            // (proportions, noise, parameters) columns of their own; so are the keys of an
+            // image run's [images] table (labels_per_class, uratio, ...).
+            if let (Some(table), "method" | "images") = (val.as_object(), k.as_str()) {
                 for (mk, mv) in table {
                     let col = if mk == "name" { k } else { mk };
                     config.entry(col.clone()).or_insert_with(|| vec![None; n])[i] = flatten(mv);

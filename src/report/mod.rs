@@ -1,6 +1,7 @@
 //! `codats report`: one row per finished run (results.parquet, results.csv), mean ± std tables
 //! per dataset × method and per problem (Markdown, LaTeX), paired t-tests against No Adaptation
-//! and CoDATS, and figures (PNG, SVG).
+//! and CoDATS, and figures (PNG, SVG). Image runs (`codats ssl train` jobs) get their own tables
+//! (test accuracy per labels per class × method) and figures (accuracy vs labels per class).
 
 pub mod frame;
 pub mod plots;
@@ -39,6 +40,11 @@ impl Record {
             .get(rule)
             .map(|r| r.target_test.accuracy)
             .unwrap_or(f64::NAN)
+    }
+
+    /// An image run's labelled images per class; None for a time-series run.
+    pub fn labels_per_class(&self) -> Option<usize> {
+        self.config.images.as_ref().map(|i| i.labels_per_class)
     }
 }
 
@@ -81,6 +87,10 @@ pub fn dataset_title(name: &str) -> String {
         "wisdm_at" => "WISDM AT".into(),
         "uwave" => "uWave".into(),
         "synthetic" => "Synthetic".into(),
+        "digits" => "Digits".into(),
+        "mnist" => "MNIST".into(),
+        "cifar10" => "CIFAR-10".into(),
+        "image_folder" => "Image folder".into(),
         other => other.to_string(),
     }
 }
@@ -157,6 +167,31 @@ pub fn group(records: &[Record], rule: &str) -> Grouped {
     g
 }
 
+/// Image runs' test accuracies grouped dataset → method label → labels per class → values over
+/// seeds.
+pub type ImageGrouped = BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>>;
+
+/// Groups the image records' test accuracy under `rule` (time-series records are left out).
+pub fn group_images(records: &[Record], rule: &str) -> ImageGrouped {
+    let mut g: ImageGrouped = BTreeMap::new();
+    for r in records {
+        let (Some(l), v) = (r.labels_per_class(), r.accuracy(rule)) else {
+            continue;
+        };
+        if v.is_nan() {
+            continue;
+        }
+        g.entry(r.job.dataset.clone())
+            .or_default()
+            .entry(r.job.method_label())
+            .or_default()
+            .entry(l)
+            .or_default()
+            .push(v);
+    }
+    g
+}
+
 /// Method labels present in `g` (all datasets), in table order.
 pub fn methods_in(g: &Grouped) -> Vec<String> {
     let mut m: Vec<String> = g
@@ -194,10 +229,12 @@ pub fn make_report(dir: &Path, out: &Path, rules: Option<&[String]>) -> Result<V
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
     written.extend(frame::write_results(&records, out)?);
+    let (images, series): (Vec<Record>, Vec<Record>) = records
+        .iter()
+        .cloned()
+        .partition(|r| r.labels_per_class().is_some());
     let mut md = format!(
-        "# Report: sweep `{}`\n\n{} finished runs{}. Target-test accuracy (%) under each selection rule; \
-         cells are mean ± sample standard deviation over all runs (problems × seeds) per dataset, \
-         and over seeds per problem. Paired t-tests pair the per-problem means (over seeds) of two methods.\n\n",
+        "# Report: sweep `{}`\n\n{} finished runs{}.\n\n",
         sweep.plan().name,
         records.len(),
         if missing > 0 {
@@ -206,10 +243,64 @@ pub fn make_report(dir: &Path, out: &Path, rules: Option<&[String]>) -> Result<V
             String::new()
         }
     );
+    if !series.is_empty() {
+        md.push_str(&series_sections(&series, &rules, out, &mut written)?);
+    }
+    if !images.is_empty() {
+        md.push_str(&image_sections(&images, &rules, out, &mut written)?);
+    }
+    let p = out.join("report.md");
+    std::fs::write(&p, md)?;
+    written.push(p);
+    Ok(written)
+}
+
+/// Writes `files` (name, text) into `out`, adding their paths to `written`.
+fn write_files(out: &Path, files: &[(String, &String)], written: &mut Vec<PathBuf>) -> Result<()> {
+    for (name, text) in files {
+        let p = out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        written.push(p);
+    }
+    Ok(())
+}
+
+/// A report.md section linking the PNG files of `figures`.
+fn figure_links(title: &str, figures: &[PathBuf]) -> String {
+    let mut md = String::new();
+    for f in figures
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "png"))
+    {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        md.push_str(&format!("![{name}]({name})\n\n"));
+    }
+    if md.is_empty() {
+        md
+    } else {
+        format!("## {title}\n\n{md}")
+    }
+}
+
+/// The time-series runs' tables, t-tests and figures; returns their report.md text.
+fn series_sections(
+    records: &[Record],
+    rules: &[String],
+    out: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<String> {
+    let mut md = String::from(
+        "Target-test accuracy (%) under each selection rule; cells are mean ± sample standard \
+         deviation over all runs (problems × seeds) per dataset, and over seeds per problem. \
+         Paired t-tests pair the per-problem means (over seeds) of two methods.\n\n",
+    );
     let mut csv_tests =
         String::from("rule,dataset,method,baseline,n_problems,mean_diff_pp,t,df,p\n");
-    for rule in &rules {
-        let g = group(&records, rule);
+    for rule in rules {
+        let g = group(records, rule);
         let (md_t, tex_t) = tables::dataset_table(&g, rule);
         let (md_p, tex_p) = tables::problem_table(&g, rule);
         let tests = tables::ttests(&g);
@@ -227,41 +318,56 @@ pub fn make_report(dir: &Path, out: &Path, rules: Option<&[String]>) -> Result<V
                 t.result.p
             ));
         }
-        for (name, text) in [
-            (format!("table_datasets_{rule}.md"), &md_t),
-            (format!("table_datasets_{rule}.tex"), &tex_t),
-            (format!("table_problems_{rule}.md"), &md_p),
-            (format!("table_problems_{rule}.tex"), &tex_p),
-            (format!("ttests_{rule}.md"), &md_s),
-        ] {
-            let p = out.join(name);
-            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-            written.push(p);
-        }
+        write_files(
+            out,
+            &[
+                (format!("table_datasets_{rule}.md"), &md_t),
+                (format!("table_datasets_{rule}.tex"), &tex_t),
+                (format!("table_problems_{rule}.md"), &md_p),
+                (format!("table_problems_{rule}.tex"), &tex_p),
+                (format!("ttests_{rule}.md"), &md_s),
+            ],
+            written,
+        )?;
         md.push_str(&format!(
             "## Selection rule `{rule}`\n\n### Per dataset\n\n{md_t}\n### Per problem\n\n{md_p}\n### Paired t-tests\n\n{md_s}\n"
         ));
     }
-    let p = out.join("ttests.csv");
-    std::fs::write(&p, csv_tests)?;
-    written.push(p);
-    let figures = plots::all_figures(&records, &rules, out)?;
-    if !figures.is_empty() {
-        md.push_str("## Figures\n\n");
-        for f in figures
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "png"))
-        {
-            let name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            md.push_str(&format!("![{name}]({name})\n\n"));
-        }
-    }
+    write_files(out, &[("ttests.csv".into(), &csv_tests)], written)?;
+    let figures = plots::all_figures(records, rules, out)?;
+    md.push_str(&figure_links("Figures", &figures));
     written.extend(figures);
-    let p = out.join("report.md");
-    std::fs::write(&p, md)?;
-    written.push(p);
-    Ok(written)
+    Ok(md)
+}
+
+/// The image runs' tables (per dataset: labels per class × method) and figures (accuracy vs
+/// labels per class); returns their report.md text.
+fn image_sections(
+    records: &[Record],
+    rules: &[String],
+    out: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<String> {
+    let mut md = String::from(
+        "## Image classification with few labels\n\nTest accuracy (%) of the image runs \
+         (`codats ssl train`) on each dataset's held-out test set, under each selection rule; \
+         cells are mean ± sample standard deviation over seeds, with the number of runs n.\n\n",
+    );
+    for rule in rules {
+        let g = group_images(records, rule);
+        let (md_t, tex_t) = tables::image_table(&g, rule);
+        write_files(
+            out,
+            &[
+                (format!("table_images_{rule}.md"), &md_t),
+                (format!("table_images_{rule}.tex"), &tex_t),
+            ],
+            written,
+        )?;
+        md.push_str(&format!("### Selection rule `{rule}`\n\n{md_t}\n"));
+    }
+    let figures = plots::image_figures(records, rules, out)?;
+    md.push_str(&figure_links("Image figures", &figures));
+    written.extend(figures);
+    Ok(md)
 }

@@ -1,5 +1,6 @@
 //! Figures (PNG and SVG, plotters with a bundled DejaVu Sans font): accuracy per method per
-//! dataset, accuracy vs number of sources, training curves, and accuracy vs DA-WS noise.
+//! dataset, accuracy vs number of sources, training curves, accuracy vs DA-WS noise, and for
+//! image runs accuracy vs labels per class.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::stats::{mean, std};
-use super::{dataset_title, method_order, method_title, Record};
+use super::{dataset_title, group_images, method_order, method_title, Record};
 use crate::methods::MethodKind;
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -455,6 +456,72 @@ pub fn all_figures(records: &[Record], rules: &[String], out: &Path) -> Result<V
     Ok(written)
 }
 
+/// Accuracy (%) vs a whole-number setting, one line per method (mean ± std over its runs at
+/// each value as error bars).
+fn accuracy_lines(
+    title: String,
+    x_desc: &str,
+    y_desc: &str,
+    series: &BTreeMap<String, BTreeMap<usize, Vec<f64>>>,
+) -> Lines {
+    Lines {
+        title,
+        x_desc: x_desc.into(),
+        y_desc: y_desc.into(),
+        series: sorted_methods(series.keys())
+            .into_iter()
+            .map(|m| {
+                let pts = series[&m]
+                    .iter()
+                    .map(|(n, v)| (*n as f64, v.clone()))
+                    .collect();
+                (m, pts)
+            })
+            .collect(),
+        references: Vec::new(),
+        y_range: None,
+        legend_title: "Method (mean ± std)".into(),
+        integer_x: true,
+    }
+}
+
+/// Per image dataset, test accuracy vs labelled images per class, one line per method (mean ±
+/// std over seeds as error bars), under the first of `rules`; returns the files.
+pub fn image_figures(records: &[Record], rules: &[String], out: &Path) -> Result<Vec<PathBuf>> {
+    register_fonts()?;
+    let rule = rules.first().map(String::as_str).unwrap_or("best_target");
+    let mut written = Vec::new();
+    for (dataset, by_method) in group_images(records, rule) {
+        let percent: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = by_method
+            .into_iter()
+            .map(|(m, by_labels)| {
+                let pts = by_labels
+                    .into_iter()
+                    .map(|(l, v)| (l, v.iter().map(|a| 100.0 * a).collect()))
+                    .collect();
+                (m, pts)
+            })
+            .collect();
+        let lines = accuracy_lines(
+            format!(
+                "{}: test accuracy vs labels per class ({rule})",
+                dataset_title(&dataset)
+            ),
+            "Labelled images per class",
+            "Test accuracy (%)",
+            &percent,
+        );
+        written.extend(both!(
+            out,
+            format!("accuracy_vs_labels_{dataset}"),
+            (1000, 520),
+            draw_lines,
+            &lines
+        ));
+    }
+    Ok(written)
+}
+
 /// Accuracy per method per dataset; also the datasets that have results.
 fn accuracy_by_dataset(
     records: &[Record],
@@ -530,31 +597,15 @@ fn accuracy_vs_sources(
     if ns.len() < 2 {
         return Ok(Vec::new());
     }
-    let order = sorted_methods(series.keys());
-    let lines = Lines {
-        title: format!(
+    let lines = accuracy_lines(
+        format!(
             "{}: accuracy vs number of source domains ({rule})",
             dataset_title(dataset)
         ),
-        x_desc: "Number of source domains".into(),
-        y_desc: "Target-test accuracy (%)".into(),
-        series: order
-            .iter()
-            .map(|m| {
-                (
-                    m.clone(),
-                    series[m]
-                        .iter()
-                        .map(|(n, v)| (*n as f64, v.clone()))
-                        .collect(),
-                )
-            })
-            .collect(),
-        references: Vec::new(),
-        y_range: None,
-        legend_title: "Method (mean ± std)".into(),
-        integer_x: true,
-    };
+        "Number of source domains",
+        "Target-test accuracy (%)",
+        &series,
+    );
     written.extend(both!(
         out,
         format!("accuracy_vs_sources_{dataset}"),

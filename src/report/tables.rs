@@ -1,8 +1,11 @@
 //! Mean ± std tables (Markdown and LaTeX, in the paper's layout: rows datasets or problems,
-//! columns No Adaptation, CoDATS, CoDATS-WS, Train on Target) and paired t-tests.
+//! columns No Adaptation, CoDATS, CoDATS-WS, Train on Target; for image runs rows labels per
+//! class, columns the image methods) and paired t-tests.
 
 use super::stats::{mean, paired_t, std, PairedT};
-use super::{dataset_title, method_title, methods_in, ByMethod, Grouped};
+use super::{
+    dataset_title, method_order, method_title, methods_in, ByMethod, Grouped, ImageGrouped,
+};
 
 /// `85.3 ± 1.2` (percent); `85.3` alone when there is one value.
 pub fn cell(values: &[f64]) -> String {
@@ -18,6 +21,14 @@ pub fn cell(values: &[f64]) -> String {
     }
 }
 
+/// [`cell`] with the number of values: `85.3 ± 1.2 (n=3)`.
+pub fn cell_n(values: &[f64]) -> String {
+    if values.is_empty() {
+        return cell(values);
+    }
+    format!("{} (n={})", cell(values), values.len())
+}
+
 fn tex_escape(s: &str) -> String {
     s.replace('\\', r"\textbackslash{}")
         .replace('_', r"\_")
@@ -26,10 +37,15 @@ fn tex_escape(s: &str) -> String {
         .replace('#', r"\#")
 }
 
-fn tex_cell(values: &[f64], bold: bool) -> String {
+fn tex_cell(values: &[f64], bold: bool, show_n: bool) -> String {
     if values.is_empty() {
         return "--".into();
     }
+    let n = if show_n {
+        format!(" ($n={}$)", values.len())
+    } else {
+        String::new()
+    };
     let m = 100.0 * mean(values);
     let s = 100.0 * std(values);
     let body = if s.is_nan() {
@@ -38,9 +54,9 @@ fn tex_cell(values: &[f64], bold: bool) -> String {
         format!("{m:.1} \\pm {s:.1}")
     };
     if bold {
-        format!("$\\mathbf{{{body}}}$")
+        format!("$\\mathbf{{{body}}}${n}")
     } else {
-        format!("${body}$")
+        format!("${body}${n}")
     }
 }
 
@@ -71,12 +87,16 @@ fn best(methods: &[String], cells: &[Vec<f64>]) -> Vec<usize> {
         .collect()
 }
 
+/// A table with `methods` as columns and `rows` of cells (values per method); cells show the
+/// number of values when `show_n`.
 fn render(
     first: &str,
     rows: &[(String, Vec<Vec<f64>>)],
     methods: &[String],
     caption: &str,
+    show_n: bool,
 ) -> (String, String) {
+    let cell: fn(&[f64]) -> String = if show_n { cell_n } else { cell };
     let titles: Vec<String> = methods.iter().map(|m| method_title(m)).collect();
     let mut md = format!(
         "| {first} | {} |\n|---|{}\n",
@@ -110,7 +130,7 @@ fn render(
         let tex_cells: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, v)| tex_cell(v, b.contains(&i)))
+            .map(|(i, v)| tex_cell(v, b.contains(&i), show_n))
             .collect();
         tex.push_str(&format!(
             "{} & {} \\\\\n",
@@ -134,6 +154,7 @@ pub fn dataset_table(g: &Grouped, rule: &str) -> (String, String) {
         &rows,
         &methods,
         &format!("Target-test accuracy (%), mean ± std over problems and seeds; selection rule {rule}. Bold: best adaptation method."),
+        false,
     )
 }
 
@@ -177,9 +198,50 @@ pub fn problem_table(g: &Grouped, rule: &str) -> (String, String) {
                 "{}: target-test accuracy (%) per problem (sources → target), mean ± std over seeds; selection rule {rule}.",
                 dataset_title(d)
             ),
+            false,
         );
         md.push_str(&format!("**{}**\n\n{m}\n", dataset_title(d)));
         tex.push_str(&t.replace(" → ", " $\\rightarrow$ "));
+        tex.push('\n');
+    }
+    (md, tex)
+}
+
+/// Per image dataset, rows labels per class, columns methods: test accuracy mean ± std over
+/// seeds with the number of runs.
+pub fn image_table(g: &ImageGrouped, rule: &str) -> (String, String) {
+    let mut md = String::new();
+    let mut tex = String::new();
+    for (d, by_method) in g {
+        let mut methods: Vec<String> = by_method.keys().cloned().collect();
+        methods.sort_by_key(|l| method_order(l));
+        let mut labels: Vec<usize> = by_method.values().flat_map(|m| m.keys().copied()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        let rows: Vec<(String, Vec<Vec<f64>>)> = labels
+            .iter()
+            .map(|l| {
+                (
+                    l.to_string(),
+                    methods
+                        .iter()
+                        .map(|m| by_method[m].get(l).cloned().unwrap_or_default())
+                        .collect(),
+                )
+            })
+            .collect();
+        let (m, t) = render(
+            "Labels per class",
+            &rows,
+            &methods,
+            &format!(
+                "{}: test accuracy (%) per labelled images per class, mean ± std over seeds (n runs); selection rule {rule}. Bold: best method.",
+                dataset_title(d)
+            ),
+            true,
+        );
+        md.push_str(&format!("**{}**\n\n{m}\n", dataset_title(d)));
+        tex.push_str(&t);
         tex.push('\n');
     }
     (md, tex)

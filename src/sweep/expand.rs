@@ -1,5 +1,6 @@
 //! Turns a parsed spec into the checked, ordered job list (the "plan"): problems × methods ×
-//! grid values × seeds, each with its resolved hyper-parameters.
+//! grid values × seeds, each with its resolved hyper-parameters. Time-series problems become
+//! `codats train` jobs, image problems `codats ssl train` jobs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,12 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{
     parse_method, Hyper, RawHyper, RawProblems, RawSpec, SlurmSettings, Source, SpecError,
-    GRID_KEYS,
+    GRID_KEYS, IMAGE_GRID_KEYS,
 };
-use crate::config::{code_version, TrainConfig};
+use crate::config::{code_version, ImageOptions, TrainConfig};
 use crate::data::batch::BatchDivision;
+use crate::data::images::catalog::ImageDataset;
 use crate::data::registry::DatasetName;
-use crate::methods::MethodKind;
+use crate::methods::{MethodKind, Task};
+use crate::nn::Kernels;
 use crate::problem::describe_ids;
 use crate::train::derive_seed;
 use crate::train::selection::names as rule_names;
@@ -31,11 +34,13 @@ pub struct Job {
     pub id: String,
     /// Dataset name.
     pub dataset: String,
-    /// `sources->target`, e.g. `14->19` (the unit the report pairs methods on).
+    /// `sources->target`, e.g. `14->19` (the unit the report pairs methods on); an image job's
+    /// is its labelled pool, `labels_per_class=10`.
     pub problem: String,
-    /// Source domain ids (sorted for generated problems, as written otherwise).
+    /// Source domain ids (sorted for generated problems, as written otherwise); an image job's
+    /// is `[1]`, its labelled pool.
     pub sources: Vec<u32>,
-    /// Target domain id.
+    /// Target domain id; an image job's is 0, its unlabelled pool.
     pub target: u32,
     /// Method.
     pub method: MethodKind,
@@ -66,57 +71,95 @@ pub struct Job {
     /// Data folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Convolution implementation (None: the command's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Kernels>,
+    /// An image job's pools, network and SGD recipe (`codats ssl train`); None for
+    /// time-series jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageOptions>,
 }
 
 impl Job {
-    /// The `codats train` arguments of this job (without `--out`, `--threads`, `--quiet`).
+    /// The arguments of this job's command (without `--out`, `--threads`, `--quiet`):
+    /// `codats train ...`, or `codats ssl train ...` for an image job. Every setting is spelled
+    /// out, so that a job does not depend on the command's defaults.
     pub fn train_args(&self) -> Vec<String> {
-        let ids = |v: &[u32]| {
-            v.iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+        let (mut a, mut pairs): (Vec<String>, Vec<(&str, String)>) = match &self.images {
+            Some(im) => (
+                vec!["ssl".into(), "train".into()],
+                vec![
+                    ("--dataset", self.dataset.clone()),
+                    ("--labels-per-class", im.labels_per_class.to_string()),
+                ],
+            ),
+            None => {
+                let mut p = vec![("--dataset", self.dataset.clone())];
+                if !self.sources.is_empty() {
+                    p.push(("--sources", describe_list(&self.sources)));
+                }
+                p.push(("--target", self.target.to_string()));
+                (vec!["train".into()], p)
+            }
         };
-        let mut a: Vec<String> = vec!["train".into(), "--dataset".into(), self.dataset.clone()];
-        if !self.sources.is_empty() {
-            a.extend(["--sources".into(), ids(&self.sources)]);
-        }
-        a.extend([
-            "--target".into(),
-            self.target.to_string(),
-            "--method".into(),
-            self.method.as_str().into(),
-            "--seed".into(),
-            self.seed.to_string(),
-            "--steps".into(),
-            self.steps.to_string(),
-            "--batch-size".into(),
-            self.batch_size.to_string(),
-            "--lr".into(),
-            self.lr.to_string(),
-            "--split-seed".into(),
-            self.split_seed.to_string(),
-            "--eval-every".into(),
-            self.eval_every.to_string(),
+        pairs.extend([
+            ("--method", self.method.as_str().to_string()),
+            ("--seed", self.seed.to_string()),
+            ("--steps", self.steps.to_string()),
+            ("--batch-size", self.batch_size.to_string()),
+            ("--lr", self.lr.to_string()),
+            ("--split-seed", self.split_seed.to_string()),
+            ("--eval-every", self.eval_every.to_string()),
         ]);
-        if let Some(d) = self.batch_division {
-            a.extend(["--batch-division".into(), d.as_str().into()]);
+        for (name, value) in pairs {
+            a.extend([name.to_string(), value]);
+        }
+        match &self.images {
+            Some(im) => image_flags(im, &mut a),
+            None => {
+                if let Some(d) = self.batch_division {
+                    a.extend(["--batch-division".into(), d.as_str().into()]);
+                }
+                if let Some(n) = self.ws_noise {
+                    a.extend(["--ws-noise".into(), n.to_string()]);
+                }
+            }
         }
         if let Some(c) = self.checkpoint_every {
             a.extend(["--checkpoint-every".into(), c.to_string()]);
         }
-        if let Some(n) = self.ws_noise {
-            a.extend(["--ws-noise".into(), n.to_string()]);
+        if let Some(k) = self.kernels {
+            a.extend(["--kernels".into(), k.as_str().into()]);
         }
         if let Some(d) = &self.data_dir {
             a.extend(["--data-dir".into(), d.display().to_string()]);
         }
-        a.push("--offline".into());
+        if self.images.is_none() {
+            a.push("--offline".into());
+        }
         a
     }
 
-    /// The run configuration `codats train` will save for this job (with `threads`).
+    /// The arguments that continue this job's interrupted run (with `--out`): its config.toml
+    /// decides everything else.
+    pub fn resume_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        if self.images.is_some() {
+            a.push("ssl".into());
+        }
+        a.extend(["train".into(), "--resume".into()]);
+        a
+    }
+
+    /// The run configuration `codats train` (or `codats ssl train`) will save for this job
+    /// (with `threads`).
     pub fn train_config(&self, threads: usize) -> TrainConfig {
+        let batch_division = match &self.images {
+            Some(_) => BatchDivision::None,
+            None => self
+                .batch_division
+                .unwrap_or(self.method.default_batch_division()),
+        };
         TrainConfig {
             dataset: self.dataset.clone(),
             data_dir: self.data_dir.clone(),
@@ -128,9 +171,7 @@ impl Job {
             },
             steps: self.steps,
             batch_size: self.batch_size,
-            batch_division: self
-                .batch_division
-                .unwrap_or(self.method.default_batch_division()),
+            batch_division,
             lr: self.lr,
             seed: self.seed,
             split_seed: self.split_seed,
@@ -138,10 +179,18 @@ impl Job {
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every.unwrap_or(self.eval_every).max(1),
             threads,
-            kernels: crate::nn::Kernels::default(),
+            // As `codats ssl train` picks them: GCT and wrn-28-2 run on the plain path.
+            kernels: self.kernels.unwrap_or(match &self.images {
+                Some(im)
+                    if im.gct || im.backbone != crate::nn::backbones::ImageBackbone::SmallCnn =>
+                {
+                    crate::nn::Kernels::Candle
+                }
+                _ => crate::nn::Kernels::default(),
+            }),
             gct: false,
             data: Default::default(),
-            images: None,
+            images: self.images.clone(),
             code_version: code_version(),
         }
     }
@@ -152,6 +201,41 @@ impl Job {
             self.method.as_str().to_string()
         } else {
             format!("{} [{}]", self.method.as_str(), self.variant)
+        }
+    }
+}
+
+/// `1,2,3`.
+fn describe_list(v: &[u32]) -> String {
+    v.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `codats ssl train`'s flags of an `[images]` table, every value spelled out.
+fn image_flags(im: &ImageOptions, a: &mut Vec<String>) {
+    for (name, value) in [
+        ("--uratio", im.uratio.to_string()),
+        ("--backbone", im.backbone.as_str().to_string()),
+        ("--momentum", im.momentum.to_string()),
+        ("--bn-momentum", im.bn_momentum.to_string()),
+        ("--weight-decay", im.weight_decay.to_string()),
+        ("--test-fraction", im.test_fraction.to_string()),
+        ("--valid-size", im.valid_size.to_string()),
+    ] {
+        a.extend([name.to_string(), value]);
+    }
+    if let Some(n) = im.unlabelled_limit {
+        a.extend(["--unlabelled-limit".into(), n.to_string()]);
+    }
+    for (on, name) in [
+        (im.gct, "--gct"),
+        (!im.nesterov, "--no-nesterov"),
+        (!im.cosine, "--no-cosine"),
+    ] {
+        if on {
+            a.push(name.into());
         }
     }
 }
@@ -195,6 +279,49 @@ pub fn dataset_domain_ids(name: DatasetName, data_dir: Option<&Path>) -> Result<
                     name.as_str()
                 )
             }),
+    }
+}
+
+/// A dataset a spec names: a time-series one (`codats train` jobs on its domains) or an image
+/// one (`codats ssl train` jobs, no domains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecDataset {
+    /// A time-series dataset.
+    Series(DatasetName),
+    /// An image dataset.
+    Images(ImageDataset),
+}
+
+impl SpecDataset {
+    /// The dataset called `name`; the error lists both kinds.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if let Some(d) = ImageDataset::parse(name) {
+            return Ok(SpecDataset::Images(d));
+        }
+        DatasetName::parse(name)
+            .map(SpecDataset::Series)
+            .map_err(|e| {
+                format!(
+                    "{e}; image datasets: {}",
+                    ImageDataset::ALL.map(|d| d.as_str()).join(", ")
+                )
+            })
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecDataset::Series(d) => d.as_str(),
+            SpecDataset::Images(d) => d.as_str(),
+        }
+    }
+
+    /// Which half of codats trains on it.
+    pub fn task(self) -> Task {
+        match self {
+            SpecDataset::Series(_) => Task::Adaptation,
+            SpecDataset::Images(_) => Task::Images,
+        }
     }
 }
 
@@ -267,7 +394,7 @@ pub fn expand(
     ids: &mut DomainIds,
 ) -> Result<Plan, SpecError> {
     let cx = Ctx { src };
-    let methods = read_methods(&cx, raw)?;
+    let methods = read_methods(&cx, &raw.methods, "methods")?;
     let seeds = read_seeds(&cx, raw)?;
     let selection = read_selection(&cx, raw)?;
     if let Some(t) = &raw.threads {
@@ -277,6 +404,7 @@ pub fn expand(
     }
     let overrides = read_overrides(&cx, raw)?;
     let grid = read_grid(&cx, src, raw)?;
+    check_image_grid(&cx, raw)?;
     if raw.problems.get_ref().is_empty() {
         return cx.err(
             raw.problems.span(),
@@ -295,24 +423,53 @@ pub fn expand(
                 continue;
             }
         }
-        let dataset = DatasetName::parse(p.dataset.get_ref())
+        let dataset = SpecDataset::parse(p.dataset.get_ref())
             .or_else(|e| cx.err(p.dataset.span(), &format!("{pkey}.dataset"), e))?;
-        let base = resolve(raw, &overrides, dataset, None);
-        let domain_ids = match ids_cache.get(dataset.as_str()) {
-            Some(v) => v.clone(),
-            None => {
-                let v = ids(dataset, base.data_dir.as_deref())
-                    .or_else(|e| cx.err(p.dataset.span(), &format!("{pkey}.dataset"), e))?;
-                ids_cache.insert(dataset.as_str(), v.clone());
-                v
+        let entry_methods = match &p.methods {
+            Some(m) => read_methods(&cx, m, &format!("{pkey}.methods"))?,
+            None => methods.clone(),
+        };
+        check_tasks(&cx, raw, &pkey, p, dataset)?;
+        let problems = match dataset {
+            SpecDataset::Series(series) => {
+                let base = resolve(raw, &overrides, dataset, None);
+                let domain_ids = match ids_cache.get(series.as_str()) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = ids(series, base.data_dir.as_deref())
+                            .or_else(|e| cx.err(p.dataset.span(), &format!("{pkey}.dataset"), e))?;
+                        ids_cache.insert(series.as_str(), v.clone());
+                        v
+                    }
+                };
+                problems_of(&cx, &pkey, entry.span(), p, series, &domain_ids)?
+            }
+            SpecDataset::Images(_) => {
+                check_image_problem(&cx, &pkey, entry.span(), p)?;
+                // The labelled pool is the one "source", the unlabelled pool the "target".
+                vec![(vec![1], 0)]
             }
         };
-        let problems = problems_of(&cx, &pkey, entry.span(), p, dataset, &domain_ids)?;
         for (sources, target) in problems {
-            let problem = format!("{}->{}", describe_ids(&sources), target);
-            for &method in &methods {
+            for &method in &entry_methods {
                 let hyper = resolve(raw, &overrides, dataset, Some(method));
-                for (h, labels) in grid_combos(&grid, method, hyper) {
+                for (h, labels) in grid_combos(&grid, dataset, method, hyper) {
+                    let problem = match (dataset, h.labels_per_class) {
+                        (SpecDataset::Series(_), _) => {
+                            format!("{}->{}", describe_ids(&sources), target)
+                        }
+                        (SpecDataset::Images(_), Some(l)) => format!("labels_per_class={l}"),
+                        (SpecDataset::Images(_), None) => {
+                            return cx.err(
+                                entry.span(),
+                                &pkey,
+                                format!(
+                                    "image problems need `labels_per_class` (for method {method}): \
+                                     set it in [train], [[overrides]] or [grid]"
+                                ),
+                            )
+                        }
+                    };
                     for &seed in &seeds {
                         let key = JobKey {
                             dataset,
@@ -367,25 +524,135 @@ pub fn expand(
     })
 }
 
-/// `methods`: registered, each listed once.
-fn read_methods(cx: &Ctx, raw: &RawSpec) -> Result<Vec<MethodKind>, SpecError> {
-    if raw.methods.get_ref().is_empty() {
-        return cx.err(raw.methods.span(), "methods", "needs at least one method");
+/// A `methods` list (at `key`): registered, each listed once.
+fn read_methods(
+    cx: &Ctx,
+    list: &toml::Spanned<Vec<toml::Spanned<String>>>,
+    key: &str,
+) -> Result<Vec<MethodKind>, SpecError> {
+    if list.get_ref().is_empty() {
+        return cx.err(list.span(), key, "needs at least one method");
     }
     let mut methods = Vec::new();
-    for (i, m) in raw.methods.get_ref().iter().enumerate() {
+    for (i, m) in list.get_ref().iter().enumerate() {
         let kind =
-            parse_method(m.get_ref()).or_else(|e| cx.err(m.span(), &format!("methods[{i}]"), e))?;
+            parse_method(m.get_ref()).or_else(|e| cx.err(m.span(), &format!("{key}[{i}]"), e))?;
         if methods.contains(&kind) {
             return cx.err(
                 m.span(),
-                &format!("methods[{i}]"),
+                &format!("{key}[{i}]"),
                 format!("method {kind} is listed twice"),
             );
         }
         methods.push(kind);
     }
     Ok(methods)
+}
+
+/// Every method of problem entry `p` (its own `methods`, else the top-level ones) is of the
+/// half of codats that trains on its dataset.
+fn check_tasks(
+    cx: &Ctx,
+    raw: &RawSpec,
+    pkey: &str,
+    p: &RawProblems,
+    dataset: SpecDataset,
+) -> Result<(), SpecError> {
+    let (list, key) = match &p.methods {
+        Some(m) => (m, format!("{pkey}.methods")),
+        None => (&raw.methods, "methods".to_string()),
+    };
+    for (i, m) in list.get_ref().iter().enumerate() {
+        let Ok(kind) = parse_method(m.get_ref()) else {
+            continue;
+        };
+        let task = kind.info().task;
+        if task == dataset.task() {
+            continue;
+        }
+        let (what, kind_of_dataset, its_methods) = match task {
+            Task::Images => (
+                "an image method (`codats ssl train`)",
+                "a time-series dataset",
+                "time-series methods",
+            ),
+            Task::Adaptation => (
+                "a time-series adaptation method (`codats train`)",
+                "an image dataset",
+                "image methods",
+            ),
+        };
+        let own = if p.methods.is_none() {
+            "; give that entry its own `methods`"
+        } else {
+            ""
+        };
+        return cx.err(
+            m.span(),
+            &format!("{key}[{i}]"),
+            format!(
+                "method {kind} is {what} but {pkey} is {}, {kind_of_dataset}{own} ({its_methods}: {})",
+                dataset.as_str(),
+                MethodKind::names_of(dataset.task())
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// An image problem names its dataset (and maybe `methods`) only: it has no domains.
+fn check_image_problem(
+    cx: &Ctx,
+    key: &str,
+    span: std::ops::Range<usize>,
+    p: &RawProblems,
+) -> Result<(), SpecError> {
+    let spans = [
+        ("pairs", p.pairs.as_ref().map(|v| v.span())),
+        ("sources", p.sources.as_ref().map(|v| v.span())),
+        ("target", p.target.as_ref().map(|v| v.span())),
+        ("targets", p.targets.as_ref().map(|v| v.span())),
+        ("n_sources", p.n_sources.as_ref().map(|v| v.span())),
+        ("subsets", p.subsets.as_ref().map(|v| v.span())),
+        ("pool", p.pool.as_ref().map(|v| v.span())),
+        ("seed", p.seed.map(|_| span.clone())),
+    ];
+    if let Some((name, Some(at))) = spans.into_iter().find(|(_, s)| s.is_some()) {
+        return cx.err(
+            at,
+            &format!("{key}.{name}"),
+            format!(
+                "{} is an image dataset: its problems have no domains, so `{name}` does not apply \
+                 (the labelled pool is `labels_per_class`, in [train], [[overrides]] or [grid])",
+                p.dataset.get_ref()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// `[grid]` keys that only image jobs use need an image problem in the spec.
+fn check_image_grid(cx: &Ctx, raw: &RawSpec) -> Result<(), SpecError> {
+    let Some(g) = &raw.grid else { return Ok(()) };
+    let has_images = raw
+        .problems
+        .get_ref()
+        .iter()
+        .any(|p| ImageDataset::parse(p.get_ref().dataset.get_ref()).is_some());
+    for k in g.keys() {
+        if IMAGE_GRID_KEYS.contains(&k.get_ref().as_str()) && !has_images {
+            return cx.err(
+                k.span(),
+                &format!("grid.{}", k.get_ref()),
+                format!(
+                    "{:?} only applies to image problems ({}) and this spec has none",
+                    k.get_ref(),
+                    ImageDataset::ALL.map(|d| d.as_str()).join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `seeds` or `repeats` (default: seed 0).
@@ -448,7 +715,7 @@ fn read_selection(cx: &Ctx, raw: &RawSpec) -> Result<Vec<String>, SpecError> {
 }
 
 /// A spec's `[[overrides]]`: which dataset and method each applies to, and its settings.
-type Overrides<'r> = Vec<(Option<DatasetName>, Option<MethodKind>, &'r RawHyper)>;
+type Overrides<'r> = Vec<(Option<SpecDataset>, Option<MethodKind>, &'r RawHyper)>;
 
 /// `[train]` (checked) and `[[overrides]]`.
 fn read_overrides<'r>(cx: &Ctx, raw: &'r RawSpec) -> Result<Overrides<'r>, SpecError> {
@@ -476,7 +743,7 @@ fn read_overrides<'r>(cx: &Ctx, raw: &'r RawSpec) -> Result<Overrides<'r>, SpecE
         let key = format!("overrides[{i}]");
         let d = match &o.dataset {
             Some(d) => Some(
-                DatasetName::parse(d.get_ref())
+                SpecDataset::parse(d.get_ref())
                     .or_else(|e| cx.err(d.span(), &format!("{key}.dataset"), e))?,
             ),
             None => None,
@@ -531,7 +798,8 @@ fn read_grid(cx: &Ctx, src: &Source, raw: &RawSpec) -> Result<Grid, SpecError> {
                     .or_else(|e| cx.err(values.span(), &key, format!("value {v}: {e}")))?;
                 check_hyper(&cx, &h, &key).map_err(|mut e| {
                     let at = src.err(values.span(), &key, "");
-                    (e.line, e.column) = (at.line, at.column);
+                    (e.line, e.column, e.key) = (at.line, at.column, key.clone());
+                    e.message = format!("value {v}: {}", e.message);
                     e
                 })?;
                 labels.push(format!("{}={v}", k.get_ref()));
@@ -548,7 +816,7 @@ fn read_grid(cx: &Ctx, src: &Source, raw: &RawSpec) -> Result<Grid, SpecError> {
 fn resolve(
     raw: &RawSpec,
     overrides: &Overrides,
-    dataset: DatasetName,
+    dataset: SpecDataset,
     method: Option<MethodKind>,
 ) -> Hyper {
     let mut h = Hyper::default();
@@ -570,11 +838,20 @@ fn resolve(
 }
 
 /// Every combination of `grid` values applied to `hyper`, with its variant labels (ws_noise
-/// only multiplies methods that use DA-WS proportions).
-fn grid_combos(grid: &Grid, method: MethodKind, hyper: Hyper) -> Vec<(Hyper, Vec<String>)> {
+/// only multiplies methods that use DA-WS proportions, the image keys only image jobs; an image
+/// job's `labels_per_class` is its problem, not a variant).
+fn grid_combos(
+    grid: &Grid,
+    dataset: SpecDataset,
+    method: MethodKind,
+    hyper: Hyper,
+) -> Vec<(Hyper, Vec<String>)> {
+    let images = dataset.task() == Task::Images;
     let mut combos: Vec<(Hyper, Vec<String>)> = vec![(hyper, Vec::new())];
     for (k, hs, labels) in grid {
-        if k == "ws_noise" && !method.info().uses_proportions {
+        if (k == "ws_noise" && !method.info().uses_proportions)
+            || (IMAGE_GRID_KEYS.contains(&k.as_str()) && !images)
+        {
             continue;
         }
         let mut next = Vec::new();
@@ -583,7 +860,9 @@ fn grid_combos(grid: &Grid, method: MethodKind, hyper: Hyper) -> Vec<(Hyper, Vec
                 let mut h1 = h0.clone();
                 h1.apply(h);
                 let mut l1 = l0.clone();
-                l1.push(l.clone());
+                if k != "labels_per_class" {
+                    l1.push(l.clone());
+                }
                 next.push((h1, l1));
             }
         }
@@ -594,7 +873,7 @@ fn grid_combos(grid: &Grid, method: MethodKind, hyper: Hyper) -> Vec<(Hyper, Vec
 
 /// What one job of a problem, method, grid combination and seed is.
 struct JobKey<'a> {
-    dataset: DatasetName,
+    dataset: SpecDataset,
     problem: &'a str,
     sources: &'a [u32],
     target: u32,
@@ -621,7 +900,34 @@ fn make_job(k: &JobKey, h: &Hyper) -> Job {
     } else {
         None
     };
-    let id = crate::config::run_id(dataset.as_str(), method, &sources, target, labels, seed);
+    let images = match dataset {
+        SpecDataset::Images(_) => Some(image_options(h)),
+        SpecDataset::Series(_) => None,
+    };
+    let (id, (steps, batch, lr, eval_every)) = match &images {
+        Some(im) => (
+            crate::config::image_run_id(
+                dataset.as_str(),
+                method,
+                im.labels_per_class,
+                labels,
+                seed,
+            ),
+            {
+                use defaults::images as d;
+                (d::STEPS, d::BATCH, d::LR, d::EVAL_EVERY)
+            },
+        ),
+        None => (
+            crate::config::run_id(dataset.as_str(), method, &sources, target, labels, seed),
+            (
+                defaults::STEPS,
+                defaults::BATCH,
+                defaults::LR,
+                defaults::EVAL_EVERY,
+            ),
+        ),
+    };
     Job {
         id,
         dataset: dataset.as_str().to_string(),
@@ -631,15 +937,37 @@ fn make_job(k: &JobKey, h: &Hyper) -> Job {
         method,
         variant,
         seed,
-        steps: h.steps.unwrap_or(defaults::STEPS),
-        batch_size: h.batch_size.unwrap_or(defaults::BATCH),
-        batch_division: h.batch_division,
-        lr: h.lr.unwrap_or(defaults::LR),
+        steps: h.steps.unwrap_or(steps),
+        batch_size: h.batch_size.unwrap_or(batch),
+        batch_division: h.batch_division.filter(|_| images.is_none()),
+        lr: h.lr.unwrap_or(lr),
         split_seed: h.split_seed.unwrap_or(0),
-        eval_every: h.eval_every.unwrap_or(defaults::EVAL_EVERY),
+        eval_every: h.eval_every.unwrap_or(eval_every),
         checkpoint_every: h.checkpoint_every,
         ws_noise,
         data_dir: h.data_dir.clone(),
+        kernels: h.kernels,
+        images,
+    }
+}
+
+/// An image job's `[images]` settings: FixMatch's recipe (`codats ssl train`'s defaults) with
+/// the spec's values over it.
+fn image_options(h: &Hyper) -> ImageOptions {
+    let d = ImageOptions::fixmatch(h.labels_per_class.unwrap_or(0));
+    ImageOptions {
+        labels_per_class: d.labels_per_class,
+        unlabelled_limit: h.unlabelled_limit,
+        test_fraction: h.test_fraction.unwrap_or(d.test_fraction),
+        valid_size: h.valid_size.unwrap_or(d.valid_size),
+        uratio: h.uratio.unwrap_or(d.uratio),
+        backbone: h.backbone.unwrap_or(d.backbone),
+        gct: h.gct.unwrap_or(d.gct),
+        momentum: h.momentum.unwrap_or(d.momentum),
+        bn_momentum: h.bn_momentum.unwrap_or(d.bn_momentum),
+        nesterov: h.nesterov.unwrap_or(d.nesterov),
+        weight_decay: h.weight_decay.unwrap_or(d.weight_decay),
+        cosine: h.cosine.unwrap_or(d.cosine),
     }
 }
 
@@ -656,6 +984,45 @@ fn check_hyper(cx: &Ctx, h: &RawHyper, key: &str) -> Result<(), SpecError> {
     pos(&h.batch_size, "batch_size")?;
     pos(&h.eval_every, "eval_every")?;
     pos(&h.checkpoint_every, "checkpoint_every")?;
+    pos(&h.labels_per_class, "labels_per_class")?;
+    pos(&h.uratio, "uratio")?;
+    pos(&h.unlabelled_limit, "unlabelled_limit")?;
+    let within = |v: &Option<toml::Spanned<f64>>,
+                  name: &str,
+                  ok: fn(f64) -> bool,
+                  what: &str|
+     -> Result<(), SpecError> {
+        match v {
+            Some(x) if !(x.get_ref().is_finite() && ok(*x.get_ref())) => {
+                cx.err(x.span(), &format!("{key}.{name}"), what)
+            }
+            _ => Ok(()),
+        }
+    };
+    within(
+        &h.momentum,
+        "momentum",
+        |m| (0.0..1.0).contains(&m),
+        "must lie in [0, 1)",
+    )?;
+    within(
+        &h.bn_momentum,
+        "bn_momentum",
+        |m| m > 0.0 && m <= 1.0,
+        "must lie in (0, 1]",
+    )?;
+    within(
+        &h.weight_decay,
+        "weight_decay",
+        |w| w >= 0.0,
+        "must be a number ≥ 0",
+    )?;
+    within(
+        &h.test_fraction,
+        "test_fraction",
+        |f| f > 0.0 && f < 1.0,
+        "must lie strictly between 0 and 1",
+    )?;
     if let Some(lr) = &h.lr {
         if !(lr.get_ref().is_finite() && *lr.get_ref() > 0.0) {
             return cx.err(lr.span(), &format!("{key}.lr"), "must be a positive number");

@@ -4,8 +4,9 @@
 //! ```text
 //! SWEEP/spec.toml              copy of the spec the jobs came from
 //! SWEEP/jobs.json              the expanded job list (Plan); array task i runs jobs[i]
-//! SWEEP/runs/<job id>/         one `codats train` run directory per job (done iff its
-//!                              result.json reads as a result; an unreadable one is rerun)
+//! SWEEP/runs/<job id>/         one `codats train` / `codats ssl train` run directory per job
+//!                              (done iff its result.json reads as a result; an unreadable one
+//!                              is rerun)
 //! SWEEP/state/<job id>.lock    a job being run: holder pid, host, Slurm ids (created atomically;
 //!                              taken over once its holder is proven dead, or removed by
 //!                              `codats sweep unlock`)
@@ -14,8 +15,9 @@
 //! SWEEP/slurm/                 sbatch scripts, array index lists, per-task Slurm logs
 //! ```
 //!
-//! Each job is a child `codats train ... --out runs/<id>` process, so a crash or kill of one job
-//! cannot corrupt another; the trainer writes result.json atomically at the very end.
+//! Each job is a child `codats train ... --out runs/<id>` process (`codats ssl train ...` for an
+//! image job), so a crash or kill of one job cannot corrupt another; the trainer writes
+//! result.json atomically at the very end.
 
 pub mod expand;
 pub mod local;
@@ -120,9 +122,11 @@ impl SweepDir {
                 let mut want = job.train_config(saved.threads);
                 want.code_version = saved.code_version.clone();
                 // Not set by sweep specs: the loader options `codats train` records for the
-                // dataset, and the kernel choice.
+                // dataset, and the kernel choice unless the spec gives `kernels`.
                 want.data = saved.data.clone();
-                want.kernels = saved.kernels;
+                if job.kernels.is_none() {
+                    want.kernels = saved.kernels;
+                }
                 let want = want
                     .check()
                     .with_context(|| format!("checking job {}", job.id))?;
@@ -338,10 +342,10 @@ impl SweepDir {
             // Started but killed before its first checkpoint: start over.
             std::fs::remove_dir_all(&run).with_context(|| format!("removing {}", run.display()))?;
         }
-        // `codats train --resume` takes the settings from the run's config.toml and refuses
-        // flags that would change them.
+        // `codats [ssl] train --resume` takes the settings from the run's config.toml and
+        // refuses flags that would change them.
         let mut args = if resumable {
-            vec!["train".into(), "--resume".into()]
+            job.resume_args()
         } else {
             let mut a = job.train_args();
             a.extend(["--threads".into(), threads.to_string()]);

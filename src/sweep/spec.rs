@@ -34,6 +34,34 @@
 //! subsets = 2
 //! seed = 0
 //! ```
+//!
+//! Image problems (`codats ssl train` jobs) name an image dataset and nothing else; their
+//! labelled pool is `labels_per_class`, set in `[train]`/`[[overrides]]` or swept in `[grid]`
+//! (it only multiplies image jobs, as `ws_noise` only multiplies codats_ws jobs). An entry may
+//! list its own `methods` (replacing the top-level list), which lets one spec hold both kinds:
+//!
+//! ```toml
+//! methods = ["supervised", "fixmatch"]
+//! selection = ["last", "best_target"]
+//!
+//! [train]
+//! steps = 300
+//! batch_size = 16
+//! uratio = 2                       # image keys: labels_per_class, uratio, unlabelled_limit,
+//!                                  # backbone, gct, momentum, bn_momentum, nesterov,
+//!                                  # weight_decay, cosine, test_fraction, valid_size
+//!                                  # (image jobs only)
+//! [grid]
+//! labels_per_class = [5, 10, 20]
+//!
+//! [[problems]]
+//! dataset = "digits"
+//!
+//! [[problems]]                     # a time-series problem in the same sweep
+//! dataset = "synthetic"
+//! pairs = [[0, 1]]
+//! methods = ["none", "codats"]
+//! ```
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -42,8 +70,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::config::images::ImageBackbone;
 use crate::data::batch::BatchDivision;
 use crate::methods::MethodKind;
+use crate::nn::Kernels;
 
 /// A spec error located in its file: `FILE:LINE:COL: key `K`: message`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -106,6 +136,32 @@ pub struct RawHyper {
     pub ws_noise: Option<Spanned<f64>>,
     /// Data folder of the dataset.
     pub data_dir: Option<Spanned<PathBuf>>,
+    /// Convolution implementation (`fast` or `candle`; default: the command's).
+    pub kernels: Option<Spanned<Kernels>>,
+    /// Image jobs: labelled images per class.
+    pub labels_per_class: Option<Spanned<usize>>,
+    /// Image jobs: unlabelled images per labelled one in a step (μ).
+    pub uratio: Option<Spanned<usize>>,
+    /// Image jobs: at most this many unlabelled images.
+    pub unlabelled_limit: Option<Spanned<usize>>,
+    /// Image jobs: the network.
+    pub backbone: Option<Spanned<ImageBackbone>>,
+    /// Image jobs: GCT gates.
+    pub gct: Option<Spanned<bool>>,
+    /// Image jobs: SGD momentum.
+    pub momentum: Option<Spanned<f64>>,
+    /// Image jobs: batch-norm running-statistics momentum.
+    pub bn_momentum: Option<Spanned<f64>>,
+    /// Image jobs: Nesterov momentum.
+    pub nesterov: Option<Spanned<bool>>,
+    /// Image jobs: L2 weight decay.
+    pub weight_decay: Option<Spanned<f64>>,
+    /// Image jobs: cosine learning-rate decay.
+    pub cosine: Option<Spanned<bool>>,
+    /// Image jobs: test fraction when the dataset has no published split.
+    pub test_fraction: Option<Spanned<f64>>,
+    /// Image jobs: training images held out for the `best_target` rule.
+    pub valid_size: Option<Spanned<usize>>,
 }
 
 /// One `[[problems]]` entry as written.
@@ -130,6 +186,8 @@ pub struct RawProblems {
     pub seed: Option<u64>,
     /// Generated: candidate sources (default: every other domain of the dataset).
     pub pool: Option<Spanned<Vec<u32>>>,
+    /// Methods of this entry's jobs (default: the top-level `methods`).
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A spec file as written (types checked, names not yet).
@@ -185,6 +243,32 @@ pub struct Hyper {
     pub ws_noise: Option<f64>,
     /// Data folder.
     pub data_dir: Option<PathBuf>,
+    /// Convolution implementation.
+    pub kernels: Option<Kernels>,
+    /// Image jobs: labelled images per class.
+    pub labels_per_class: Option<usize>,
+    /// Image jobs: μ.
+    pub uratio: Option<usize>,
+    /// Image jobs: unlabelled images at most.
+    pub unlabelled_limit: Option<usize>,
+    /// Image jobs: network.
+    pub backbone: Option<ImageBackbone>,
+    /// Image jobs: GCT gates.
+    pub gct: Option<bool>,
+    /// Image jobs: momentum.
+    pub momentum: Option<f64>,
+    /// Image jobs: batch-norm momentum.
+    pub bn_momentum: Option<f64>,
+    /// Image jobs: Nesterov.
+    pub nesterov: Option<bool>,
+    /// Image jobs: weight decay.
+    pub weight_decay: Option<f64>,
+    /// Image jobs: cosine decay.
+    pub cosine: Option<bool>,
+    /// Image jobs: test fraction.
+    pub test_fraction: Option<f64>,
+    /// Image jobs: validation hold-out.
+    pub valid_size: Option<usize>,
 }
 
 impl Hyper {
@@ -202,20 +286,39 @@ impl Hyper {
             eval_every,
             checkpoint_every,
             ws_noise,
-            data_dir
+            data_dir,
+            kernels,
+            labels_per_class,
+            uratio,
+            unlabelled_limit,
+            backbone,
+            gct,
+            momentum,
+            bn_momentum,
+            nesterov,
+            weight_decay,
+            cosine,
+            test_fraction,
+            valid_size
         );
     }
 }
 
-/// Keys `[grid]` accepts.
-pub const GRID_KEYS: [&str; 6] = [
+/// Keys `[grid]` accepts (`ws_noise`: codats_ws jobs only; `labels_per_class` and `uratio`:
+/// image jobs only).
+pub const GRID_KEYS: [&str; 8] = [
     "steps",
     "batch_size",
     "lr",
     "eval_every",
     "split_seed",
     "ws_noise",
+    "labels_per_class",
+    "uratio",
 ];
+
+/// Keys `[grid]` accepts that only image jobs use.
+pub const IMAGE_GRID_KEYS: [&str; 2] = ["labels_per_class", "uratio"];
 
 /// A spec's text with its file name, for located errors.
 pub struct Source<'a> {

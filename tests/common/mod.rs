@@ -31,6 +31,18 @@ impl Drop for TempDir {
     }
 }
 
+/// The stdout of a finished `codats` command, which must have succeeded (else both its
+/// outputs are shown).
+pub fn succeeded(o: std::process::Output, args: &dyn std::fmt::Debug) -> String {
+    assert!(
+        o.status.success(),
+        "codats {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// The real archive: `$CODATS_DATA_DIR/ucihar/UCI HAR Dataset.zip`, default `../shared/data`. Panics if absent.
 pub fn real_archive_dir() -> PathBuf {
     let root = std::env::var_os("CODATS_DATA_DIR")
