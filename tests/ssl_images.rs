@@ -236,3 +236,99 @@ fn gct_runs_pick_the_plain_path_and_plain_runs_the_fast_one() {
         assert!(cfg.contains(&format!("gct = {gct}")), "{cfg}");
     }
 }
+
+/// Two classes of PNGs in two sizes: class `bright` light images, class `dark` dark ones.
+fn mixed_size_folder(root: &Path) {
+    for (class, base) in [("bright", 200u8), ("dark", 40u8)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..15u32 {
+            let (w, h) = if i % 2 == 0 { (10, 12) } else { (14, 9) };
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                let v = base.wrapping_add(((x * 7 + y * 3 + i) % 23) as u8);
+                image::Rgb([v, v / 2, 255 - v])
+            });
+            img.save(root.join(class).join(format!("{i:02}.png")))
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_image_folder_of_mixed_sizes_is_refused_without_resize_and_trains_with_it() {
+    let tmp = TempDir::new("ssl-folder");
+    let data = tmp.path().join("folder");
+    mixed_size_folder(&data);
+    let data = data.to_str().unwrap();
+    let out = tmp.path().join("r");
+    let out = out.to_str().unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "ssl",
+            "train",
+            "--dataset",
+            "image_folder",
+            "--data-dir",
+            data,
+            "--labels-per-class",
+            "3",
+            "--method",
+            "supervised",
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--uratio",
+            "1",
+            "--eval-every",
+            "2",
+            "--threads",
+            "1",
+            "-q",
+            "--out",
+            out,
+        ];
+        a.extend(extra);
+        a
+    };
+    // The first file of the other size is named, with the way out.
+    assert_eq!(
+        err(&args(&[])),
+        format!(
+            "error: {data}/bright/01.png: size 14x9, expected 10x12 (the size of {data}/bright/00.png); \
+             pass --resize WIDTHxHEIGHT to accept mixed sizes"
+        )
+    );
+    ok(&args(&["--resize", "12x12", "--color", "rgb"]));
+    let config = std::fs::read_to_string(Path::new(out).join("config.toml")).unwrap();
+    assert!(
+        config.contains("resize = [12, 12]") && config.contains("color = \"rgb\""),
+        "{config}"
+    );
+    let r = result(Path::new(out));
+    assert_eq!(r["classes"].as_array().map(|c| c.len()), Some(2), "{r}");
+    // `datasets info` reads the folder the same way.
+    let info = ok(&[
+        "datasets",
+        "info",
+        "image_folder",
+        "--data-dir",
+        data,
+        "--resize",
+        "12x12",
+    ]);
+    assert!(info.contains("2 classes, images 12x12x1"), "{info}");
+    // Bad sizes, and the flags on a dataset of one published size.
+    let e = err(&args(&["--resize", "12"]));
+    assert!(
+        e.contains("\"12\": expected WIDTHxHEIGHT, e.g. 32x32"),
+        "{e}"
+    );
+    let e = err(&args(&["--resize", "0x5"]));
+    assert_eq!(e, "error: --resize 0x5: each side must lie in 1..=1024");
+    let mut a = digits_args("supervised", "5", out);
+    a.extend(["--resize", "16x16"]);
+    assert_eq!(
+        err(&a),
+        "error: --resize 16x16 applies to image_folder only (digits has one published size and colour)"
+    );
+}

@@ -245,8 +245,8 @@ fn bad_specs_name_file_key_and_line() {
         error_of(&format!("{HEAD}stepz = 3\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
         "bad.toml:4:1: key `train.stepz`: unknown field `stepz`, expected one of `dataset`, `method`, `steps`, \
          `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `data_dir`, \
-         `kernels`, `labels_per_class`, `uratio`, `unlabelled_limit`, `backbone`, `gct`, `momentum`, `bn_momentum`, `nesterov`, \
-         `weight_decay`, `cosine`, `test_fraction`, `valid_size`"
+         `kernels`, `labels_per_class`, `uratio`, `unlabelled_limit`, `backbone`, `gct`, `momentum`, `bn_momentum`, \
+         `resize`, `color`, `nesterov`, `weight_decay`, `cosine`, `test_fraction`, `valid_size`"
     );
     let e = error_of(&format!(
         "{HEAD}lr = \"fast\"\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"

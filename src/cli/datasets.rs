@@ -64,6 +64,12 @@ pub struct InfoArgs {
     /// Also draw the class balance per domain to this .png or .svg file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// image_folder: resize every image to WIDTHxHEIGHT, as `codats ssl train --resize`.
+    #[arg(long, value_name = "WIDTHxHEIGHT", value_parser = super::parse_size)]
+    pub resize: Option<[u32; 2]>,
+    /// image_folder: gray or rgb channels, as `codats ssl train --color`.
+    #[arg(long, value_enum, default_value_t = crate::config::images::ColorMode::Gray)]
+    pub color: crate::config::images::ColorMode,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -194,7 +200,8 @@ fn info(a: InfoArgs) -> Result<()> {
         AnyDataset::Sensor(n) => n,
         AnyDataset::Image(d) => {
             let dir = d.dir(a.data_dir.as_deref());
-            let data = catalog::load(d, &dir, &catalog::default_folder_options())?;
+            let opts = crate::config::images::folder_options(a.resize, a.color);
+            let data = catalog::load(d, &dir, &opts)?;
             print!("{}", data.describe());
             return Ok(());
         }

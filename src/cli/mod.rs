@@ -139,3 +139,13 @@ pub(crate) fn parse_param(s: &str) -> std::result::Result<(String, f64), String>
         .map_err(|_| format!("{k}: {v:?} is not a number"))?;
     Ok((k.trim().to_string(), v))
 }
+
+/// `32x32` → `[32, 32]` (width, height).
+pub(crate) fn parse_size(s: &str) -> Result<[u32; 2], String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT, e.g. 32x32");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok([
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    ])
+}

@@ -29,7 +29,7 @@ pub fn load_problem(
             )
         })?;
         let dir = name.dir(data_dir);
-        let data = catalog::load(name, &dir, &catalog::default_folder_options())?;
+        let data = catalog::load(name, &dir, &images.folder_options())?;
         if !quiet {
             let n_train = data.train.as_ref().map_or(0, |t| t.n);
             eprintln!(

@@ -10,7 +10,7 @@ use super::problem::load_problem;
 use super::train::{finish, resume, TrainArgs};
 use super::{at_least_one, available_threads, parse_param, set_threads};
 use crate::config::defaults::images as defaults;
-use crate::config::images::{ImageBackbone, ImageOptions};
+use crate::config::images::{ColorMode, ImageBackbone, ImageOptions};
 use crate::config::{code_version, image_run_id, MethodConfig, TrainConfig};
 use crate::data::batch::BatchDivision;
 use crate::data::images::catalog::ImageDataset;
@@ -106,6 +106,13 @@ pub struct SslTrainArgs {
     /// see docs/SSL.md).
     #[arg(long, default_value_t = 0.001)]
     pub bn_momentum: f64,
+    /// image_folder: resize every image to WIDTHxHEIGHT (bilinear; e.g. 32x32). Without it
+    /// the images must all have one size.
+    #[arg(long, value_name = "WIDTHxHEIGHT", value_parser = super::parse_size)]
+    pub resize: Option<[u32; 2]>,
+    /// image_folder: channels of the loaded images (gray: one luma plane; rgb: three).
+    #[arg(long, value_enum, default_value_t = ColorMode::Gray)]
+    pub color: ColorMode,
     /// Fraction of each class held out as test when the dataset has no published split.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
@@ -200,6 +207,8 @@ fn train(a: SslTrainArgs) -> Result<()> {
         weight_decay: a.weight_decay,
         bn_momentum: a.bn_momentum,
         cosine: !a.no_cosine,
+        resize: a.resize,
+        color: a.color,
     };
     let cfg = TrainConfig {
         dataset: dataset.as_str().to_string(),

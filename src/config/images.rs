@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::data::images::folder::ColorMode;
 pub use crate::nn::backbones::ImageBackbone;
 
 /// The image settings of a run: config.toml's `[images]` table. USB's vocabulary where it has
@@ -36,7 +37,33 @@ pub struct ImageOptions {
     /// the option have none and used 0.001).
     #[serde(default = "usb_bn_momentum")]
     pub bn_momentum: f64,
+    /// `image_folder`: every image resized to `[width, height]` (bilinear); absent: the images
+    /// must all have one size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<[u32; 2]>,
+    /// `image_folder`: channels, `gray` (the default, left out of config.toml) or `rgb`.
+    #[serde(default, skip_serializing_if = "ColorMode::is_gray")]
+    pub color: ColorMode,
 }
+
+/// How `image_folder` reads its files: resized to `[width, height]` when given, else all of the
+/// first file's size; `color` channels.
+pub fn folder_options(
+    resize: Option<[u32; 2]>,
+    color: ColorMode,
+) -> crate::data::images::folder::FolderOptions {
+    use crate::data::images::folder::{FolderOptions, SizePolicy};
+    FolderOptions {
+        size: match resize {
+            Some([width, height]) => SizePolicy::Resize { width, height },
+            None => SizePolicy::SameAsFirst,
+        },
+        color,
+    }
+}
+
+/// The largest side `--resize` accepts (a guard against a typo allocating gigabytes).
+pub const MAX_RESIZE_SIDE: u32 = 1024;
 
 fn usb_bn_momentum() -> f64 {
     crate::nn::layers::SSL_BN_MOMENTUM
@@ -58,7 +85,14 @@ impl ImageOptions {
             weight_decay: 5e-4,
             cosine: true,
             bn_momentum: usb_bn_momentum(),
+            resize: None,
+            color: ColorMode::Gray,
         }
+    }
+
+    /// How `image_folder` reads its files under these options.
+    pub fn folder_options(&self) -> crate::data::images::folder::FolderOptions {
+        folder_options(self.resize, self.color)
     }
 
     /// Checks the values that do not need the data; a bad one is a one-line error naming it.
@@ -86,6 +120,13 @@ impl ImageOptions {
                 "--bn-momentum {}: must lie in (0, 1]",
                 self.bn_momentum
             ));
+        }
+        if let Some([w, h]) = self.resize {
+            if w == 0 || h == 0 || w > MAX_RESIZE_SIDE || h > MAX_RESIZE_SIDE {
+                return Err(format!(
+                    "--resize {w}x{h}: each side must lie in 1..={MAX_RESIZE_SIDE}"
+                ));
+            }
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(format!(

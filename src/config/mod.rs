@@ -593,6 +593,20 @@ impl TrainConfig {
             }
             (_, Some(images)) => {
                 images.check().map_err(ConfigError::Images)?;
+                if self.dataset != "image_folder" {
+                    let given = match (images.resize, images.color) {
+                        (Some([w, h]), _) => Some(format!("--resize {w}x{h}")),
+                        (None, c) if !c.is_gray() => Some(format!("--color {}", c.as_str())),
+                        _ => None,
+                    };
+                    if let Some(flag) = given {
+                        return Err(ConfigError::Images(format!(
+                            "{flag} applies to image_folder only ({} has one published size and \
+                             colour)",
+                            self.dataset
+                        )));
+                    }
+                }
                 if self.kernels == crate::nn::Kernels::Fast {
                     if images.gct {
                         return Err(ConfigError::ImageNeedsCandle { what: "--gct" });

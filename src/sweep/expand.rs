@@ -229,6 +229,12 @@ fn image_flags(im: &ImageOptions, a: &mut Vec<String>) {
     if let Some(n) = im.unlabelled_limit {
         a.extend(["--unlabelled-limit".into(), n.to_string()]);
     }
+    if let Some([w, h]) = im.resize {
+        a.extend(["--resize".into(), format!("{w}x{h}")]);
+    }
+    if !im.color.is_gray() {
+        a.extend(["--color".into(), im.color.as_str().into()]);
+    }
     for (on, name) in [
         (im.gct, "--gct"),
         (!im.nesterov, "--no-nesterov"),
@@ -965,6 +971,8 @@ fn image_options(h: &Hyper) -> ImageOptions {
         gct: h.gct.unwrap_or(d.gct),
         momentum: h.momentum.unwrap_or(d.momentum),
         bn_momentum: h.bn_momentum.unwrap_or(d.bn_momentum),
+        resize: h.resize,
+        color: h.color.unwrap_or(d.color),
         nesterov: h.nesterov.unwrap_or(d.nesterov),
         weight_decay: h.weight_decay.unwrap_or(d.weight_decay),
         cosine: h.cosine.unwrap_or(d.cosine),

@@ -49,8 +49,8 @@
 //! batch_size = 16
 //! uratio = 2                       # image keys: labels_per_class, uratio, unlabelled_limit,
 //!                                  # backbone, gct, momentum, bn_momentum, nesterov,
-//!                                  # weight_decay, cosine, test_fraction, valid_size
-//!                                  # (image jobs only)
+//!                                  # weight_decay, cosine, test_fraction, valid_size,
+//!                                  # resize, color (image jobs only)
 //! [grid]
 //! labels_per_class = [5, 10, 20]
 //!
@@ -70,7 +70,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::config::images::ImageBackbone;
+use crate::config::images::{ColorMode, ImageBackbone};
 use crate::data::batch::BatchDivision;
 use crate::methods::MethodKind;
 use crate::nn::Kernels;
@@ -152,6 +152,10 @@ pub struct RawHyper {
     pub momentum: Option<Spanned<f64>>,
     /// Image jobs: batch-norm running-statistics momentum.
     pub bn_momentum: Option<Spanned<f64>>,
+    /// Image jobs (image_folder): resize every image to `[width, height]`.
+    pub resize: Option<Spanned<[u32; 2]>>,
+    /// Image jobs (image_folder): `gray` or `rgb`.
+    pub color: Option<Spanned<ColorMode>>,
     /// Image jobs: Nesterov momentum.
     pub nesterov: Option<Spanned<bool>>,
     /// Image jobs: L2 weight decay.
@@ -259,6 +263,10 @@ pub struct Hyper {
     pub momentum: Option<f64>,
     /// Image jobs: batch-norm momentum.
     pub bn_momentum: Option<f64>,
+    /// Image jobs: resize.
+    pub resize: Option<[u32; 2]>,
+    /// Image jobs: channels.
+    pub color: Option<ColorMode>,
     /// Image jobs: Nesterov.
     pub nesterov: Option<bool>,
     /// Image jobs: weight decay.
@@ -295,6 +303,8 @@ impl Hyper {
             gct,
             momentum,
             bn_momentum,
+            resize,
+            color,
             nesterov,
             weight_decay,
             cosine,

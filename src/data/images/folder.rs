@@ -13,10 +13,22 @@ use rayon::prelude::*;
 
 use super::{ImageError, ImageSet, Result};
 
-/// Channels of the loaded images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Channels of the loaded images (config.toml's `[images] color`, `--color`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ColorMode {
     /// One channel (luma).
+    #[default]
     Gray,
     /// Three channels, red, green, blue planes.
     Rgb,
@@ -41,6 +53,21 @@ pub enum SizePolicy {
     },
     /// Every image must have the size of the first one (in class, then file-name order).
     SameAsFirst,
+}
+
+impl ColorMode {
+    /// The name on the command line and in config.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColorMode::Gray => "gray",
+            ColorMode::Rgb => "rgb",
+        }
+    }
+
+    /// Whether this is the default (grey), which config.toml leaves out.
+    pub fn is_gray(&self) -> bool {
+        *self == ColorMode::Gray
+    }
 }
 
 /// Options of [`image_folder`].
@@ -294,7 +321,7 @@ mod tests {
         let e = image_folder(&dir, &rgb(SizePolicy::SameAsFirst)).unwrap_err();
         let first = dir.join("cat").join("a.png");
         let want = format!(
-            "{}: size 6x5, expected 4x3 (the size of {}); ask for a resize to accept mixed sizes",
+            "{}: size 6x5, expected 4x3 (the size of {}); pass --resize WIDTHxHEIGHT to accept mixed sizes",
             odd.display(),
             first.display()
         );

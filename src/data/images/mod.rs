@@ -164,7 +164,7 @@ pub enum ImageError {
         dir: String,
     },
     /// An image whose size differs from the required one (no resize was asked for).
-    #[error("{file}: size {width}x{height}, expected {expected_width}x{expected_height} ({reference}); ask for a resize to accept mixed sizes")]
+    #[error("{file}: size {width}x{height}, expected {expected_width}x{expected_height} ({reference}); pass --resize WIDTHxHEIGHT to accept mixed sizes")]
     SizeMismatch {
         /// The first file whose size differs.
         file: String,
