@@ -2,6 +2,15 @@
 
 use crate::methods::{MethodInfo, TargetUse, Task, REGISTRY};
 
+/// `codats methods` flags.
+#[derive(Debug, clap::Args)]
+pub struct MethodsArgs {
+    /// Print the image methods' technique grid (Schmarje et al. 2020's setting and techniques,
+    /// from the registry; docs/SSL.md holds this output) instead of the list.
+    #[arg(long)]
+    pub survey: bool,
+}
+
 fn adaptation_line(m: &MethodInfo) -> String {
     let target = match m.needs.target {
         TargetUse::None => "no target",

@@ -50,7 +50,7 @@ pub enum Command {
     /// Tables, paired t-tests and figures of a sweep directory.
     Report(report::ReportArgs),
     /// List the training methods: what each trains on and its parameters with their defaults.
-    Methods,
+    Methods(methods::MethodsArgs),
 }
 
 /// Parses the command line (exiting with clap's message when it is wrong). For `train` it also
@@ -91,8 +91,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Sweep(c) => sweep::run(c),
         Command::Report(a) => report::run(a),
-        Command::Methods => {
-            print!("{}", methods::table());
+        Command::Methods(a) => {
+            print!(
+                "{}",
+                if a.survey {
+                    crate::methods::survey::grid()
+                } else {
+                    methods::table()
+                }
+            );
             Ok(())
         }
     }

@@ -17,6 +17,7 @@ pub mod ema;
 #[cfg(test)]
 pub(crate) mod probe;
 pub mod ssl;
+pub mod survey;
 
 use da::{cdan, codats, coral, dann_gs, dsan, homm, mdan, mmd, supervised};
 
@@ -44,6 +45,9 @@ pub struct MethodInfo {
     pub uses_proportions: bool,
     /// Its own hyper-parameters (`--param NAME=VALUE`), with their papers' defaults.
     pub params: &'static [Param],
+    /// Image methods: their setting and techniques in Schmarje et al.'s survey (the technique
+    /// grid of docs/SSL.md, [`survey::grid`]); `None` for the time-series methods.
+    pub survey: Option<survey::Survey>,
     /// Builds it with its (uninitialised) variables under `vb`.
     pub build: fn(MethodKind, &MethodSetup, VarBuilder) -> Result<Box<dyn Method>>,
 }

@@ -65,6 +65,7 @@ pub const CDAN: MethodInfo = MethodInfo {
             help: "1: CDAN+E, rows weighted by 1 + exp(-entropy); 0: plain CDAN",
         },
     ],
+    survey: None,
     build,
 };
 

@@ -35,6 +35,7 @@ pub const CODATS: MethodInfo = MethodInfo {
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],
+    survey: None,
     build,
 };
 
@@ -50,6 +51,7 @@ pub const CODATS_WS: MethodInfo = MethodInfo {
     batch_division: BatchDivision::Sources,
     uses_proportions: true,
     params: &[],
+    survey: None,
     build,
 };
 

@@ -32,6 +32,7 @@ pub const CORAL: MethodInfo = MethodInfo {
         max: 1e6,
         help: "weight of the CORAL loss (the paper's λ; 1 balances it against the task loss)",
     }],
+    survey: None,
     build,
 };
 

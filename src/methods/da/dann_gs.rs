@@ -37,6 +37,7 @@ pub const DANN_GS: MethodInfo = MethodInfo {
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],
+    survey: None,
     build,
 };
 

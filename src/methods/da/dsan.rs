@@ -46,6 +46,7 @@ pub const DSAN: MethodInfo = MethodInfo {
         max: 1e6,
         help: "weight of the local MMD (AdaTime HAR: 1.59 against a task weight of 1.76)",
     }],
+    survey: None,
     build,
 };
 

@@ -38,6 +38,7 @@ pub const HOMM: MethodInfo = MethodInfo {
         max: 1e9,
         help: "weight of the third-order moment distance (AdaTime HAR: 9.13 against a task weight of 2.15)",
     }],
+    survey: None,
     build,
 };
 

@@ -49,6 +49,7 @@ pub const MDAN: MethodInfo = MethodInfo {
             help: "weight μ of each source's domain loss inside the smoothed maximum",
         },
     ],
+    survey: None,
     build,
 };
 

@@ -32,6 +32,7 @@ pub const MMD: MethodInfo = MethodInfo {
         max: 1e6,
         help: "weight of the MMD loss (DDC's λ)",
     }],
+    survey: None,
     build,
 };
 

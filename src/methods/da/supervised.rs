@@ -33,6 +33,7 @@ pub const NONE: MethodInfo = MethodInfo {
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],
+    survey: None,
     build,
 };
 
@@ -53,6 +54,7 @@ pub const TARGET_ONLY: MethodInfo = MethodInfo {
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],
+    survey: None,
     build,
 };
 

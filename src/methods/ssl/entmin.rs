@@ -14,6 +14,7 @@ use super::{
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{entropy, ramp_linear};
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -48,6 +49,10 @@ pub const ENTMIN: MethodInfo = MethodInfo {
     batch_division: BatchDivision::None,
     uses_proportions: false,
     params: &[LAMBDA_ENT, UNSUP_WARMUP, EMA_M],
+    survey: Some(Survey {
+        setting: Setting::SemiSupervised,
+        techniques: &[Technique::CrossEntropy, Technique::EntropyMin],
+    }),
     build,
 };
 

@@ -17,6 +17,7 @@ use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
 use crate::losses::ssl::fixmatch_unlabelled;
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -60,6 +61,14 @@ pub const FIXMATCH: MethodInfo = MethodInfo {
     batch_division: BatchDivision::None,
     uses_proportions: false,
     params: &[P_CUTOFF, LAMBDA_U, EMA_M, LAMBDA_ENT_OFF],
+    survey: Some(Survey {
+        setting: Setting::SemiSupervised,
+        techniques: &[
+            Technique::CrossEntropy,
+            Technique::Consistency,
+            Technique::PseudoLabels,
+        ],
+    }),
     build,
 };
 

@@ -16,6 +16,7 @@ use super::{
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{ramp_linear, softmax_mse};
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -50,6 +51,14 @@ pub const MEAN_TEACHER: MethodInfo = MethodInfo {
     batch_division: BatchDivision::None,
     uses_proportions: false,
     params: &[LAMBDA_U_MT, UNSUP_WARMUP, EMA_M, LAMBDA_ENT_OFF],
+    survey: Some(Survey {
+        setting: Setting::SemiSupervised,
+        techniques: &[
+            Technique::CrossEntropy,
+            Technique::Consistency,
+            Technique::EmaTeacher,
+        ],
+    }),
     build,
 };
 

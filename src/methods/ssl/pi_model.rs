@@ -15,6 +15,7 @@ use super::{
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{ramp_linear, softmax_mse};
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -49,6 +50,10 @@ pub const PI_MODEL: MethodInfo = MethodInfo {
     batch_division: BatchDivision::None,
     uses_proportions: false,
     params: &[LAMBDA_U_PI, UNSUP_WARMUP, EMA_M, LAMBDA_ENT_OFF],
+    survey: Some(Survey {
+        setting: Setting::SemiSupervised,
+        techniques: &[Technique::CrossEntropy, Technique::Consistency],
+    }),
     build,
 };
 

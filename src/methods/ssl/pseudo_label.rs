@@ -17,6 +17,7 @@ use super::{
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{masked_cross_entropy, pseudo_labels, ramp_linear};
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -42,6 +43,10 @@ pub const PSEUDO_LABEL: MethodInfo = MethodInfo {
     batch_division: BatchDivision::None,
     uses_proportions: false,
     params: &[P_CUTOFF, LAMBDA_U, UNSUP_WARMUP, EMA_M, LAMBDA_ENT_OFF],
+    survey: Some(Survey {
+        setting: Setting::SemiSupervised,
+        techniques: &[Technique::CrossEntropy, Technique::PseudoLabels],
+    }),
     build,
 };
 

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use super::{build_with, supervised_loss, Objective, StudentTeacher, EMA_M};
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -31,6 +32,10 @@ pub const SUPERVISED: MethodInfo = MethodInfo {
     batch_division: BatchDivision::None,
     uses_proportions: false,
     params: &[EMA_M],
+    survey: Some(Survey {
+        setting: Setting::Supervised,
+        techniques: &[Technique::CrossEntropy],
+    }),
     build,
 };
 

@@ -16,6 +16,7 @@ use super::{
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
 use crate::losses::ssl::{ramp_linear, vat_loss};
+use crate::methods::survey::{Setting, Survey, Technique};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
     TargetUse, Task, Views,
@@ -94,6 +95,15 @@ pub const VAT: MethodInfo = MethodInfo {
         EMA_M,
         LAMBDA_ENT_VAT,
     ],
+    survey: Some(Survey {
+        setting: Setting::SemiSupervised,
+        techniques: &[
+            Technique::CrossEntropy,
+            Technique::Consistency,
+            Technique::EntropyMin,
+            Technique::Vat,
+        ],
+    }),
     build,
 };
 
