@@ -83,6 +83,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     ssl::vat::VAT,
     ssl::entmin::ENTMIN,
     ssl::fixmatch::FIXMATCH,
+    ssl::uic::UIC,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,
