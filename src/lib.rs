@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod lockfile;
 pub mod losses;
 pub mod methods;

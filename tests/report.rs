@@ -69,6 +69,7 @@ fn rule(acc: f64, step: usize) -> RuleResult {
         source_test_accuracy: 0.9,
         source_valid_accuracy: 0.91,
         target_valid_accuracy: acc + 0.01,
+        clustering: None,
     }
 }
 

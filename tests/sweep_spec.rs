@@ -499,7 +499,8 @@ const IMG_HEAD: &str = "methods = [\"supervised\", \"fixmatch\"]\n[train]\nsteps
 
 #[test]
 fn bad_image_specs_name_file_key_and_value() {
-    let image_methods = "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch";
+    let image_methods =
+        "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch, uic";
     assert_eq!(
         error_of(&format!(
             "{IMG_HEAD}[grid]\nlabels_per_class = [5, 0]\n[[problems]]\ndataset = \"digits\"\n"

@@ -115,6 +115,7 @@ pub fn run_one(o: SslOne) -> Result<Measurement> {
             backbone: ImageBackbone::SmallCnn,
             gct: false,
             bn_momentum: crate::nn::layers::SSL_BN_MOMENTUM,
+            pool_size: usize::MAX,
         }),
     };
     let varmap = VarMap::new();

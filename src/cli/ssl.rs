@@ -24,6 +24,51 @@ use crate::train::{RunOptions, Trainer};
 pub enum SslCommand {
     /// Train an image method (supervised, fixmatch, …) on a labelled and an unlabelled pool.
     Train(SslTrainArgs),
+    /// The clustering baseline: k-means on the raw pixels of a run's unlabelled pool, scored
+    /// on the held-out test images (nearest centre) by Hungarian accuracy, NMI and ARI.
+    Kmeans(SslKmeansArgs),
+}
+
+/// `codats ssl kmeans`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example (the pool of `codats ssl train --dataset mnist --labels-per-class 1 --method uic`):\n  \
+codats ssl kmeans --dataset mnist --labels-per-class 1 --k 10 --out kmeans.json"
+)]
+pub struct SslKmeansArgs {
+    /// Image dataset: mnist, digits, cifar10, image_folder.
+    #[arg(long, value_parser = image_dataset)]
+    pub dataset: ImageDataset,
+    /// Labelled images per class left out of the pool, as the `ssl train` run compared with.
+    #[arg(long, default_value_t = 1)]
+    pub labels_per_class: usize,
+    /// Clusters.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Seed of the pools (as `ssl train --seed`) and of the k-means++ draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seed of the test split and the validation hold-out.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Fraction of each class held out as test when the dataset has no published split.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Training images held out for validation (in neither pool).
+    #[arg(long, default_value_t = 500)]
+    pub valid_size: usize,
+    /// k-means++ restarts; the lowest inertia is kept (scikit-learn's n_init).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    pub n_init: usize,
+    /// Most Lloyd iterations per restart.
+    #[arg(long, default_value_t = 300)]
+    pub max_iter: usize,
+    /// The dataset's own folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the scores as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 fn image_dataset(s: &str) -> std::result::Result<ImageDataset, String> {
@@ -167,7 +212,81 @@ pub struct SslTrainArgs {
 pub fn run(c: SslCommand) -> Result<()> {
     match c {
         SslCommand::Train(a) => train(a),
+        SslCommand::Kmeans(a) => kmeans(a),
     }
+}
+
+fn kmeans(a: SslKmeansArgs) -> Result<()> {
+    use crate::eval::cluster::ClusterScores;
+    use crate::eval::kmeans::{kmeans, KmeansConfig};
+    let mut images = ImageOptions::fixmatch(a.labels_per_class);
+    images.test_fraction = a.test_fraction;
+    images.valid_size = a.valid_size;
+    images.check().map_err(anyhow::Error::msg)?;
+    let dir = a.dataset.dir(a.data_dir.as_deref());
+    let data = crate::data::images::catalog::load(a.dataset, &dir, &images.folder_options())?;
+    let problem = crate::problem::images::image_problem(&data, &images, a.seed, a.split_seed)?;
+    let t = &problem.target;
+    let d = problem.window();
+    // Raw pixels in [0, 1], not the network's normalised input.
+    let (pool, _) = t.gather(&t.split.train, d);
+    let (test, test_y) = t.gather(&t.split.test, d);
+    let pool_y: Vec<u32> = t.split.train.iter().map(|&w| t.y[w]).collect();
+    let started = std::time::Instant::now();
+    let fit = kmeans(
+        &pool,
+        d,
+        KmeansConfig {
+            k: a.k,
+            max_iter: a.max_iter,
+            n_init: a.n_init,
+            seed: a.seed,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("--k {}: {e}", a.k))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let nearest = |x: &[f32]| -> u32 {
+        let mut best = (0u32, f32::INFINITY);
+        for (j, c) in fit.centres.chunks(d).enumerate() {
+            let v: f32 = x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum();
+            if v < best.1 {
+                best = (j as u32, v);
+            }
+        }
+        best.0
+    };
+    let test_pred: Vec<u32> = test.chunks(d).map(nearest).collect();
+    let on_pool = ClusterScores::new(&pool_y, &fit.labels, a.k);
+    let on_test = ClusterScores::new(&test_y, &test_pred, a.k);
+    println!(
+        "{} k-means on raw pixels, K {}, seed {}: {} iterations, {:.1} s",
+        a.dataset.as_str(),
+        a.k,
+        a.seed,
+        fit.iterations,
+        seconds
+    );
+    println!("  pool: {}", on_pool.summary());
+    println!("  test: {}", on_test.summary());
+    if let Some(out) = &a.out {
+        let json = serde_json::json!({
+            "dataset": a.dataset.as_str(),
+            "method": "kmeans",
+            "k": a.k,
+            "seed": a.seed,
+            "split_seed": a.split_seed,
+            "labels_per_class": a.labels_per_class,
+            "n_init": a.n_init,
+            "iterations": fit.iterations,
+            "inertia": fit.inertia,
+            "seconds": seconds,
+            "pool": on_pool,
+            "test": on_test,
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json)? + "\n")
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+    }
+    Ok(())
 }
 
 fn train(a: SslTrainArgs) -> Result<()> {

@@ -39,13 +39,17 @@ impl BatchDivision {
 }
 
 /// An infinite stream of shuffled window indices of one domain: each epoch is a fresh
-/// permutation drawn from the stream's own seeded RNG. Its whole state serialises for resume.
+/// permutation drawn from the stream's own seeded RNG — or, after [`DomainStream::set_order`],
+/// a method's own order, repeated. Its whole state serialises for resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainStream {
     indices: Vec<usize>,
     order: Vec<usize>,
     pos: usize,
     rng: ChaCha8Rng,
+    /// The order was set by [`DomainStream::set_order`]: start it over instead of reshuffling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fixed: bool,
 }
 
 impl DomainStream {
@@ -57,9 +61,19 @@ impl DomainStream {
             indices,
             pos: 0,
             rng,
+            fixed: false,
         };
         s.order.shuffle(&mut s.rng);
         s
+    }
+
+    /// Draws `order` (window indices, repetitions allowed; must be non-empty) from now on,
+    /// from its first element, starting it over at its end (a method's resampler,
+    /// [`crate::methods::Method::draw_order`]).
+    pub fn set_order(&mut self, order: Vec<usize>) {
+        self.order = order;
+        self.pos = 0;
+        self.fixed = true;
     }
 
     /// The next `n` indices, continuing into a new permutation at the end of an epoch.
@@ -70,8 +84,10 @@ impl DomainStream {
         }
         while out.len() < n {
             if self.pos == self.order.len() {
-                self.order.clone_from(&self.indices);
-                self.order.shuffle(&mut self.rng);
+                if !self.fixed {
+                    self.order.clone_from(&self.indices);
+                    self.order.shuffle(&mut self.rng);
+                }
                 self.pos = 0;
             }
             let take = (n - out.len()).min(self.order.len() - self.pos);
@@ -94,6 +110,18 @@ mod tests {
         assert_eq!(BatchDivision::Sources.sizes(128, 3), (42, 128));
         assert_eq!(BatchDivision::Sources.sizes(128, 1), (128, 128));
         assert_eq!(BatchDivision::None.sizes(128, 5), (128, 128));
+    }
+
+    #[test]
+    fn a_set_order_is_drawn_as_given_and_repeated() {
+        let mut s = DomainStream::new(vec![0, 1, 2, 3], 1);
+        s.next_batch(1);
+        s.set_order(vec![3, 3, 1]);
+        assert_eq!(s.next_batch(2), vec![3, 3]);
+        assert_eq!(s.next_batch(3), vec![1, 3, 3]);
+        let json = serde_json::to_string(&s).unwrap();
+        let mut back: DomainStream = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.next_batch(2), s.next_batch(2));
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     ssl::vat::VAT,
     ssl::entmin::ENTMIN,
     ssl::fixmatch::FIXMATCH,
+    ssl::uic::UIC,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,
@@ -340,6 +341,9 @@ pub struct EpochHook {
     pub pool: Pool,
     /// How often.
     pub every: Every,
+    /// Whether [`PoolView::logits`] is wanted (a pass over the whole pool); when false the
+    /// view's logits are an empty `[0, 0]` tensor.
+    pub logits: bool,
 }
 
 /// A whole pool as [`Method::on_epoch`] sees it: every window (no labels, whatever the pool)
@@ -349,7 +353,7 @@ pub struct PoolView<'a> {
     pub pool: Pool,
     /// Windows `[n, C, T]`.
     pub x: &'a Tensor,
-    /// Logits `[n, classes]`.
+    /// Logits `[n, classes]` (`[0, 0]` when the hook asked for none, [`EpochHook::logits`]).
     pub logits: Tensor,
 }
 
@@ -451,6 +455,29 @@ pub trait Method: Send {
     fn on_epoch(&mut self, _pool: &PoolView, _ctx: &mut StepContext) -> Result<()> {
         Ok(())
     }
+    /// The order in which the trainer is to draw the epoch-hook pool's rows until the next
+    /// boundary, asked right after each [`Method::on_epoch`]: positions in the pool (the order
+    /// of [`PoolView::x`]), repetitions allowed (a class-balanced resampler). The trainer
+    /// takes consecutive rows of it per step, starting over at its beginning if the interval
+    /// needs more; the order and position are checkpointed with the trainer's streams. `None`
+    /// (the default): the trainer's own shuffled stream.
+    fn draw_order(&mut self) -> Option<Vec<usize>> {
+        None
+    }
+    /// `Some(K)` when the method predicts K clusters rather than the problem's classes (deep
+    /// clustering): evaluation then scores its predictions by clustering metrics
+    /// ([`crate::eval::cluster`]) — Hungarian accuracy for model selection and metrics.csv,
+    /// and result.json's `clustering` — instead of accuracy. Default: `None`.
+    fn clusters(&self) -> Option<usize> {
+        None
+    }
+    /// The method's current label of every row of its epoch-hook pool (pool order), when it
+    /// keeps such labels (self-labelling, clustering); empty before the first boundary. For
+    /// evaluation only: the trainer logs their NMI against the pool's hidden labels as
+    /// metrics.csv's `pool_nmi`; the method never sees those labels. Default: `None`.
+    fn pool_labels(&self) -> Option<&[u32]> {
+        None
+    }
     /// The method's own resumable state (pseudo-labels, sampler state), saved with each
     /// checkpoint; `Null` (the default) when it has none.
     fn state(&self) -> Result<serde_json::Value> {
@@ -508,6 +535,8 @@ pub struct ImageSetup {
     pub gct: bool,
     /// Batch-norm running-statistics momentum (PyTorch terms).
     pub bn_momentum: f64,
+    /// Images in the unlabelled pool (a clustering method's K must not exceed it).
+    pub pool_size: usize,
 }
 
 impl MethodSetup {

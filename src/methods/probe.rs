@@ -139,6 +139,7 @@ impl Method for Probe {
         Some(EpochHook {
             pool: Pool::Unlabelled,
             every: Every::Updates(RELABEL_EVERY),
+            logits: true,
         })
     }
 

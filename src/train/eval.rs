@@ -86,15 +86,32 @@ impl EvalSet {
         Ok((out, if n == 0 { 0.0 } else { nll / n as f64 }))
     }
 
-    /// Accuracy of `method` on this set.
+    /// Accuracy of `method` on this set (a clustering method's, [`Method::clusters`]: its
+    /// Hungarian accuracy).
     pub fn accuracy(&self, method: &dyn Method) -> Result<f64> {
-        Ok(accuracy(&self.y, &self.predict(method)?))
+        Ok(self.accuracy_and_loss(method)?.0)
     }
 
-    /// Accuracy and mean cross-entropy of `method` on this set, from one pass.
+    /// Accuracy and mean cross-entropy of `method` on this set, from one pass. A clustering
+    /// method's clusters are not the classes: its accuracy is the Hungarian one
+    /// ([`crate::eval::cluster::hungarian_accuracy`]) and its loss 0 (no cross-entropy of
+    /// the true labels exists).
     pub fn accuracy_and_loss(&self, method: &dyn Method) -> Result<(f64, f64)> {
+        if method.clusters().is_some() {
+            let pred = self.predict_clusters(method)?;
+            return Ok((
+                crate::eval::cluster::hungarian_accuracy(&self.y, &pred),
+                0.0,
+            ));
+        }
         let (pred, loss) = self.predict_with_loss(method)?;
         Ok((accuracy(&self.y, &pred), loss))
+    }
+
+    /// The argmax output of every window, without a loss (a clustering method's clusters).
+    pub fn predict_clusters(&self, method: &dyn Method) -> Result<Vec<u32>> {
+        let logits = predict_logits(method, &self.x)?;
+        Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
     }
 }
 
@@ -170,7 +187,19 @@ pub fn evaluate_run(
     for (rule, step) in rules {
         run.load_weights(&mut varmap, rule)?;
         let m = method.as_ref();
-        let pred = sets.target_test.predict(m)?;
+        let (pred, clustering) = match m.clusters() {
+            // Clusters: scored by clustering metrics, and mapped onto the classes for the
+            // confusion matrix (Hungarian, or majority when overclustering).
+            Some(k) => {
+                let clusters = sets.target_test.predict_clusters(m)?;
+                let y = &sets.target_test.y;
+                let scores = crate::eval::cluster::ClusterScores::new(y, &clusters, k);
+                let mapped =
+                    crate::eval::cluster::mapped_predictions(y, &clusters, k, problem.n_classes());
+                (mapped, Some(scores))
+            }
+            None => (sets.target_test.predict(m)?, None),
+        };
         let source_test_accuracy = if sets.source_test.y.is_empty() {
             0.0
         } else {
@@ -184,6 +213,7 @@ pub fn evaluate_run(
                 source_test_accuracy,
                 source_valid_accuracy: sets.source_valid_accuracy(m)?,
                 target_valid_accuracy: sets.target_valid_accuracy(m)?,
+                clustering,
             },
         );
     }

@@ -203,6 +203,7 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
                 backbone: o.backbone,
                 gct: o.gct,
                 bn_momentum: o.bn_momentum,
+                pool_size: problem.target.split.train.len(),
             }),
     }
 }
@@ -220,7 +221,11 @@ fn applicable_rules<'a>(
     problem: &'a Problem,
 ) -> impl Iterator<Item = &'static selection::Rule> + 'a {
     let valid_len = |d: &crate::problem::PreparedDomain| d.split.valid.len();
-    let trained: usize = if trains_on_sources(cfg) {
+    let trained: usize = if problem.image.is_some() {
+        // The held-out validation images are the oracle's; an image method that trains on
+        // the unlabelled pool alone has no labelled validation images of its own either.
+        0
+    } else if trains_on_sources(cfg) {
         problem.sources.iter().map(valid_len).sum()
     } else {
         valid_len(&problem.target)
@@ -249,13 +254,26 @@ impl Trainer {
     /// Starts a fresh run in `out` (which must not already hold a run).
     pub fn new(cfg: CheckedConfig, problem: Problem, out: &Path) -> Result<Self> {
         cfg.check_memory(problem.length)?;
+        // Built before the run directory exists, so that a method refusing the problem (UIC's
+        // K above the pool size) leaves nothing behind.
+        let built = build_method(&cfg, &problem)?;
         let dir = RunDir::create(out, &cfg, &problem)?;
-        Self::start(cfg, problem, dir)
+        Self::start_with(cfg, problem, dir, built)
     }
 
     /// The run in `dir` at step 0: seeded initialisation, fresh optimisers and streams.
     fn start(cfg: CheckedConfig, problem: Problem, dir: RunDir) -> Result<Self> {
-        let (varmap, method) = build_method(&cfg, &problem)?;
+        let built = build_method(&cfg, &problem)?;
+        Self::start_with(cfg, problem, dir, built)
+    }
+
+    /// [`Trainer::start`] with the method already built (and initialised).
+    fn start_with(
+        cfg: CheckedConfig,
+        problem: Problem,
+        dir: RunDir,
+        (varmap, method): (VarMap, Box<dyn Method>),
+    ) -> Result<Self> {
         let groups = Self::optimisers(&cfg, &varmap, method.as_ref());
         let needs = cfg.method.name.data_needs();
         let source_streams = if needs.sources {
@@ -571,7 +589,11 @@ impl Trainer {
             self.hook_pool = Some(self.problem.input(x, n)?);
         }
         let x = self.hook_pool.as_ref().expect("gathered above");
-        let logits = eval::predict_logits(self.method.as_ref(), x)?;
+        let logits = if hook.logits {
+            eval::predict_logits(self.method.as_ref(), x)?
+        } else {
+            Tensor::zeros((0, 0), candle_core::DType::F32, &Device::Cpu)?
+        };
         let view = PoolView {
             pool: hook.pool,
             x,
@@ -583,7 +605,41 @@ impl Trainer {
             rng: &mut self.state.rng,
         };
         self.method.on_epoch(&view, &mut ctx)?;
+        if let Some(order) = self.method.draw_order() {
+            let train = &self.pool_domain(hook.pool)?.split.train;
+            if order.is_empty() || order.iter().any(|&p| p >= train.len()) {
+                anyhow::bail!(
+                    "method {} gave a draw order outside its pool of {} rows",
+                    self.cfg.method.name,
+                    train.len()
+                );
+            }
+            let windows: Vec<usize> = order.iter().map(|&p| train[p]).collect();
+            let stream = match hook.pool {
+                Pool::Labelled(i) => self.state.source_streams.get_mut(i),
+                Pool::Unlabelled => self.state.target_stream.as_mut(),
+            };
+            stream
+                .ok_or_else(|| anyhow::anyhow!("no stream for pool {:?}", hook.pool))?
+                .set_order(windows);
+        }
         Ok(())
+    }
+
+    /// NMI of the method's labels of its epoch-hook pool against the pool's hidden labels
+    /// ([`Method::pool_labels`]; for evaluation only — the method never sees them), or `None`
+    /// when it keeps no such labels yet.
+    fn pool_nmi(&self) -> Result<Option<f64>> {
+        let (Some(hook), Some(labels)) = (self.method.epoch_hook(), self.method.pool_labels())
+        else {
+            return Ok(None);
+        };
+        let d = self.pool_domain(hook.pool)?;
+        if labels.len() != d.split.train.len() {
+            return Ok(None);
+        }
+        let truth: Vec<u32> = d.split.train.iter().map(|&w| d.y[w]).collect();
+        Ok(Some(crate::eval::cluster::nmi(&truth, labels)))
     }
 
     fn next_batch(&mut self) -> Result<Batch> {
@@ -627,7 +683,11 @@ impl Trainer {
         );
         bar.set_position(self.state.step as u64);
         let draws = opts.progress && !bar.is_hidden();
-        let mut log = MetricsLog::open(&self.dir.metrics_path(), &self.method.scalars())?;
+        let mut columns = self.method.scalars();
+        if self.method.pool_labels().is_some() {
+            columns.push("pool_nmi");
+        }
+        let mut log = MetricsLog::open(&self.dir.metrics_path(), &columns)?;
         let mut acc = metrics_log::Accumulator::default();
         let mut timer = Instant::now();
         let mut timed_steps = 0usize;
@@ -693,7 +753,10 @@ impl Trainer {
                         self.dir.save_weights(&self.varmap, rule.name)?;
                     }
                 }
-                let row = acc.row(step, src, tgt, steps_per_s);
+                let mut row = acc.row(step, src, tgt, steps_per_s);
+                if let Some(v) = self.pool_nmi()? {
+                    row.values.push(("pool_nmi", v));
+                }
                 let line = if self.problem.image.is_some() {
                     // No labelled validation images of the labelled pool: the oracle's only.
                     format!(

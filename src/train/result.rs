@@ -21,6 +21,12 @@ pub struct RuleResult {
     pub source_valid_accuracy: f64,
     /// Target-validation accuracy of these weights.
     pub target_valid_accuracy: f64,
+    /// A clustering method's ([`crate::methods::Method::clusters`]) scores on the target test
+    /// set (the held-out test images): Hungarian and majority accuracy, NMI, ARI. Its
+    /// `target_test` is then of the clusters mapped onto the classes (Hungarian when K ≤
+    /// classes, else majority) and its validation accuracies are Hungarian accuracies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clustering: Option<crate::eval::cluster::ClusterScores>,
 }
 
 /// result.json: what a run achieved, per selection rule.
@@ -78,6 +84,14 @@ impl RunResult {
                 info.weights
             )];
             for (rule, res) in &r.selection {
+                if let Some(c) = &res.clustering {
+                    lines.push(format!(
+                        "  {rule:<12} (step {:>6}): {}",
+                        res.step,
+                        c.summary()
+                    ));
+                    continue;
+                }
                 lines.push(format!(
                     "  {rule:<12} (step {:>6}): test accuracy {:.2}%  macro-F1 {:.3}  ({} test images)",
                     res.step,

@@ -12,6 +12,7 @@ pub mod mean_teacher;
 pub mod pi_model;
 pub mod pseudo_label;
 pub mod supervised;
+pub mod uic;
 pub mod vat;
 
 use candle_core::{Result, Tensor};

@@ -1,0 +1,8 @@
+//! Evaluation protocols of unsupervised and self-supervised image methods: clustering metrics
+//! ([`cluster`]: Hungarian / majority accuracy, NMI, ARI), probes on frozen features
+//! ([`probe`]: linear and kNN) and the k-means baseline ([`kmeans`]). Plain Rust on `f32`
+//! slices and label vectors, so that the trainer, `codats ssl kmeans` and reports share them.
+
+pub mod cluster;
+pub mod kmeans;
+pub mod probe;
