@@ -8,6 +8,8 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+#[doc(hidden)]
+pub mod fault;
 pub mod lockfile;
 pub mod losses;
 pub mod methods;
