@@ -10,6 +10,8 @@ pub mod config;
 pub mod data;
 #[doc(hidden)]
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lockfile;
 pub mod losses;
 pub mod methods;
