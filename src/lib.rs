@@ -9,6 +9,10 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod eval;
+#[doc(hidden)]
+pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lockfile;
 pub mod losses;
 pub mod methods;

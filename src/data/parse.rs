@@ -99,6 +99,20 @@ pub(crate) fn parse_i64(tok: &[u8]) -> Option<i64> {
     std::str::from_utf8(tok).ok()?.parse::<i64>().ok()
 }
 
+/// `s` with its control characters escaped (`\r`, `\n`, `\u{0}`): text quoted from a file or
+/// another library's message (a tar header, a raw CSV value) must not break an error's one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// A token for messages: the bytes as (lossy) UTF-8, cut to 60 characters.
 pub(crate) fn show(tok: &[u8]) -> String {
     let s = String::from_utf8_lossy(tok);

@@ -201,7 +201,8 @@ fn card_source(card: &Card) -> Result<&SourceCard, DataError> {
 fn corrupt_archive(path: &Path, e: impl std::fmt::Display) -> DataError {
     DataError::CorruptArchive {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        // The tar reader quotes raw header bytes.
+        reason: parse::one_line(&e.to_string()),
     }
 }
 
@@ -240,12 +241,7 @@ impl Tree {
                 let file = File::open(path).map_err(|e| DataError::io(path, e))?;
                 let zip =
                     ZipArchive::new(BufReader::new(file)).map_err(|e| corrupt_archive(path, e))?;
-                for name in zip.file_names() {
-                    let name = name.map_err(|e| corrupt_archive(path, e))?;
-                    if !name.ends_with('/') {
-                        out.push(normalize_member(&name).to_string());
-                    }
-                }
+                out = zip_file_names(&zip, path)?;
             }
         }
         out.sort();
@@ -334,6 +330,65 @@ impl Tree {
     }
 }
 
+/// The files (not folders) of a zip archive, as member paths without a leading `./` or `/`
+/// (`path` names the archive in messages).
+pub(crate) fn zip_file_names<R: Read + io::Seek>(
+    zip: &ZipArchive<R>,
+    path: &Path,
+) -> Result<Vec<String>, DataError> {
+    let mut out = Vec::new();
+    for name in zip.file_names() {
+        let name = name.map_err(|e| corrupt_archive(path, e))?;
+        if !name.ends_with('/') {
+            out.push(normalize_member(&name).to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every member of a zip archive to its end through `drain` (which checks each member's
+/// CRC-32), returning the member paths (`path` names the archive in messages).
+pub(crate) fn drain_zip<R: Read + io::Seek>(
+    zip: &mut ZipArchive<R>,
+    path: &Path,
+    drain: &mut dyn FnMut(&mut dyn Read, &str) -> Result<u64, DataError>,
+) -> Result<(Vec<String>, u64), DataError> {
+    let (mut names, mut bytes) = (Vec::new(), 0u64);
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| corrupt_archive(path, e))?;
+        let name = entry
+            .name()
+            .map_err(|e| corrupt_archive(path, e))?
+            .to_string();
+        bytes += drain(&mut entry, &name)?;
+        names.push(normalize_member(&name).to_string());
+    }
+    Ok((names, bytes))
+}
+
+/// Reads every member of an (uncompressed) tar stream to its end through `drain`, returning the
+/// member paths and the stream itself (`path` names the archive in messages).
+pub(crate) fn drain_tar<R: Read>(
+    tar: R,
+    path: &Path,
+    drain: &mut dyn FnMut(&mut dyn Read, &str) -> Result<u64, DataError>,
+) -> Result<(Vec<String>, u64, R), DataError> {
+    let (mut names, mut bytes) = (Vec::new(), 0u64);
+    let mut tar = tar::Archive::new(tar);
+    let entries = tar.entries().map_err(|e| corrupt_archive(path, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt_archive(path, e))?;
+        let name = entry
+            .path()
+            .map_err(|e| corrupt_archive(path, e))?
+            .to_string_lossy()
+            .into_owned();
+        bytes += drain(&mut entry, &name)?;
+        names.push(normalize_member(&name).to_string());
+    }
+    Ok((names, bytes, tar.into_inner()))
+}
+
 /// Lists files under `dir` (relative names prefixed by `prefix`) into `out`, skipping hidden entries.
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), DataError> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
@@ -405,8 +460,8 @@ pub fn verify_archive(path: &Path, source: &SourceCard) -> Result<ArchiveCheck, 
             });
         }
     }
-    let mut names = Vec::new();
-    let mut bytes = 0u64;
+    let names: Vec<String>;
+    let bytes: u64;
     let mut buf = vec![0u8; 1 << 16];
     let mut drain = |r: &mut dyn Read, name: &str| -> Result<u64, DataError> {
         let mut n = 0u64;
@@ -430,33 +485,14 @@ pub fn verify_archive(path: &Path, source: &SourceCard) -> Result<ArchiveCheck, 
             let file = File::open(path).map_err(|e| DataError::io(path, e))?;
             let mut zip =
                 ZipArchive::new(BufReader::new(file)).map_err(|e| corrupt_archive(path, e))?;
-            for i in 0..zip.len() {
-                let mut entry = zip.by_index(i).map_err(|e| corrupt_archive(path, e))?;
-                let name = entry
-                    .name()
-                    .map_err(|e| corrupt_archive(path, e))?
-                    .to_string();
-                bytes += drain(&mut entry, &name)?;
-                names.push(normalize_member(&name).to_string());
-            }
+            (names, bytes) = drain_zip(&mut zip, path, &mut drain)?;
         }
         ArchiveKind::TarGz => {
             let file = File::open(path).map_err(|e| DataError::io(path, e))?;
             let gz = flate2::read::MultiGzDecoder::new(BufReader::new(file));
-            let mut tar = tar::Archive::new(gz);
-            let entries = tar.entries().map_err(|e| corrupt_archive(path, e))?;
-            for entry in entries {
-                let mut entry = entry.map_err(|e| corrupt_archive(path, e))?;
-                let name = entry
-                    .path()
-                    .map_err(|e| corrupt_archive(path, e))?
-                    .to_string_lossy()
-                    .into_owned();
-                bytes += drain(&mut entry, &name)?;
-                names.push(normalize_member(&name).to_string());
-            }
+            let mut rest;
+            (names, bytes, rest) = drain_tar(gz, path, &mut drain)?;
             // Read to the end of the gzip stream so its CRC and length are checked.
-            let mut rest = tar.into_inner();
             drain(&mut rest, "(end of archive)")?;
         }
     }

@@ -373,6 +373,7 @@ impl SweepDir {
             args.join(" ")
         )?;
         log.flush()?;
+        crate::fault::point("sweep-job-start");
         let mut cmd = Command::new(exe);
         cmd.args(&args)
             .stdin(Stdio::null())
@@ -393,6 +394,7 @@ impl SweepDir {
         let status = cmd
             .status()
             .with_context(|| format!("starting {}", exe.display()))?;
+        crate::fault::point("sweep-job-end");
         if status.success() && self.is_done(job) {
             let _ = std::fs::remove_file(self.failed_path(job));
             writeln!(log, "=== {} done", job.id)?;

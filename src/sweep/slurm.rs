@@ -217,11 +217,17 @@ pub fn submit(script: &ArrayScript, wait: bool) -> Result<String> {
             "sbatch {} failed ({}): {}",
             script.script.display(),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            // One line: sbatch's messages joined.
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     if id.is_empty() {
-        bail!("sbatch printed no job id: {stdout}");
+        bail!("sbatch printed no job id: {:?}", stdout.trim());
     }
     Ok(id)
 }

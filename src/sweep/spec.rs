@@ -356,12 +356,13 @@ impl Source<'_> {
         msg: impl Into<String>,
     ) -> SpecError {
         let (line, column) = self.line_col(span.start);
+        // One line even when the spec holds a lone `\r` inside a key or value.
         SpecError {
             file: self.file.clone(),
             line,
             column,
-            key: key.into(),
-            message: msg.into(),
+            key: crate::data::parse::one_line(&key.into()),
+            message: crate::data::parse::one_line(&msg.into()),
         }
     }
 

@@ -48,6 +48,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     drop(f);
+    crate::fault::point("atomic-tmp");
     rename_synced(&tmp, path)
 }
 
@@ -240,6 +241,7 @@ impl RunDir {
             .save(&tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
         sync_path(&tmp)?;
+        crate::fault::point("weights-tmp");
         rename_synced(&tmp, &path)
     }
 
@@ -273,26 +275,37 @@ impl RunDir {
         let final_dir = self.resume_dir();
         let tmp = final_dir.with_extension("tmp");
         let old = final_dir.with_extension("old");
+        let writing = |f: &str| format!("writing {}", tmp.join(f).display());
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         }
-        std::fs::create_dir_all(&tmp)?;
-        varmap.save(tmp.join("model.safetensors"))?;
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        varmap
+            .save(tmp.join("model.safetensors"))
+            .with_context(|| writing("model.safetensors"))?;
+        crate::fault::point("checkpoint-model");
         let mut tensors = HashMap::new();
         for (name, opt) in groups {
             tensors.extend(opt.state_tensors(&format!("{name}/"))?);
         }
-        candle_core::safetensors::save(&tensors, tmp.join("optimiser.safetensors"))?;
-        std::fs::write(tmp.join("state.json"), serde_json::to_vec(state)?)?;
+        candle_core::safetensors::save(&tensors, tmp.join("optimiser.safetensors"))
+            .with_context(|| writing("optimiser.safetensors"))?;
+        crate::fault::point("checkpoint-optimiser");
+        std::fs::write(tmp.join("state.json"), serde_json::to_vec(state)?)
+            .with_context(|| writing("state.json"))?;
+        crate::fault::point("checkpoint-state");
         self.write_manifest(&tmp)?;
         sync_path(&tmp)?;
+        crate::fault::point("checkpoint-manifest");
         if final_dir.exists() {
             if old.exists() {
                 std::fs::remove_dir_all(&old)?;
             }
             std::fs::rename(&final_dir, &old)?;
+            crate::fault::point("checkpoint-swap");
         }
         rename_synced(&tmp, &final_dir)?;
+        crate::fault::point("checkpoint-done");
         if old.exists() {
             std::fs::remove_dir_all(&old)?;
         }
@@ -314,7 +327,8 @@ impl RunDir {
             config_sha256: self.config_sha256.clone(),
         };
         let path = d.join(MANIFEST);
-        let mut f = std::fs::File::create(&path)?;
+        let mut f =
+            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
         f.write_all(&serde_json::to_vec_pretty(&manifest)?)
             .and_then(|()| f.sync_all())
             .with_context(|| format!("writing {}", path.display()))
@@ -380,10 +394,16 @@ impl RunDir {
         };
         for f in CHECKPOINT_FILES {
             let path = d.join(f);
-            let ok = std::fs::read(&path)
-                .ok()
-                .is_some_and(|b| manifest.files.get(f) == Some(&sha256_hex(&b)));
-            if !ok {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => bail!(
+                    "{} cannot be read ({}; the checkpoint is damaged); {}",
+                    self.relative(&path),
+                    e,
+                    self.restart_advice()
+                ),
+            };
+            if manifest.files.get(f) != Some(&sha256_hex(&bytes)) {
                 bail!(
                     "{} does not match its checksum (the checkpoint is damaged); {}",
                     self.relative(&path),
@@ -427,7 +447,8 @@ impl RunDir {
     }
 
     /// Removes what interrupted writes left behind: `*.tmp` files and folders (and `.tmp*`
-    /// names) in the run directory and in checkpoints/. Returns what it removed. Call it only
+    /// names) in the run directory and in checkpoints/, and `checkpoints/resume.old/` once
+    /// `resume/` is complete. Returns what it removed. Call it only
     /// while holding the run's lock.
     pub fn remove_leftovers(&self) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
@@ -437,8 +458,13 @@ impl RunDir {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let leftover = (name.ends_with(".tmp") || name.starts_with(".tmp"))
-                    && !name.starts_with(super::run_lock::LOCK_FILE);
+                // `resume.old/` is the previous checkpoint, kept until the new `resume/` is in
+                // place (only complete folders are renamed to `resume/`): then it is a leftover.
+                let stale_old =
+                    name == "resume.old" && self.resume_dir().join("state.json").exists();
+                let leftover = stale_old
+                    || (name.ends_with(".tmp") || name.starts_with(".tmp"))
+                        && !name.starts_with(super::run_lock::LOCK_FILE);
                 if !leftover {
                     continue;
                 }

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -92,6 +92,8 @@ impl Row {
 pub struct MetricsLog {
     out: BufWriter<File>,
     header: Vec<String>,
+    /// The file, for messages.
+    path: PathBuf,
 }
 
 impl MetricsLog {
@@ -125,9 +127,14 @@ impl MetricsLog {
             .with_context(|| format!("opening {}", path.display()))?;
         let mut out = BufWriter::new(file);
         if fresh {
-            writeln!(out, "{}", header.join(","))?;
+            writeln!(out, "{}", header.join(","))
+                .with_context(|| format!("writing {}", path.display()))?;
         }
-        Ok(Self { out, header })
+        Ok(Self {
+            out,
+            header,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Appends a row. A value whose column the header lacks is an error, never dropped.
@@ -149,13 +156,15 @@ impl MetricsLog {
                 line.push_str(&format!("{v:.6}"));
             }
         }
-        writeln!(self.out, "{line}")?;
+        writeln!(self.out, "{line}").with_context(|| format!("writing {}", self.path.display()))?;
         Ok(())
     }
 
     /// Flushes buffered rows to disk.
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush()?;
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))?;
         Ok(())
     }
 

@@ -768,6 +768,7 @@ impl Trainer {
                     row.summary()
                 };
                 log.write(&row)?;
+                crate::fault::point("metrics-row");
                 bar.set_message(line.clone());
                 if opts.log_lines && !draws {
                     eprintln!("step {step}/{total}  {line}  {steps_per_s:.2} steps/s");
@@ -785,6 +786,7 @@ impl Trainer {
                     .save_checkpoint(&self.varmap, &self.groups, &self.state)?;
                 self.timing.checkpoints += t.elapsed().as_secs_f64();
             }
+            crate::fault::point("step");
         }
         bar.finish_and_clear();
         let t = Instant::now();

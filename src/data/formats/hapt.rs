@@ -175,7 +175,7 @@ pub fn inputs(dir: &Path, card: &Card) -> Result<Vec<PathBuf>, DataError> {
 }
 
 /// One labelled segment.
-struct Segment {
+pub(crate) struct Segment {
     line: usize,
     exp: u32,
     user: u32,
@@ -185,7 +185,7 @@ struct Segment {
 }
 
 /// Parses `labels.txt`.
-fn parse_labels(bytes: &[u8], file: &str) -> Result<Vec<Segment>, DataError> {
+pub(crate) fn parse_labels(bytes: &[u8], file: &str) -> Result<Vec<Segment>, DataError> {
     let mut out = Vec::new();
     for_each_line(bytes, file, |line, text| {
         if text.trim_ascii().is_empty() {
@@ -241,7 +241,7 @@ fn parse_labels(bytes: &[u8], file: &str) -> Result<Vec<Segment>, DataError> {
 }
 
 /// Parses a signal file: 3 numbers per line; returns interleaved values.
-fn parse_signal(bytes: &[u8], file: &str) -> Result<Vec<f32>, DataError> {
+pub(crate) fn parse_signal(bytes: &[u8], file: &str) -> Result<Vec<f32>, DataError> {
     let mut out = Vec::with_capacity(bytes.len() / 16);
     for_each_line(bytes, file, |line, text| {
         let mut k = 0;

@@ -206,6 +206,17 @@ fn read_frame(file: &Path, opts: &TabularOptions) -> Result<DataFrame, DataError
     } else {
         b','
     };
+    parse_csv(&bytes, &name, sep, opts)
+}
+
+/// Parses CSV (or TSV, `sep`) `bytes` into a DataFrame (channels and time as floats); `name`
+/// names the file in messages.
+pub(crate) fn parse_csv(
+    bytes: &[u8],
+    name: &str,
+    sep: u8,
+    opts: &TabularOptions,
+) -> Result<DataFrame, DataError> {
     let mut float_cols: Vec<&String> = opts.channels.iter().collect();
     float_cols.extend(opts.time_col.as_ref());
     let overwrite: Schema = float_cols
@@ -218,18 +229,15 @@ fn read_frame(file: &Path, opts: &TabularOptions) -> Result<DataFrame, DataError
         .with_infer_schema_length(Some(10_000))
         .with_schema_overwrite(Some(Arc::new(overwrite)))
         .map_parse_options(|p| p.with_separator(sep))
-        .into_reader_with_file_handle(std::io::Cursor::new(&bytes))
+        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
         .finish()
         .map_err(|e| DataError::BadFile {
-            file: name.clone(),
+            file: name.to_string(),
             // polars names the value but not the line: find it, else keep its first line.
-            reason: first_bad_line(&bytes, sep, &float_names).unwrap_or_else(|| {
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string()
+            reason: first_bad_line(bytes, sep, &float_names).unwrap_or_else(|| {
+                // polars quotes the raw value: control characters in it (a `\r`) are escaped
+                // so that the message stays one line.
+                crate::data::parse::one_line(e.to_string().lines().next().unwrap_or("").trim())
             }),
         })
 }
@@ -442,13 +450,23 @@ pub fn load(path: &Path, opts: &TabularOptions) -> Result<(Dataset, LoadReport),
     let lower = file.to_ascii_lowercase();
     let csv = !(lower.ends_with(".parquet") || lower.ends_with(".pq"));
     let df = read_frame(&file_path, opts)?;
+    load_frame(&df, &file, csv, opts)
+}
+
+/// Windows a table read from `file` (`csv`: row numbers are CSV lines) as `opts` says.
+pub(crate) fn load_frame(
+    df: &DataFrame,
+    file: &str,
+    csv: bool,
+    opts: &TabularOptions,
+) -> Result<(Dataset, LoadReport), DataError> {
     let n = df.height();
     let mut report = LoadReport {
-        inputs: vec![file.clone()],
+        inputs: vec![file.to_string()],
         rows: n as u64,
         ..Default::default()
     };
-    let columns = Columns::read(&df, opts, &file, csv, &mut report)?;
+    let columns = Columns::read(df, opts, file, csv, &mut report)?;
     let (sinks, recordings, leftover) = columns.cut(n, opts);
     report.note(format!(
         "{} recordings ({}); windows of {} every {}, label = {} sample{}",

@@ -126,16 +126,35 @@ pub fn load_with_spec(dir: &Path, spec: &DatasetSpec) -> Result<Dataset, DataErr
         Source::Folder(root) => load_members(spec, &FolderReader { root: &root }),
         Source::Archive(path) => {
             let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
-            let archive = open_zip(&path, &bytes)?;
-            load_members(
-                spec,
-                &ZipReader {
-                    path: &path,
-                    archive,
-                },
-            )
+            load_zip_bytes(&path, &bytes, spec)
         }
     }
+}
+
+/// Loads the dataset from the bytes of its zip archive (`path` names it in messages).
+pub(crate) fn load_zip_bytes(
+    path: &Path,
+    bytes: &[u8],
+    spec: &DatasetSpec,
+) -> Result<Dataset, DataError> {
+    let archive = open_zip(path, bytes)?;
+    load_members(spec, &ZipReader { path, archive })
+}
+
+/// Parses a labels (`subjects == false`) or subjects file's bytes into class or subject ids,
+/// as the loader does for each split's member.
+pub(crate) fn parse_ids(
+    spec: &DatasetSpec,
+    subjects: bool,
+    bytes: &[u8],
+    file: &str,
+) -> Result<Vec<u32>, DataError> {
+    let part = if subjects {
+        Part::Subjects
+    } else {
+        Part::Labels
+    };
+    Ok(parse_member(spec, part, bytes, file.to_string())?.ids)
 }
 
 /// Finds the extracted folder (preferred) or the archive for `spec` in `dir`, or says where it should be.

@@ -243,7 +243,11 @@ pub fn load(dir: &Path, card: &Card) -> Result<(Dataset, LoadReport), DataError>
 
 /// Parses one gesture file's `x y z` lines (`name` names it in messages), appending the samples to
 /// `sample` interleaved.
-fn parse_gesture(bytes: &[u8], name: &str, sample: &mut Vec<f32>) -> Result<(), DataError> {
+pub(crate) fn parse_gesture(
+    bytes: &[u8],
+    name: &str,
+    sample: &mut Vec<f32>,
+) -> Result<(), DataError> {
     let bad = |line: usize, reason: String| DataError::BadLine {
         file: name.to_string(),
         line,

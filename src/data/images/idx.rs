@@ -63,7 +63,7 @@ fn check_layout(
             found,
         });
     }
-    let expected = header as u64 + body(bytes);
+    let expected = (header as u64).saturating_add(body(bytes));
     if found < expected {
         return Err(ImageError::Truncated {
             file: file.into(),
@@ -83,7 +83,12 @@ fn check_layout(
 
 /// Parses the bytes of an (already decompressed) IDX images file; `file` names it in errors.
 pub fn parse_images(bytes: &[u8], file: &str) -> Result<IdxImages> {
-    let dims = |b: &[u8]| be_u32(b, 4) as u64 * be_u32(b, 8) as u64 * be_u32(b, 12) as u64;
+    // In u128: three u32 dimensions can overflow u64 (a hostile header); saturated, such a
+    // size is simply more than any file holds.
+    let dims = |b: &[u8]| {
+        let n = be_u32(b, 4) as u128 * be_u32(b, 8) as u128 * be_u32(b, 12) as u128;
+        n.min(u64::MAX as u128) as u64
+    };
     check_layout(bytes, file, IMAGES_MAGIC, 16, dims)?;
     let (n, rows, cols) = (
         be_u32(bytes, 4) as usize,
