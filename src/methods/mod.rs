@@ -19,7 +19,7 @@ pub(crate) mod probe;
 pub mod ssl;
 pub mod survey;
 
-use da::{cdan, codats, coral, dann_gs, dsan, homm, mdan, mmd, supervised};
+use da::{advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -80,6 +80,8 @@ pub static REGISTRY: &[MethodInfo] = &[
     cdan::CDAN,
     homm::HOMM,
     dsan::DSAN,
+    advskm::ADVSKM,
+    dirt_t::DIRT_T,
     ssl::supervised::SUPERVISED,
     ssl::pseudo_label::PSEUDO_LABEL,
     ssl::pi_model::PI_MODEL,
