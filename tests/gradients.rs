@@ -84,6 +84,7 @@ fn step_gradients_params(
         given_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
         target_train_proportions: None,
         ws_noise: None,
+        ws: false,
         seed: 0,
         kernels,
         gct,

@@ -18,6 +18,7 @@ pub mod ema;
 pub(crate) mod probe;
 pub mod ssl;
 pub mod survey;
+pub mod ws;
 
 use da::{advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, supervised};
 
@@ -380,6 +381,10 @@ pub struct StepOutput {
     pub loss: Tensor,
     /// Named scalars for metrics.csv and the progress bar (e.g. `task_loss`, `lambda`).
     pub scalars: Vec<(&'static str, f32)>,
+    /// Train-mode task logits of the batch's unlabelled target rows, from the forward pass the
+    /// loss was computed on, for losses composed onto the method's (DA-WS, [`ws`]); `None`
+    /// from a method that sees no unlabelled target.
+    pub target_logits: Option<Tensor>,
 }
 
 /// A set of parameters (selected by name prefix) with its own optimiser state.
@@ -486,6 +491,9 @@ pub struct MethodSetup {
     pub target_train_proportions: Option<Vec<f64>>,
     /// `--ws-noise`: move the proportions by this L1 distance.
     pub ws_noise: Option<f64>,
+    /// `--ws`: the DA-WS loss on top of the method's own ([`ws::WeakSupervision`]); implied by
+    /// an entry that declares `uses_proportions`.
+    pub ws: bool,
     /// The run seed (derive per-purpose seeds with `crate::seed::derive_seed`).
     pub seed: u64,
     /// FCN implementation.
@@ -536,7 +544,11 @@ impl MethodSetup {
 /// Builds the method `kind` with its variables in `varmap` (uninitialised: the trainer seeds them).
 pub fn build(kind: MethodKind, setup: &MethodSetup, varmap: &VarMap) -> Result<Box<dyn Method>> {
     let vb = VarBuilder::from_varmap(varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
-    (kind.info().build)(kind, setup, vb)
+    let method = (kind.info().build)(kind, setup, vb)?;
+    if kind.info().uses_proportions || setup.ws {
+        return Ok(Box::new(ws::WeakSupervision::wrap(method, setup)?));
+    }
+    Ok(method)
 }
 
 /// Trainable variables of `varmap` whose names start with `prefix`, sorted by name

@@ -298,6 +298,7 @@ impl Method for AdvSkm {
                 ("mmd_loss", mmd.to_scalar::<f32>()?),
             ],
             loss,
+            target_logits: Some(self.model.task_logits(&f_tgt)?),
         })
     }
 
@@ -442,6 +443,7 @@ mod tests {
                 given_proportions: None,
                 target_train_proportions: None,
                 ws_noise: None,
+                ws: false,
                 seed: 0,
                 kernels: crate::nn::Kernels::Fast,
                 gct: false,

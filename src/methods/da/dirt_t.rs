@@ -240,6 +240,7 @@ impl Method for DirtT {
                     ("phase", 2.0),
                 ],
                 loss,
+                target_logits: Some(logits),
             });
         }
         let (n_src, n_tgt) = (xs.dim(0)?, xt.dim(0)?);
@@ -269,6 +270,7 @@ impl Method for DirtT {
                 ("phase", 1.0),
             ],
             loss,
+            target_logits: Some(lt),
         })
     }
 
