@@ -406,3 +406,14 @@ fn ws_needs_an_adaptation_method_on_the_unlabelled_target() {
         "error: --ws-noise is only used by codats_ws or a method run with --ws (method is dann_gs)"
     );
 }
+
+#[test]
+fn a_method_that_trains_on_sources_needs_one() {
+    // `mdan` with one source is fine; `dann_gs` (or any source-trained method) with none is not.
+    for method in ["dann_gs", "mdan", "advskm", "dirt_t"] {
+        assert_eq!(
+            train(&["--target", "11", "--method", method]),
+            format!("error: method {method} needs at least one source domain (--sources)")
+        );
+    }
+}
