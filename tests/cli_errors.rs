@@ -359,3 +359,61 @@ fn a_batch_too_large_for_memory_is_refused_before_the_run_starts() {
         "no run is left behind to --resume"
     );
 }
+
+#[test]
+fn ws_needs_an_adaptation_method_on_the_unlabelled_target() {
+    for method in ["none", "target_only"] {
+        assert_eq!(
+            train(&[
+                "--sources",
+                "2",
+                "--target",
+                "11",
+                "--method",
+                method,
+                "--ws"
+            ]),
+            format!(
+                "error: --ws adds DA-WS on the unlabelled target's predictions, and method \
+                 {method} trains on no unlabelled target"
+            )
+        );
+    }
+    assert_eq!(
+        train(&[
+            "--sources",
+            "2",
+            "--target",
+            "11",
+            "--method",
+            "codats_ws",
+            "--ws"
+        ]),
+        "error: --ws: method codats_ws has the DA-WS loss already (drop --ws)"
+    );
+    // Proportions and noise without DA-WS name the way to get it.
+    assert_eq!(
+        train(&[
+            "--sources",
+            "2",
+            "--target",
+            "11",
+            "--method",
+            "dann_gs",
+            "--ws-noise",
+            "0.1"
+        ]),
+        "error: --ws-noise is only used by codats_ws or a method run with --ws (method is dann_gs)"
+    );
+}
+
+#[test]
+fn a_method_that_trains_on_sources_needs_one() {
+    // `mdan` with one source is fine; `dann_gs` (or any source-trained method) with none is not.
+    for method in ["dann_gs", "mdan", "advskm", "dirt_t"] {
+        assert_eq!(
+            train(&["--target", "11", "--method", method]),
+            format!("error: method {method} needs at least one source domain (--sources)")
+        );
+    }
+}

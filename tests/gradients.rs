@@ -57,7 +57,12 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
 /// [`step_gradients`], with GCT gates in front of the FCN convolutions when `gct` (set away
 /// from their initial values: at α = 1, γ = 0 the gradient of α is exactly zero).
 fn step_gradients_with(kind: MethodKind, kernels: Kernels, gct: bool) -> Vec<(String, Tensor)> {
-    step_gradients_params(kind, kernels, gct, Default::default())
+    // dirt_t's VADA phase (every loss; its DIRT-T phase is checked on its own below).
+    let params = match kind.as_str() {
+        "dirt_t" => [("vada_fraction".to_string(), 1.0)].into(),
+        _ => Default::default(),
+    };
+    step_gradients_params(kind, kernels, gct, params)
 }
 
 /// [`step_gradients_with`] with the method's parameters `params` (defaults for the rest).
@@ -79,6 +84,7 @@ fn step_gradients_params(
         given_proportions: Some(vec![0.85, 0.05, 0.05, 0.05]),
         target_train_proportions: None,
         ws_noise: None,
+        ws: false,
         seed: 0,
         kernels,
         gct,
@@ -151,8 +157,8 @@ fn every_trainable_parameter_gets_a_gradient() {
                 );
             }
             let has_domain = grads.iter().any(|(n, _)| n.starts_with("domain."));
-            let adversarial =
-                ["codats", "codats_ws", "dann_gs", "mdan", "cdan"].contains(&kind.as_str());
+            let adversarial = ["codats", "codats_ws", "dann_gs", "mdan", "cdan", "dirt_t"]
+                .contains(&kind.as_str());
             assert_eq!(
                 has_domain, adversarial,
                 "{kind}: domain head present iff adversarial"
@@ -199,5 +205,25 @@ fn gct_gates_get_gradients_through_the_fcn() {
     assert_eq!(gates.len(), 9, "{gates:?}");
     for (name, g) in &grads {
         assert!(norm(g) > 0.0, "gct: zero gradient for {name}");
+    }
+}
+
+#[test]
+fn dirt_t_refinement_trains_the_network_and_not_the_domain_head() {
+    // vada_fraction 0: every step refines (target entropy, target VAT, teacher KL), which
+    // reaches every FCN and task-head parameter and leaves the domain head alone; the teacher
+    // is in no optimiser group.
+    let kind = MethodKind::parse("dirt_t").expect("registered");
+    for kernels in [Kernels::Fast, Kernels::Candle] {
+        let params = [("vada_fraction".to_string(), 0.0)].into();
+        let grads = step_gradients_params(kind, kernels, false, params);
+        assert!(grads.iter().all(|(n, _)| !n.starts_with("teacher.")));
+        for (name, g) in &grads {
+            if name.starts_with("domain.") {
+                assert_eq!(norm(g), 0.0, "{kernels:?}: {name}");
+            } else {
+                assert!(norm(g) > 0.0, "{kernels:?}: zero gradient for {name}");
+            }
+        }
     }
 }

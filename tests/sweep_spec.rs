@@ -112,7 +112,7 @@ target = 4
     bad.method.ws_noise = Some(0.1);
     assert_eq!(
         bad.clone().check().unwrap_err().to_string(),
-        "--ws-noise is only used by codats_ws (method is none)"
+        "--ws-noise is only used by codats_ws or a method run with --ws (method is none)"
     );
     let mut bad = ws[2].train_config(1);
     bad.method.ws_noise = Some(-0.1);

@@ -223,6 +223,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 given_proportions: None,
                 target_train_proportions: None,
                 ws_noise: None,
+                ws: false,
                 seed: 0,
                 kernels: o.kernels,
                 gct: false,

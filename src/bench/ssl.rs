@@ -104,6 +104,7 @@ pub fn run_one(o: SslOne) -> Result<Measurement> {
         given_proportions: None,
         target_train_proportions: None,
         ws_noise: None,
+        ws: false,
         seed: 0,
         kernels: Kernels::Fast,
         gct: false,

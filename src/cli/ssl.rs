@@ -352,6 +352,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
             name: a.method,
             target_proportions: None,
             ws_noise: None,
+            ws: false,
             params: a.params.iter().cloned().collect(),
         },
         data: Default::default(),

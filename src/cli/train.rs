@@ -71,6 +71,11 @@ pub struct TrainArgs {
     /// renormalise, to measure robustness to wrong proportions (deterministic from --seed).
     #[arg(long)]
     pub ws_noise: Option<f64>,
+    /// DA-WS on top of the method: add the weak-supervision loss towards the target label
+    /// proportions to any adaptation method's own (saved as `ws = true` in [method]; codats_ws
+    /// has it already).
+    #[arg(long)]
+    pub ws: bool,
     /// A hyper-parameter of the method, as NAME=VALUE (repeatable; e.g. `--param coral_weight=0.5`).
     /// Each method's parameters and their paper defaults: `codats methods`; config.toml saves
     /// every one in its [method] table.
@@ -138,6 +143,7 @@ impl TrainArgs {
             checkpoint_every: None,
             target_proportions: None,
             ws_noise: None,
+            ws: false,
             params: Vec::new(),
             out,
             resume: true,
@@ -279,6 +285,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             name: a.method,
             target_proportions: a.target_proportions.clone(),
             ws_noise: a.ws_noise,
+            ws: a.ws,
             params: a.params.iter().cloned().collect(),
         },
         data: a.data.options(dataset)?,

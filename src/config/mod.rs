@@ -59,7 +59,7 @@ pub enum ConfigError {
     #[error("--target-proportions sum to {0:.6}, not 1 (±1e-6)")]
     ProportionsSum(f64),
     /// Proportions given to a method that does not use them.
-    #[error("--target-proportions is only used by {users} (method is {method})")]
+    #[error("--target-proportions is only used by {users} or a method run with --ws (method is {method})")]
     ProportionsUnused { method: String, users: String },
     /// An unknown method parameter or a value out of its range.
     #[error("{0}")]
@@ -89,8 +89,14 @@ pub enum ConfigError {
     /// `gct` in an image run's top level (image networks take `[images] gct`).
     #[error("gct at the top level is the time-series FCN's; an image run sets [images] gct (`codats ssl train --gct`)")]
     GctOnImages,
+    /// `--ws` with a method that has DA-WS already (`codats_ws`).
+    #[error("--ws: method {0} has the DA-WS loss already (drop --ws)")]
+    WsTwice(String),
+    /// `--ws` with a method that trains on no unlabelled target (`none`, `target_only`, images).
+    #[error("--ws adds DA-WS on the unlabelled target's predictions, and method {0} trains on no unlabelled target")]
+    WsNeedsUnlabelledTarget(String),
     /// `--ws-noise` given to a method that does not use proportions.
-    #[error("--ws-noise is only used by {users} (method is {method})")]
+    #[error("--ws-noise is only used by {users} or a method run with --ws (method is {method})")]
     WsNoiseUnused { method: String, users: String },
 }
 
@@ -166,6 +172,7 @@ pub struct TrainConfig {
 /// name = "codats_ws"
 /// target_proportions = [0.2, 0.8]   # DA-WS methods only; absent = the target's own
 /// ws_noise = 0.1                    # DA-WS methods only
+/// ws = true                         # `--ws`: DA-WS on top of any adaptation method; absent = off
 /// coral_weight = 1.0                # the method's parameters (`codats methods`), every one
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +184,9 @@ pub struct MethodConfig {
     /// DA-WS: perturb the target proportions by this total amount (L1 distance) before use, then
     /// renormalise; deterministic from `seed` (robustness to wrong proportions). `None` = exact.
     pub ws_noise: Option<f64>,
+    /// `--ws`: add the DA-WS loss to the method's own ([`crate::methods::ws`]). Saved only when
+    /// on, so configs of runs without it are unchanged.
+    pub ws: bool,
     /// The method's own parameters (`--param NAME=VALUE`); after [`TrainConfig::check`] every
     /// one with its value (the paper's default where none was given).
     pub params: BTreeMap<String, f64>,
@@ -189,13 +199,19 @@ impl MethodConfig {
             name,
             target_proportions: None,
             ws_noise: None,
+            ws: false,
             params: BTreeMap::new(),
         }
+    }
+
+    /// Whether the run trains with DA-WS: the method's own (`codats_ws`) or `--ws`.
+    pub fn uses_proportions(&self) -> bool {
+        self.name.info().uses_proportions || self.ws
     }
 }
 
 /// Keys of the `[method]` table that are not method parameters.
-const METHOD_KEYS: [&str; 3] = ["name", "target_proportions", "ws_noise"];
+const METHOD_KEYS: [&str; 4] = ["name", "target_proportions", "ws_noise", "ws"];
 
 impl Serialize for MethodConfig {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -207,6 +223,9 @@ impl Serialize for MethodConfig {
         }
         if let Some(n) = &self.ws_noise {
             m.serialize_entry("ws_noise", n)?;
+        }
+        if self.ws {
+            m.serialize_entry("ws", &true)?;
         }
         for (k, v) in &self.params {
             m.serialize_entry(k, v)?;
@@ -238,7 +257,7 @@ impl<'de> Deserialize<'de> for MethodConfig {
                 mut map: A,
             ) -> Result<MethodConfig, A::Error> {
                 use serde::de::Error;
-                let (mut name, mut proportions, mut noise) = (None, None, None);
+                let (mut name, mut proportions, mut noise, mut ws) = (None, None, None, None);
                 let mut params = BTreeMap::new();
                 while let Some(key) = map.next_key::<String>()? {
                     let dup = match key.as_str() {
@@ -247,6 +266,7 @@ impl<'de> Deserialize<'de> for MethodConfig {
                             proportions.replace(map.next_value::<Vec<f64>>()?).is_some()
                         }
                         "ws_noise" => noise.replace(map.next_value::<f64>()?).is_some(),
+                        "ws" => ws.replace(map.next_value::<bool>()?).is_some(),
                         _ => {
                             let v = map
                                 .next_value::<f64>()
@@ -268,6 +288,7 @@ impl<'de> Deserialize<'de> for MethodConfig {
                     name,
                     target_proportions: proportions,
                     ws_noise: noise,
+                    ws: ws.unwrap_or(false),
                     params,
                 })
             }
@@ -654,7 +675,17 @@ impl TrainConfig {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let uses = kind.info().uses_proportions;
+        if self.method.ws {
+            if kind.info().uses_proportions {
+                return Err(ConfigError::WsTwice(kind.to_string()));
+            }
+            if kind.info().task != crate::methods::Task::Adaptation
+                || needs.target != crate::methods::TargetUse::Unlabelled
+            {
+                return Err(ConfigError::WsNeedsUnlabelledTarget(kind.to_string()));
+            }
+        }
+        let uses = self.method.uses_proportions();
         if self.method.target_proportions.is_some() && !uses {
             return Err(ConfigError::ProportionsUnused {
                 method: kind.to_string(),
@@ -911,7 +942,7 @@ conventions = 2
         );
         assert_eq!(
             e(&|c| c.method.target_proportions = Some(vec![1.0])),
-            "--target-proportions is only used by codats_ws (method is codats)"
+            "--target-proportions is only used by codats_ws or a method run with --ws (method is codats)"
         );
         assert_eq!(
             e(&|c| c.checkpoint_every = 0),

@@ -18,8 +18,9 @@ pub mod ema;
 pub(crate) mod probe;
 pub mod ssl;
 pub mod survey;
+pub mod ws;
 
-use da::{cdan, codats, coral, dann_gs, dsan, homm, mdan, mmd, supervised};
+use da::{advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -80,6 +81,8 @@ pub static REGISTRY: &[MethodInfo] = &[
     cdan::CDAN,
     homm::HOMM,
     dsan::DSAN,
+    advskm::ADVSKM,
+    dirt_t::DIRT_T,
     ssl::supervised::SUPERVISED,
     ssl::pseudo_label::PSEUDO_LABEL,
     ssl::pi_model::PI_MODEL,
@@ -382,6 +385,10 @@ pub struct StepOutput {
     pub loss: Tensor,
     /// Named scalars for metrics.csv and the progress bar (e.g. `task_loss`, `lambda`).
     pub scalars: Vec<(&'static str, f32)>,
+    /// Train-mode task logits of the batch's unlabelled target rows, from the forward pass the
+    /// loss was computed on, for losses composed onto the method's (DA-WS, [`ws`]); `None`
+    /// from a method that sees no unlabelled target.
+    pub target_logits: Option<Tensor>,
 }
 
 /// A set of parameters (selected by name prefix) with its own optimiser state.
@@ -511,6 +518,9 @@ pub struct MethodSetup {
     pub target_train_proportions: Option<Vec<f64>>,
     /// `--ws-noise`: move the proportions by this L1 distance.
     pub ws_noise: Option<f64>,
+    /// `--ws`: the DA-WS loss on top of the method's own ([`ws::WeakSupervision`]); implied by
+    /// an entry that declares `uses_proportions`.
+    pub ws: bool,
     /// The run seed (derive per-purpose seeds with `crate::seed::derive_seed`).
     pub seed: u64,
     /// FCN implementation.
@@ -563,7 +573,11 @@ impl MethodSetup {
 /// Builds the method `kind` with its variables in `varmap` (uninitialised: the trainer seeds them).
 pub fn build(kind: MethodKind, setup: &MethodSetup, varmap: &VarMap) -> Result<Box<dyn Method>> {
     let vb = VarBuilder::from_varmap(varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
-    (kind.info().build)(kind, setup, vb)
+    let method = (kind.info().build)(kind, setup, vb)?;
+    if kind.info().uses_proportions || setup.ws {
+        return Ok(Box::new(ws::WeakSupervision::wrap(method, setup)?));
+    }
+    Ok(method)
 }
 
 /// Trainable variables of `varmap` whose names start with `prefix`, sorted by name

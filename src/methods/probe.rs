@@ -114,6 +114,7 @@ impl Method for Probe {
                 ("pseudo_loss", pseudo_loss.to_scalar::<f32>()?),
             ],
             loss,
+            target_logits: None,
         })
     }
 

@@ -184,11 +184,10 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
         // The one target-label statistic a method may see, and only one that declares DA-WS.
         target_train_proportions: cfg
             .method
-            .name
-            .info()
-            .uses_proportions
+            .uses_proportions()
             .then(|| problem.target_train_proportions()),
         ws_noise: cfg.method.ws_noise,
+        ws: cfg.method.ws,
         seed: cfg.seed,
         kernels: cfg.kernels,
         gct: cfg.gct,
@@ -851,11 +850,11 @@ pub fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
         cfg.method.name,
         &cfg.sources,
         cfg.target,
-        &if cfg.gct {
-            vec!["gct".to_string()]
-        } else {
-            vec![]
-        },
+        &[(cfg.gct, "gct"), (cfg.method.ws, "ws")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, label)| label.to_string())
+            .collect::<Vec<_>>(),
         cfg.seed,
     ))
 }

@@ -76,6 +76,7 @@ impl Method for Aligned {
                 (self.scalar, distance.to_scalar::<f32>()?),
             ],
             loss,
+            target_logits: Some(self.model.task_logits(&f_tgt)?),
         })
     }
 

@@ -213,7 +213,8 @@ impl Method for Cdan {
             false => None,
         };
         let domain_loss = cdan_domain_loss(&domain_logits, &labels, weights.as_ref())?;
-        let entropy_loss = mean_entropy(&logits.narrow(0, n_src, n_tgt)?)?;
+        let target_logits = logits.narrow(0, n_src, n_tgt)?;
+        let entropy_loss = mean_entropy(&target_logits)?;
         let loss = ((&task_loss + domain_loss.affine(self.domain_weight, 0.0)?)?
             + entropy_loss.affine(self.cond_ent_weight, 0.0)?)?;
         Ok(StepOutput {
@@ -224,6 +225,7 @@ impl Method for Cdan {
                 ("lambda", lambda as f32),
             ],
             loss,
+            target_logits: Some(target_logits),
         })
     }
 
@@ -333,6 +335,7 @@ mod tests {
             given_proportions: None,
             target_train_proportions: None,
             ws_noise: None,
+            ws: false,
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,

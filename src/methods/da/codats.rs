@@ -6,7 +6,7 @@ use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::data::batch::BatchDivision;
-use crate::losses::{cross_entropy, weak_supervision_kl};
+use crate::losses::cross_entropy;
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, ParamGroup, StepContext,
     StepOutput, TargetUse,
@@ -55,51 +55,6 @@ pub const CODATS_WS: MethodInfo = MethodInfo {
     build,
 };
 
-/// Purpose id of the `--ws-noise` direction's seed (`crate::seed::derive_seed`).
-const SEED_WS_NOISE: u64 = 3;
-
-/// DA-WS's proportions: `--target-proportions` if given, else the target train split's, moved
-/// by `--ws-noise` when set.
-fn ws_proportions(setup: &MethodSetup) -> Option<Vec<f64>> {
-    let p = setup
-        .given_proportions
-        .clone()
-        .or_else(|| setup.target_train_proportions.clone())?;
-    Some(match setup.ws_noise {
-        Some(noise) if noise > 0.0 => perturb_proportions(
-            &p,
-            noise,
-            crate::seed::derive_seed(setup.seed, SEED_WS_NOISE),
-        ),
-        _ => p,
-    })
-}
-
-/// Moves proportions `p` by `noise` in total (L1) along a seeded random zero-sum direction, clips
-/// at zero and renormalises to sum 1 (`--ws-noise`: DA-WS given slightly wrong proportions).
-pub fn perturb_proportions(p: &[f64], noise: f64, seed: u64) -> Vec<f64> {
-    use rand::Rng;
-    use rand_chacha::rand_core::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let raw: Vec<f64> = p.iter().map(|_| rng.random::<f64>() - 0.5).collect();
-    let mean = raw.iter().sum::<f64>() / raw.len().max(1) as f64;
-    let dir: Vec<f64> = raw.iter().map(|v| v - mean).collect();
-    let l1: f64 = dir.iter().map(|v| v.abs()).sum();
-    if l1 == 0.0 {
-        return p.to_vec();
-    }
-    let moved: Vec<f64> = p
-        .iter()
-        .zip(&dir)
-        .map(|(v, d)| (v + noise * d / l1).max(0.0))
-        .collect();
-    let sum: f64 = moved.iter().sum();
-    if sum <= 0.0 {
-        return p.to_vec();
-    }
-    moved.iter().map(|v| v / sum).collect()
-}
-
 /// How the domain head tells domains apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainHead {
@@ -113,13 +68,12 @@ pub enum DomainHead {
 pub struct Codats {
     kind: MethodKind,
     model: CodatsModel,
-    proportions: Option<Tensor>,
     head: DomainHead,
 }
 
 impl Codats {
-    /// Builds `codats` or `codats_ws` (a method that uses proportions needs
-    /// `setup.target_proportions`).
+    /// Builds `codats` or `codats_ws` (whose DA-WS loss [`crate::methods::build`] adds with
+    /// [`crate::methods::ws::WeakSupervision`]).
     pub fn new(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Self> {
         Self::with_head(kind, setup, vb, DomainHead::PerDomain)
     }
@@ -136,18 +90,9 @@ impl Codats {
             DomainHead::Grouped => 2,
         };
         let cfg = setup.model_config(Some(domains));
-        let proportions = match (kind.info().uses_proportions, ws_proportions(setup)) {
-            (true, Some(p)) => {
-                let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();
-                Some(Tensor::from_vec(p, setup.classes, &Device::Cpu)?)
-            }
-            (true, None) => candle_core::bail!("{kind} needs target label proportions"),
-            (false, _) => None,
-        };
         Ok(Self {
             kind,
             model: CodatsModel::new(cfg, vb)?,
-            proportions,
             head,
         })
     }
@@ -177,11 +122,7 @@ impl Method for Codats {
     }
 
     fn scalars(&self) -> Vec<&'static str> {
-        if self.proportions.is_some() {
-            vec!["task_loss", "domain_loss", "ws_loss", "lambda"]
-        } else {
-            vec!["task_loss", "domain_loss", "lambda"]
-        }
+        vec!["task_loss", "domain_loss", "lambda"]
     }
 
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
@@ -224,18 +165,17 @@ impl Method for Codats {
         let lambda = grl_lambda(ctx.step, ctx.total_steps);
         let domain_logits = self.model.domain_logits(&features, lambda, Some(ctx.rng))?;
         let domain_loss = cross_entropy(&domain_logits, &y_domain)?;
-        let mut loss = (&task_loss + &domain_loss)?;
-        let mut scalars = vec![
+        let loss = (&task_loss + &domain_loss)?;
+        let scalars = vec![
             ("task_loss", task_loss.to_scalar::<f32>()?),
             ("domain_loss", domain_loss.to_scalar::<f32>()?),
             ("lambda", lambda as f32),
         ];
-        if let Some(p) = &self.proportions {
-            let ws = weak_supervision_kl(p, &logits.narrow(0, n_src, n_tgt)?)?;
-            scalars.push(("ws_loss", ws.to_scalar::<f32>()?));
-            loss = (loss + ws)?;
-        }
-        Ok(StepOutput { loss, scalars })
+        Ok(StepOutput {
+            loss,
+            scalars,
+            target_logits: Some(logits.narrow(0, n_src, n_tgt)?),
+        })
     }
 
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
@@ -261,22 +201,6 @@ mod tests {
     use candle_nn::VarMap;
 
     #[test]
-    fn ws_noise_moves_proportions_by_the_given_amount_and_renormalises() {
-        let p = [0.1, 0.2, 0.3, 0.4];
-        let q = perturb_proportions(&p, 0.1, 7);
-        assert_eq!(q, perturb_proportions(&p, 0.1, 7), "deterministic");
-        assert_ne!(q, perturb_proportions(&p, 0.1, 8), "seeded");
-        assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        let l1: f64 = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum();
-        assert!((l1 - 0.1).abs() < 1e-9, "moved by {l1}");
-        // Large noise clips at zero and still sums to one.
-        let r = perturb_proportions(&p, 5.0, 7);
-        assert!(r.iter().all(|v| *v >= 0.0));
-        assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert_eq!(perturb_proportions(&p, 0.0, 7), p.to_vec());
-    }
-
-    #[test]
     fn target_is_domain_zero_and_source_i_is_domain_i_plus_one() {
         assert_eq!(domain_labels(&[2, 1, 3], 2), vec![1, 1, 2, 3, 3, 3, 0, 0]);
         assert_eq!(domain_labels(&[1], 0), vec![1]);
@@ -292,6 +216,7 @@ mod tests {
             given_proportions: Some(vec![0.25; 4]),
             target_train_proportions: None,
             ws_noise: None,
+            ws: false,
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,

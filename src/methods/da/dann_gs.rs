@@ -86,6 +86,7 @@ mod tests {
                 given_proportions: None,
                 target_train_proportions: None,
                 ws_noise: None,
+                ws: false,
                 seed: 0,
                 kernels: crate::nn::Kernels::Fast,
                 gct: false,

@@ -174,7 +174,8 @@ impl Method for Dsan {
             .features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &ys)?;
-        let probs = softmax(&logits.narrow(0, n_src, n_tgt)?)?.detach();
+        let target_logits = logits.narrow(0, n_src, n_tgt)?;
+        let probs = softmax(&target_logits)?.detach();
         let distance = lmmd(
             &features.narrow(0, 0, n_src)?,
             &features.narrow(0, n_src, n_tgt)?,
@@ -188,6 +189,7 @@ impl Method for Dsan {
                 ("lmmd_loss", distance.to_scalar::<f32>()?),
             ],
             loss,
+            target_logits: Some(target_logits),
         })
     }
 

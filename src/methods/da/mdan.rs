@@ -174,6 +174,7 @@ impl Method for Mdan {
                 ("lambda", lambda as f32),
             ],
             loss,
+            target_logits: Some(self.model.task_logits(&f_tgt)?),
         })
     }
 
@@ -261,6 +262,7 @@ mod tests {
             given_proportions: None,
             target_train_proportions: None,
             ws_noise: None,
+            ws: false,
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,

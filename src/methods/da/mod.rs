@@ -12,14 +12,18 @@
 //! | [`cdan`] | `cdan` (CDAN and CDAN+E, Long et al. 2018) |
 //! | [`homm`] | `homm` (HoMM, third-order moment matching, Chen et al. 2020) |
 //! | [`dsan`] | `dsan` (DSAN's local MMD, Zhu et al. 2020) |
+//! | [`dirt_t`] | `dirt_t` (VADA, then DIRT-T refinement, Shu et al. 2018) |
+//! | [`advskm`] | `advskm` (AdvSKM, adversarial spectral kernel matching, Liu & Xue 2021) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD, HoMM) share.
 
+pub mod advskm;
 pub mod align;
 pub mod cdan;
 pub mod codats;
 pub mod coral;
 pub mod dann_gs;
+pub mod dirt_t;
 pub mod dsan;
 pub mod homm;
 pub mod mdan;

@@ -99,6 +99,7 @@ impl Method for Supervised {
         Ok(StepOutput {
             loss,
             scalars: vec![("task_loss", task)],
+            target_logits: None,
         })
     }
 

@@ -93,6 +93,10 @@ impl Objective for EntMin {
             ("ramp", ramp as f32),
         ];
         let loss = (&sup + (&ent * (self.lambda_ent * ramp))?)?;
-        Ok(StepOutput { loss, scalars })
+        Ok(StepOutput {
+            loss,
+            scalars,
+            target_logits: None,
+        })
     }
 }

@@ -115,6 +115,10 @@ impl Objective for FixMatch {
         ];
         let loss = (&sup + (&unsup * self.lambda_u)?)?;
         let loss = with_entropy(loss, &weak, self.lambda_ent, &mut scalars)?;
-        Ok(StepOutput { loss, scalars })
+        Ok(StepOutput {
+            loss,
+            scalars,
+            target_logits: None,
+        })
     }
 }

@@ -81,7 +81,11 @@ pub fn ramped_output(
     scalars.push(("ramp", ramp as f32));
     let loss = (sup + (unsup * (weight * ramp))?)?;
     let loss = with_entropy(loss, logits, lambda_ent, &mut scalars)?;
-    Ok(StepOutput { loss, scalars })
+    Ok(StepOutput {
+        loss,
+        scalars,
+        target_logits: None,
+    })
 }
 
 /// `loss + λ_ent · entropy(logits)` (and the entropy's value) when λ_ent > 0, else `loss`.

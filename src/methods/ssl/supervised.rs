@@ -62,6 +62,7 @@ impl Objective for Supervised {
         Ok(StepOutput {
             loss,
             scalars: vec![("sup_loss", value)],
+            target_logits: None,
         })
     }
 }

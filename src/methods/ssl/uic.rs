@@ -217,6 +217,7 @@ impl Method for Uic {
                 ("empty_classes", self.state.empty_classes as f32),
             ],
             loss,
+            target_logits: None,
         })
     }
 
