@@ -28,6 +28,7 @@
 //! Defaults: AdaTime's UCI HAR weight relative to its task weight (1.3388 / 2.4685) and its
 //! UCI HAR widths (`DSKN_disc_hid` 128, `disc_hid_dim` 64).
 
+use super::Joint;
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -276,17 +277,13 @@ impl Method for AdvSkm {
     }
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch.target.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
-        })?;
-        let sources: Vec<&crate::methods::Slice> = batch.sources.iter().collect();
-        let (xs, ys) = crate::methods::concat(&sources)?;
-        let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
-        let n_src = xs.dim(0)?;
-        let n_tgt = target.x.dim(0)?;
-        let features = self
-            .model
-            .features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
+        // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
+        let Joint {
+            features,
+            ys,
+            n_src,
+            n_tgt,
+        } = Joint::forward(&self.model, batch, self.kind)?;
         let f_src = features.narrow(0, 0, n_src)?;
         let f_tgt = features.narrow(0, n_src, n_tgt)?;
         let task_loss = cross_entropy(&self.model.task_logits(&f_src)?, &ys)?;

@@ -2,6 +2,7 @@
 //! the labelled sources plus a weighted distance between source and target features, with the
 //! CoDATS FCN and task head and no domain head. A method supplies the distance and its weight.
 
+use super::Joint;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -53,18 +54,13 @@ impl Method for Aligned {
     }
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch.target.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
-        })?;
-        let sources: Vec<&crate::methods::Slice> = batch.sources.iter().collect();
-        let (xs, ys) = crate::methods::concat(&sources)?;
-        let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
-        let n_src = xs.dim(0)?;
-        let n_tgt = target.x.dim(0)?;
         // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
-        let features = self
-            .model
-            .features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
+        let Joint {
+            features,
+            ys,
+            n_src,
+            n_tgt,
+        } = Joint::forward(&self.model, batch, self.kind)?;
         let f_src = features.narrow(0, 0, n_src)?;
         let f_tgt = features.narrow(0, n_src, n_tgt)?;
         let task_loss = cross_entropy(&self.model.task_logits(&f_src)?, &ys)?;

@@ -126,9 +126,7 @@ impl Method for Codats {
     }
 
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch.target.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
-        })?;
+        let target = super::target_slice(batch, self.kind)?;
         let dev = Device::Cpu;
         // One forward pass over [source_1 .. source_n, target].
         let mut xs: Vec<&Tensor> = batch.sources.iter().map(|s| &s.x).collect();

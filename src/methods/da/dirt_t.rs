@@ -214,9 +214,7 @@ impl Method for DirtT {
     }
 
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch.target.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
-        })?;
+        let target = super::target_slice(batch, self.kind)?;
         let sources: Vec<&crate::methods::Slice> = batch.sources.iter().collect();
         let (xs, ys) = crate::methods::concat(&sources)?;
         let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;

@@ -11,6 +11,7 @@
 //! distance. DSAN's code sums the five kernels (5× this value) around the mean distance; the
 //! weight's default is AdaTime's UCI HAR weights' ratio, 1.59 / 1.76, on this kernel.
 
+use super::Joint;
 use crate::methods::{Task, Views};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -161,17 +162,13 @@ impl Method for Dsan {
     }
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch.target.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
-        })?;
-        let sources: Vec<&crate::methods::Slice> = batch.sources.iter().collect();
-        let (xs, ys) = crate::methods::concat(&sources)?;
-        let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
-        let n_src = xs.dim(0)?;
-        let n_tgt = target.x.dim(0)?;
-        let features = self
-            .model
-            .features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
+        // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
+        let Joint {
+            features,
+            ys,
+            n_src,
+            n_tgt,
+        } = Joint::forward(&self.model, batch, self.kind)?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &ys)?;
         let target_logits = logits.narrow(0, n_src, n_tgt)?;

@@ -126,9 +126,7 @@ impl Method for Mdan {
     }
 
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
-        let target = batch.target.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{} needs a target slice", self.kind))
-        })?;
+        let target = super::target_slice(batch, self.kind)?;
         if batch.sources.len() != self.heads.len() {
             candle_core::bail!(
                 "{}: the batch has {} source slices but the model {} domain heads",

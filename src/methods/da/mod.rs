@@ -29,3 +29,48 @@ pub mod homm;
 pub mod mdan;
 pub mod mmd;
 pub mod supervised;
+
+use candle_core::{Result, Tensor};
+
+use super::{Batch, MethodKind, Slice};
+use crate::nn::CodatsModel;
+
+/// The batch's target slice; an adaptation method given none is a bug in its data needs.
+pub(crate) fn target_slice(batch: &Batch, kind: MethodKind) -> Result<&Slice> {
+    batch
+        .target
+        .as_ref()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{kind} needs a target slice")))
+}
+
+/// One training-mode forward pass over [all sources, target] (shared batch statistics, as
+/// CoDATS does), the step most feature-level methods start from.
+pub(crate) struct Joint {
+    /// Features of the source rows, then the target rows.
+    pub features: Tensor,
+    /// The sources' labels.
+    pub ys: Tensor,
+    /// Source rows (the first `n_src` of `features`).
+    pub n_src: usize,
+    /// Target rows (the last `n_tgt`).
+    pub n_tgt: usize,
+}
+
+impl Joint {
+    /// `model`'s features of the labelled sources and the target of `batch`.
+    pub(crate) fn forward(model: &CodatsModel, batch: &Batch, kind: MethodKind) -> Result<Self> {
+        let target = target_slice(batch, kind)?;
+        let sources: Vec<&Slice> = batch.sources.iter().collect();
+        let (xs, ys) = super::concat(&sources)?;
+        let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
+        let n_src = xs.dim(0)?;
+        let n_tgt = target.x.dim(0)?;
+        let features = model.features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
+        Ok(Self {
+            features,
+            ys,
+            n_src,
+            n_tgt,
+        })
+    }
+}
