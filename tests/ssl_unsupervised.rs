@@ -2,42 +2,12 @@
 //! under a minute to a clustering of the held-out test images above k-means on the same raw
 //! pixels, resumes mid-epoch bit-identically, and bad choices of K are one-line errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 mod common;
 use common::TempDir;
 
-fn data_root() -> PathBuf {
-    std::env::var_os("CODATS_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-}
-
-fn codats(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_codats"))
-        .args(args)
-        .env("CODATS_DATA_DIR", data_root())
-        .output()
-        .expect("run codats")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = codats(args);
-    assert!(
-        o.status.success(),
-        "codats {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(args: &[&str]) -> String {
-    let o = codats(args);
-    assert!(!o.status.success(), "codats {args:?} succeeded");
-    assert_ne!(o.status.code(), Some(101), "panicked: {args:?}");
-    String::from_utf8_lossy(&o.stderr).trim().to_string()
-}
+use common::cli::{err, ok};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -224,6 +224,7 @@ pub fn assert_same(a: &codats::data::Dataset, b: &codats::data::Dataset) {
     }
 }
 
+pub mod cli;
 pub mod loaders;
 
 /// The folder holding the real datasets: `$CODATS_DATA_DIR`, default `../shared/data`. Panics if absent.
