@@ -23,6 +23,10 @@ fn codats(args: &[&str]) -> String {
 
 /// A short codats run: 2 sources, batch 48 (16 per domain), evaluated and checkpointed every 10 steps.
 fn short_run(out: &Path, seed: &str, extra: &[&str]) {
+    run_evaluating_every(out, seed, "10", extra);
+}
+
+fn run_evaluating_every(out: &Path, seed: &str, eval_every: &str, extra: &[&str]) {
     let mut args = vec![
         "train",
         "--dataset",
@@ -40,7 +44,7 @@ fn short_run(out: &Path, seed: &str, extra: &[&str]) {
         "--batch-division",
         "all",
         "--eval-every",
-        "10",
+        eval_every,
         "--seed",
         seed,
         "--threads",
@@ -197,4 +201,40 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
+}
+
+/// Checkpoints that fall between evaluations (every 4 steps, evaluations every 3): the row after
+/// the resume averages steps from before and after the kill, and must equal the uninterrupted
+/// run's (the unfinished row's sums are part of the checkpoint).
+#[test]
+fn a_checkpoint_between_evaluations_resumes_to_the_same_metrics_rows() {
+    let tmp = common::TempDir::new("misaligned");
+    let whole = tmp.path().join("whole");
+    let killed = tmp.path().join("killed");
+    let cadence = ["--checkpoint-every", "4"];
+    run_evaluating_every(&whole, "7", "3", &cadence);
+    // Killed after 7 updates: the last checkpoint is after update index 4 (5 updates), two
+    // updates after the evaluation at index 3.
+    let mut stopped = cadence.to_vec();
+    stopped.extend(["--stop-after", "7"]);
+    run_evaluating_every(&killed, "7", "3", &stopped);
+    let state: serde_json::Value =
+        serde_json::from_slice(&read(&killed.join("checkpoints/resume/state.json"))).expect("json");
+    assert_eq!(state["step"], 5);
+    assert_eq!(state["metrics_pending"]["n"], 1, "{state}");
+    codats(&[
+        "train",
+        "--resume",
+        "--offline",
+        "--quiet",
+        "--out",
+        killed.to_str().expect("utf-8"),
+    ]);
+    let rows = metrics_without_timing(&whole);
+    assert_eq!(rows.len(), 1 + 11, "header + evaluations at 0, 3, …, 30");
+    assert_eq!(rows, metrics_without_timing(&killed));
+    assert_eq!(
+        read(&whole.join("result.json")),
+        read(&killed.join("result.json"))
+    );
 }

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 /// Columns before a method's own scalars.
 pub const LEADING: [&str; 2] = ["step", "loss"];
@@ -45,6 +46,40 @@ impl Accumulator {
         }
     }
 
+    /// The sums of a row not yet written, for a checkpoint taken between two evaluations: a run
+    /// resumed from it continues them ([`Accumulator::resume`]) and writes the row the
+    /// uninterrupted run writes.
+    pub fn pending(&self) -> Pending {
+        Pending {
+            n: self.n,
+            sums: self
+                .sums
+                .iter()
+                .map(|&(k, s)| (k.to_string(), s.to_bits()))
+                .collect(),
+        }
+    }
+
+    /// Continues the sums saved by [`Accumulator::pending`]. `scalars` are the method's (the
+    /// loss is implicit); a saved name outside them belongs to another run and is an error.
+    pub fn resume(pending: &Pending, scalars: &[&'static str]) -> Result<Self> {
+        let mut sums = Vec::with_capacity(pending.sums.len());
+        for (k, bits) in &pending.sums {
+            let Some(&name) = std::iter::once(&"loss")
+                .chain(scalars)
+                .find(|n| **n == k.as_str())
+            else {
+                bail!(
+                    "the checkpoint's unfinished metrics row has a column `{k}` that this \
+                     method does not log ({}); the checkpoint belongs to another run",
+                    scalars.join(",")
+                );
+            };
+            sums.push((name, f64::from_bits(*bits)));
+        }
+        Ok(Self { n: pending.n, sums })
+    }
+
     /// The row for this evaluation: the mean of every scalar added since the last row, then the
     /// validation accuracies and speed.
     pub fn row(&self, step: usize, source_valid: f64, target_valid: f64, steps_per_s: f64) -> Row {
@@ -55,6 +90,23 @@ impl Accumulator {
         values.push(("target_valid_acc", target_valid));
         values.push(("steps_per_s", steps_per_s));
         Row { step, values }
+    }
+}
+
+/// The part of a metrics.csv row summed so far (steps since the last row, and each column's sum
+/// as the bits of its `f64`, so that a resumed run continues exactly).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Steps summed.
+    pub n: usize,
+    /// Column name and the `f64::to_bits` of its sum, in first-logged order.
+    pub sums: Vec<(String, u64)>,
+}
+
+impl Pending {
+    /// Whether nothing has been summed (the checkpoint fell right after an evaluation).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0 && self.sums.is_empty()
     }
 }
 
@@ -218,6 +270,33 @@ mod tests {
             text,
             "step,loss,task_loss,my_scalar,source_valid_acc,target_valid_acc,steps_per_s\n\
              10,3.000000,2.000000,1.000000,0.250000,0.500000,3.000000\n"
+        );
+    }
+
+    #[test]
+    fn a_pending_row_resumes_to_the_same_average() {
+        let mut whole = Accumulator::default();
+        let mut first = Accumulator::default();
+        for (l, t) in [(0.1f32, 0.3f32), (0.7, 1.1), (2.9, 0.01)] {
+            whole.add(l, &[("task_loss", t)]);
+            first.add(l, &[("task_loss", t)]);
+        }
+        let json = serde_json::to_string(&first.pending()).unwrap();
+        let pending: Pending = serde_json::from_str(&json).unwrap();
+        let mut resumed = Accumulator::resume(&pending, &["task_loss"]).unwrap();
+        for (l, t) in [(1.3f32, 0.2f32), (0.4, 5.0)] {
+            whole.add(l, &[("task_loss", t)]);
+            resumed.add(l, &[("task_loss", t)]);
+        }
+        let (a, b) = (whole.row(4, 0.5, 0.5, 1.0), resumed.row(4, 0.5, 0.5, 1.0));
+        assert_eq!(format!("{:?}", a.values), format!("{:?}", b.values));
+        assert!(Accumulator::default().pending().is_empty());
+        let err = Accumulator::resume(&pending, &["domain_loss"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has a column `task_loss` that this method does not log"),
+            "{err}"
         );
     }
 

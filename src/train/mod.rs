@@ -87,6 +87,10 @@ pub struct TrainState {
     /// The method's own resumable state ([`Method::state`]); absent when it keeps none.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub method_state: serde_json::Value,
+    /// The metrics.csv row summed since the last evaluation, when the checkpoint falls between
+    /// two (absent otherwise, so a run whose checkpoints follow evaluations saves what it did).
+    #[serde(default, skip_serializing_if = "metrics_log::Pending::is_empty")]
+    pub metrics_pending: metrics_log::Pending,
 }
 
 /// Options that change how a run reports, not what it computes.
@@ -306,6 +310,7 @@ impl Trainer {
                 .map(|r| (r.name.to_string(), Best::default()))
                 .collect(),
             method_state: serde_json::Value::Null,
+            metrics_pending: metrics_log::Pending::default(),
         };
         let eval = eval::EvalSets::new(&problem)?;
         let positions = pool_positions(&problem);
@@ -687,7 +692,9 @@ impl Trainer {
             columns.push("pool_nmi");
         }
         let mut log = MetricsLog::open(&self.dir.metrics_path(), &columns)?;
-        let mut acc = metrics_log::Accumulator::default();
+        let mut acc =
+            metrics_log::Accumulator::resume(&self.state.metrics_pending, &self.method.scalars())
+                .with_context(|| format!("resuming {}", self.dir.path().display()))?;
         let mut timer = Instant::now();
         let mut timed_steps = 0usize;
         let started = Instant::now();
@@ -781,6 +788,7 @@ impl Trainer {
                 let t = Instant::now();
                 log.flush()?;
                 self.state.method_state = self.method.state()?;
+                self.state.metrics_pending = acc.pending();
                 self.dir
                     .save_checkpoint(&self.varmap, &self.groups, &self.state)?;
                 self.timing.checkpoints += t.elapsed().as_secs_f64();
