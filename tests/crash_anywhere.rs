@@ -261,6 +261,12 @@ fn a_sweep_killed_anywhere_loses_and_repeats_nothing() {
                 "{point}:{n}"
             );
             assert_eq!(results(&dir), want, "{point}:{n}: results differ");
+            let locks: Vec<_> = std::fs::read_dir(dir.join("state"))
+                .expect("state dir")
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .filter(|n| n.to_string_lossy().ends_with(".lock"))
+                .collect();
+            assert!(locks.is_empty(), "{point}:{n}: locks left: {locks:?}");
             for (id, _) in &want {
                 assert!(done_lines(&dir, id) <= 1, "{point}:{n}: {id} ran twice");
             }

@@ -37,7 +37,10 @@ pub fn run(
     let mut queue = VecDeque::new();
     for (i, job) in jobs.iter().enumerate() {
         match dir.state(job) {
-            JobState::Done => summary.skipped += 1,
+            JobState::Done => {
+                dir.remove_dead_lock(job);
+                summary.skipped += 1
+            }
             _ => queue.push_back(i),
         }
     }

@@ -309,6 +309,22 @@ impl SweepDir {
         Ok(lines)
     }
 
+    /// A finished job whose runner was killed between its result and its unlock keeps that
+    /// runner's lock: removed once its holder is proven dead (never another host's).
+    pub(crate) fn remove_dead_lock(&self, job: &Job) {
+        let Some(holder) = self.read_lock(job) else {
+            return;
+        };
+        if let Some(why) = holder.proven_dead() {
+            if std::fs::remove_file(self.lock_path(job)).is_ok() {
+                eprintln!(
+                    "note: job {} is done: removed the lock left by pid {} on {}, which {why}",
+                    job.id, holder.pid, holder.host
+                );
+            }
+        }
+    }
+
     fn unlock(&self, job: &Job) {
         let _ = std::fs::remove_file(self.lock_path(job));
     }
@@ -319,6 +335,7 @@ impl SweepDir {
     /// and Slurm array tasks.
     pub fn execute(&self, job: &Job, exe: &Path, threads: usize) -> Result<Outcome> {
         if self.is_done(job) {
+            self.remove_dead_lock(job);
             return Ok(Outcome::AlreadyDone);
         }
         if let Err(holder) = self.lock(job)? {
