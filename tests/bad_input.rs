@@ -160,6 +160,7 @@ fn flags(t: &mut Table) {
             "cpu\ntouch x",
         ],
     );
+    t.refused(&["sweep", "slurm", spec, "--out", sw, "--time", "4h"]);
     t.refused(&[
         "sweep",
         "status",

@@ -65,6 +65,9 @@ impl SlurmOptions {
         for e in &opts.extra {
             script_safe("extra", e)?;
         }
+        if let Some(t) = &opts.time {
+            slurm_time(t)?;
+        }
         for (key, v) in [
             ("cpus-per-task", Some(opts.cpus)),
             ("max-array", Some(opts.max_array)),
@@ -86,6 +89,33 @@ pub fn script_safe(key: &str, value: &str) -> Result<()> {
             "slurm setting `{key}` = {value:?} contains the control character U+{:04X}; \
              values written into the sbatch script must be one line",
             c as u32
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a `time` that sbatch would reject only once the array is submitted: Slurm's forms
+/// are `MINUTES`, `MINUTES:SECONDS`, `HOURS:MINUTES:SECONDS`, `DAYS-HOURS`,
+/// `DAYS-HOURS:MINUTES`, `DAYS-HOURS:MINUTES:SECONDS`, or `UNLIMITED` / `INFINITE`.
+pub fn slurm_time(value: &str) -> Result<()> {
+    let digits = |p: &str| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit());
+    let ok = match value {
+        "UNLIMITED" | "INFINITE" => true,
+        _ => match value.split_once('-') {
+            Some((days, rest)) => {
+                let parts: Vec<&str> = rest.split(':').collect();
+                digits(days) && parts.len() <= 3 && parts.iter().all(|p| digits(p))
+            }
+            None => {
+                let parts: Vec<&str> = value.split(':').collect();
+                parts.len() <= 3 && parts.iter().all(|p| digits(p))
+            }
+        },
+    };
+    if !ok {
+        bail!(
+            "slurm setting `time` = {value:?} is not a Slurm time limit (MINUTES, MM:SS, \
+             HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED)"
         );
     }
     Ok(())
@@ -303,6 +333,38 @@ mod tests {
             assert!(err.starts_with(&format!("slurm setting `{key}`")), "{err}");
         }
         assert!(SlurmOptions::resolve(&settings("cpu"), &none, 10).is_ok());
+    }
+
+    #[test]
+    fn a_time_limit_must_be_one_slurm_accepts() {
+        for good in [
+            "30",
+            "30:00",
+            "04:00:00",
+            "2-0",
+            "2-12:00",
+            "1-00:30:00",
+            "UNLIMITED",
+        ] {
+            assert!(slurm_time(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "4h", "1:2:3:4", "1-", "-5", "1:-2", "1-2-3", "01:00 ", "∞",
+        ] {
+            let err = slurm_time(bad).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "slurm setting `time` = {bad:?} is not a Slurm time limit (MINUTES, MM:SS, \
+                     HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED)"
+                )
+            );
+        }
+        let four_hours = SlurmSettings {
+            time: Some("4h".into()),
+            ..settings("cpu")
+        };
+        assert!(SlurmOptions::resolve(&four_hours, &SlurmSettings::default(), 10).is_err());
     }
 
     #[test]
