@@ -129,6 +129,9 @@ fn flags(t: &mut Table) {
         &["--method", "nope"],
         &["--dataset", "nope"],
         &["--param", "nope=1"],
+        &["--method", "rdann", "--backbone", "fcn"],
+        &["--backbone", "gru", "--gct"],
+        &["--backbone", "resnet"],
     ] {
         let mut args: Vec<&str> = vec!["train", "--quiet"];
         args.extend_from_slice(extra);

@@ -315,3 +315,51 @@ fn codats_with_gct_trains_on_ucihar() {
         "{err}"
     );
 }
+
+/// The other feature extractors on UCI HAR (seed 0, 2 → 11, one thread, lr 1e-3): CoDATS on
+/// AdaTime's CNN for 200 steps, and R-DANN (CoDATS's loss on the GRU) for 100.
+#[test]
+fn codats_on_adatime_cnn_and_rdann_on_the_gru_train_on_ucihar() {
+    let tmp = common::TempDir::new("da-backbones");
+    let acc = |out: &Path, rule: &str| -> f64 {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
+                .expect("json");
+        r["selection"][rule]["target_test"]["accuracy"]
+            .as_f64()
+            .expect("accuracy")
+    };
+    let cnn = tmp.path().join("adatime-cnn");
+    train_threads(&cnn, "codats", "200", "1", &["--backbone", "adatime-cnn"]);
+    let cfg = std::fs::read_to_string(cnn.join("config.toml")).expect("config.toml");
+    assert!(cfg.contains("\nbackbone = \"adatime-cnn\"\n"), "{cfg}");
+    eprintln!(
+        "codats --backbone adatime-cnn: last {:.3}, source_risk {:.3}",
+        acc(&cnn, "last"),
+        acc(&cnn, "source_risk")
+    );
+    let gru = tmp.path().join("rdann");
+    train_threads(&gru, "rdann", "100", "1", &[]);
+    let cfg = std::fs::read_to_string(gru.join("config.toml")).expect("config.toml");
+    assert!(
+        cfg.contains("\nbackbone = \"gru\"\n"),
+        "rdann picks the GRU: {cfg}"
+    );
+    eprintln!(
+        "rdann: last {:.3}, source_risk {:.3}",
+        acc(&gru, "last"),
+        acc(&gru, "source_risk")
+    );
+    // Measured: 85.9 % (adatime-cnn, last and source_risk) and 45.3 % (rdann): the GRU on raw
+    // 128-step windows learns far more slowly than the convolutional extractors.
+    assert!(
+        acc(&cnn, "last") > 0.7,
+        "adatime-cnn: {}",
+        acc(&cnn, "last")
+    );
+    assert!(
+        acc(&gru, "last") > 0.3,
+        "rdann: {} (chance is 1/6)",
+        acc(&gru, "last")
+    );
+}

@@ -18,6 +18,7 @@ fn model(kernels: Kernels, domains: Option<usize>) -> (VarMap, CodatsModel) {
             domains,
             kernels,
             gct: false,
+            backbone: Default::default(),
         },
         vb,
     )
@@ -62,7 +63,7 @@ fn outputs_and_gradients_match_the_candle_path() {
     let mut grads = Vec::new();
     let mut feats = Vec::new();
     for m in [&fast, &reference] {
-        let f = m.features(&x, true).unwrap();
+        let f = m.features(&x, true, None).unwrap();
         let logits = m.task_logits(&f).unwrap();
         // the domain head behind the GRL in training mode (batch statistics, dropout from the
         // same seeded RNG: both paths must drop the same units), and in eval mode
@@ -144,6 +145,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             threads: 2,
             kernels,
             gct: false,
+            backbone: Default::default(),
             data: Default::default(),
             images: None,
             code_version: code_version(),
@@ -322,13 +324,15 @@ fn first_layer_input_gradient_is_skipped() {
 #[test]
 fn input_gradient_matches_the_candle_path() {
     // VAT and VADA need ∂loss/∂x: an input built from a variable gets it on both paths.
-    use codats::nn::{Backbone, Mode};
+    use codats::nn::Mode;
     let (_, fast) = model(Kernels::Fast, None);
     let (_, reference) = model(Kernels::Candle, None);
     let x = Var::from_tensor(&random((8, 9, 64), 5)).unwrap();
     let w = random((1, 8, 128), 6).squeeze(0).unwrap();
     let dx = |m: &CodatsModel| {
-        let f = m.fe.forward(x.as_tensor(), Mode::TrainKeepStats).unwrap();
+        let f =
+            m.fe.forward(x.as_tensor(), Mode::TrainKeepStats, None)
+                .unwrap();
         let grads = (f * &w).unwrap().sum_all().unwrap().backward().unwrap();
         grads.get(x.as_tensor()).expect("input gradient").clone()
     };
@@ -350,7 +354,7 @@ fn input_gradient_matches_the_candle_path() {
 
 #[test]
 fn keep_stats_mode_uses_batch_statistics_and_leaves_running_ones() {
-    use codats::nn::{Backbone, Mode};
+    use codats::nn::Mode;
     for kernels in [Kernels::Fast, Kernels::Candle] {
         let (vm, m) = model(kernels, None);
         let running = || -> Vec<Vec<f32>> {
@@ -363,9 +367,9 @@ fn keep_stats_mode_uses_batch_statistics_and_leaves_running_ones() {
         let before = running();
         assert_eq!(before.len(), 6, "{kernels:?}: three BNs, mean and variance");
         let x = random((16, 9, 64), 7);
-        let kept = m.fe.forward(&x, Mode::TrainKeepStats).unwrap();
+        let kept = m.fe.forward(&x, Mode::TrainKeepStats, None).unwrap();
         assert_eq!(running(), before, "{kernels:?}: running statistics moved");
-        let trained = m.fe.forward(&x, Mode::Train).unwrap();
+        let trained = m.fe.forward(&x, Mode::Train, None).unwrap();
         assert_ne!(running(), before, "{kernels:?}: Train updates them");
         let diff = max_rel_diff(&trained, &kept);
         assert!(diff < 1e-5, "{kernels:?}: outputs differ by {diff}");

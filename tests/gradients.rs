@@ -5,6 +5,7 @@
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use codats::methods::{self, Batch, MethodKind, MethodSetup, Slice, StepContext};
+use codats::nn::series::SeriesBackbone;
 use codats::nn::Kernels;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -57,12 +58,22 @@ fn step_gradients(kind: MethodKind, kernels: Kernels) -> Vec<(String, Tensor)> {
 /// [`step_gradients`], with GCT gates in front of the FCN convolutions when `gct` (set away
 /// from their initial values: at α = 1, γ = 0 the gradient of α is exactly zero).
 fn step_gradients_with(kind: MethodKind, kernels: Kernels, gct: bool) -> Vec<(String, Tensor)> {
+    step_gradients_on(kind, kernels, gct, SeriesBackbone::Fcn)
+}
+
+/// [`step_gradients_with`] on feature extractor `backbone`.
+fn step_gradients_on(
+    kind: MethodKind,
+    kernels: Kernels,
+    gct: bool,
+    backbone: SeriesBackbone,
+) -> Vec<(String, Tensor)> {
     // dirt_t's VADA phase (every loss; its DIRT-T phase is checked on its own below).
     let params = match kind.as_str() {
         "dirt_t" => [("vada_fraction".to_string(), 1.0)].into(),
         _ => Default::default(),
     };
-    step_gradients_params(kind, kernels, gct, params)
+    step_gradients_backbone(kind, kernels, gct, backbone, params)
 }
 
 /// [`step_gradients_with`] with the method's parameters `params` (defaults for the rest).
@@ -70,6 +81,16 @@ fn step_gradients_params(
     kind: MethodKind,
     kernels: Kernels,
     gct: bool,
+    params: std::collections::BTreeMap<String, f64>,
+) -> Vec<(String, Tensor)> {
+    step_gradients_backbone(kind, kernels, gct, SeriesBackbone::Fcn, params)
+}
+
+fn step_gradients_backbone(
+    kind: MethodKind,
+    kernels: Kernels,
+    gct: bool,
+    backbone: SeriesBackbone,
     params: std::collections::BTreeMap<String, f64>,
 ) -> Vec<(String, Tensor)> {
     let setup = MethodSetup {
@@ -88,6 +109,7 @@ fn step_gradients_params(
         seed: 0,
         kernels,
         gct,
+        backbone,
         params: kind.resolve_params(&params).unwrap(),
         image: None,
     };
@@ -163,6 +185,28 @@ fn every_trainable_parameter_gets_a_gradient() {
                 has_domain, adversarial,
                 "{kind}: domain head present iff adversarial"
             );
+        }
+    }
+}
+
+/// Every adaptation method trains on the other feature extractors too: each parameter gets a
+/// gradient, and no method's training pass skips AdaTime's CNN dropout (which refuses a
+/// training forward without the step's RNG).
+#[test]
+fn every_method_trains_every_parameter_of_every_backbone() {
+    for backbone in [SeriesBackbone::AdatimeCnn, SeriesBackbone::Gru] {
+        let adaptation = MethodKind::all()
+            .into_iter()
+            .filter(|k| k.info().task == codats::methods::Task::Adaptation);
+        for kind in adaptation {
+            let grads = step_gradients_on(kind, Kernels::Fast, false, backbone);
+            assert!(grads.iter().any(|(n, _)| n.starts_with("fe.")));
+            for (name, g) in &grads {
+                assert!(
+                    norm(g) > 0.0,
+                    "{kind} ({backbone}): zero gradient for {name}"
+                );
+            }
         }
     }
 }

@@ -227,6 +227,7 @@ pub fn run_one(o: One) -> Result<Measurement> {
                 seed: 0,
                 kernels: o.kernels,
                 gct: false,
+                backbone: Default::default(),
                 params: Default::default(),
                 image: None,
             };
@@ -330,6 +331,7 @@ fn bench_config(o: One) -> TrainConfig {
         threads: o.threads,
         kernels: o.kernels,
         gct: false,
+        backbone: Default::default(),
         data: Default::default(),
         images: None,
         conventions: crate::config::CONVENTIONS,

@@ -108,6 +108,7 @@ pub fn run_one(o: SslOne) -> Result<Measurement> {
         seed: 0,
         kernels: Kernels::Fast,
         gct: false,
+        backbone: Default::default(),
         params: kind
             .resolve_params(&Default::default())
             .map_err(anyhow::Error::msg)?,

@@ -346,6 +346,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
         threads,
         kernels,
         gct: false,
+        backbone: Default::default(),
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {

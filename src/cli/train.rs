@@ -11,6 +11,7 @@ use crate::config::{code_version, defaults, MethodConfig, TrainConfig};
 use crate::data::batch::BatchDivision;
 use crate::data::registry::DatasetName;
 use crate::methods::MethodKind;
+use crate::nn::series::SeriesBackbone;
 use crate::nn::Kernels;
 use crate::problem::describe_ids;
 use crate::train::checkpoint::RunDir;
@@ -105,6 +106,11 @@ pub struct TrainArgs {
     /// --kernels fast).
     #[arg(long)]
     pub gct: bool,
+    /// Feature extractor under the task and domain heads: fcn (the CoDATS FCN), adatime-cnn
+    /// (AdaTime's 3-block CNN, for comparisons with AdaTime's tables) or gru (a 100-unit GRU,
+    /// R-DANN's). The fast kernels speed up the FCN only; the others run on candle ops.
+    #[arg(long, value_enum, default_value_t = SeriesBackbone::Fcn)]
+    pub backbone: SeriesBackbone,
     /// No progress bar or log lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -152,6 +158,7 @@ impl TrainArgs {
             threads: None,
             kernels: Kernels::Fast,
             gct: false,
+            backbone: SeriesBackbone::Fcn,
             quiet,
             stop_after,
             data: DataArgs::default(),
@@ -279,6 +286,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         threads,
         kernels,
         gct: a.gct,
+        // A method defined on one feature extractor (rdann: the GRU) gets it unless the flag
+        // was given (a different one is then refused by the config check).
+        backbone: match a.method.info().backbone {
+            Some(b) if !a.given.iter().any(|f| f == "--backbone") => b,
+            _ => a.backbone,
+        },
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {

@@ -86,6 +86,19 @@ pub enum ConfigError {
     /// without gates).
     #[error("{what} runs on the plain candle path: use --kernels candle (the fast kernels are the small CNN's, without GCT)")]
     ImageNeedsCandle { what: &'static str },
+    /// `--gct` with a time-series backbone other than the FCN (the gates are the FCN's).
+    #[error("--gct gates the FCN's convolutions: it does not apply to --backbone {0}")]
+    GctNeedsFcn(crate::nn::series::SeriesBackbone),
+    /// A method defined with one feature extractor given another (`rdann` is the GRU's).
+    #[error("method {method} is defined on --backbone {fixed}; for --backbone {given} use --method codats (or another method) with it")]
+    BackboneFixed {
+        method: String,
+        fixed: crate::nn::series::SeriesBackbone,
+        given: crate::nn::series::SeriesBackbone,
+    },
+    /// A time-series `backbone` in an image run (image networks take `[images] backbone`).
+    #[error("backbone {0} is a time-series feature extractor; an image run sets [images] backbone (`codats ssl train --backbone`)")]
+    SeriesBackboneOnImages(crate::nn::series::SeriesBackbone),
     /// `gct` in an image run's top level (image networks take `[images] gct`).
     #[error("gct at the top level is the time-series FCN's; an image run sets [images] gct (`codats ssl train --gct`)")]
     GctOnImages,
@@ -145,6 +158,13 @@ pub struct TrainConfig {
     /// path). Written only when set, so a file without it means false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub gct: bool,
+    /// The time-series feature extractor (`--backbone`). Written only when not the FCN, so a
+    /// file without it means the FCN.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::nn::series::SeriesBackbone::is_default"
+    )]
+    pub backbone: crate::nn::series::SeriesBackbone,
     /// codats version and git commit that produced the run (informational).
     pub code_version: String,
     /// Which of the reference's conventions the run follows ([`CONVENTIONS`] for new runs). A
@@ -323,6 +343,8 @@ pub struct ConfigFile {
     kernels: crate::nn::Kernels,
     #[serde(default)]
     gct: bool,
+    #[serde(default)]
+    backbone: crate::nn::series::SeriesBackbone,
     code_version: String,
     #[serde(default = "legacy_conventions")]
     conventions: u32,
@@ -375,6 +397,7 @@ impl TryFrom<ConfigFile> for TrainConfig {
             threads: f.threads,
             kernels: f.kernels,
             gct: f.gct,
+            backbone: f.backbone,
             code_version: f.code_version,
             conventions: f.conventions,
             method,
@@ -592,8 +615,23 @@ impl TrainConfig {
         if self.gct && self.images.is_some() {
             return Err(ConfigError::GctOnImages);
         }
+        if self.gct && !self.backbone.is_default() {
+            return Err(ConfigError::GctNeedsFcn(self.backbone));
+        }
         if self.gct && self.kernels == crate::nn::Kernels::Fast {
             return Err(ConfigError::GctNeedsCandle);
+        }
+        if let Some(fixed) = self.method.name.info().backbone {
+            if fixed != self.backbone {
+                return Err(ConfigError::BackboneFixed {
+                    method: self.method.name.to_string(),
+                    fixed,
+                    given: self.backbone,
+                });
+            }
+        }
+        if !self.backbone.is_default() && self.images.is_some() {
+            return Err(ConfigError::SeriesBackboneOnImages(self.backbone));
         }
         let kind = self.method.name;
         match (kind.info().task, &self.images) {
@@ -748,6 +786,7 @@ pub(crate) mod tests {
             threads: 2,
             kernels: crate::nn::Kernels::Fast,
             gct: false,
+            backbone: Default::default(),
             code_version: code_version(),
             data: DataOptions::default(),
             images: None,

@@ -20,7 +20,7 @@ pub mod ssl;
 pub mod survey;
 pub mod ws;
 
-use da::{advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, supervised};
+use da::{advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, rdann, supervised};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -49,6 +49,9 @@ pub struct MethodInfo {
     /// Image methods: their setting and techniques in Schmarje et al.'s survey (the technique
     /// grid of docs/SSL.md, [`survey::grid`]); `None` for the time-series methods.
     pub survey: Option<survey::Survey>,
+    /// The time-series feature extractor the method is defined with (R-DANN: the GRU), which
+    /// `--backbone` then defaults to and may not change; `None`: any (the FCN by default).
+    pub backbone: Option<crate::nn::series::SeriesBackbone>,
     /// Builds it with its (uninitialised) variables under `vb`.
     pub build: fn(MethodKind, &MethodSetup, VarBuilder) -> Result<Box<dyn Method>>,
 }
@@ -83,6 +86,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     dsan::DSAN,
     advskm::ADVSKM,
     dirt_t::DIRT_T,
+    rdann::RDANN,
     ssl::supervised::SUPERVISED,
     ssl::pseudo_label::PSEUDO_LABEL,
     ssl::pi_model::PI_MODEL,
@@ -527,6 +531,8 @@ pub struct MethodSetup {
     pub kernels: crate::nn::Kernels,
     /// GCT gates in front of the FCN's convolutions (`--gct`; with `kernels` candle).
     pub gct: bool,
+    /// The time-series feature extractor (`--backbone`).
+    pub backbone: crate::nn::series::SeriesBackbone,
     /// The method's own parameters, checked and with defaults filled in
     /// ([`MethodKind::resolve_params`]).
     pub params: BTreeMap<String, f64>,
@@ -558,6 +564,7 @@ impl MethodSetup {
             domains,
             kernels: self.kernels,
             gct: self.gct,
+            backbone: self.backbone,
         }
     }
 

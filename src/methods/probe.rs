@@ -38,6 +38,7 @@ pub const PROBE: MethodInfo = MethodInfo {
     uses_proportions: false,
     params: &[],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -89,7 +90,7 @@ impl Method for Probe {
         let task = cross_entropy(
             &self
                 .student
-                .task_logits(&self.student.features(&x, true)?)?,
+                .task_logits(&self.student.features(&x, true, None)?)?,
             &y,
         )?;
         let target = batch
@@ -105,7 +106,7 @@ impl Method for Probe {
         let n = pseudo.len();
         let logits = self
             .student
-            .task_logits(&self.student.features(&target.x, true)?)?;
+            .task_logits(&self.student.features(&target.x, true, None)?)?;
         let pseudo_loss = cross_entropy(&logits, &Tensor::from_vec(pseudo, n, &Device::Cpu)?)?;
         let loss = (&task + (&pseudo_loss * 0.5)?)?;
         Ok(StepOutput {

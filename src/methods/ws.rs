@@ -185,6 +185,7 @@ mod tests {
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,
+            backbone: Default::default(),
             params: Default::default(),
             image: None,
         }

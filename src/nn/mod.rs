@@ -15,6 +15,7 @@ pub mod grl;
 pub mod init;
 pub mod layers;
 pub mod model;
+pub mod series;
 
 pub use backbone::{Backbone, Mode};
 pub use dropout::Dropout;

@@ -10,6 +10,7 @@ use super::fast::{BnRelu, BufferPool, ConvSameCl};
 use super::fast_fcn::FcnTrain;
 use super::fast_head::{DomainHeadTrain, HeadParams};
 use super::layers::Gct;
+use super::series::{AdatimeCnn, GruEncoder, SeriesBackbone, SeriesFe, GRU_HIDDEN};
 use super::{Backbone, Dropout, GradReverse, Mode};
 
 /// Which implementation runs the FCN: the fast hand-written CPU kernels, or plain candle ops
@@ -67,6 +68,8 @@ pub struct ModelConfig {
     pub kernels: Kernels,
     /// A GCT gate in front of each FCN convolution (`--gct`; plain candle path only).
     pub gct: bool,
+    /// The feature extractor (`--backbone`).
+    pub backbone: SeriesBackbone,
 }
 
 /// A 1D convolution without bias and with TensorFlow "same" padding (kernel 8: 3 left, 4 right).
@@ -88,6 +91,29 @@ impl SameConv1d {
             right: total - total / 2,
         })
     }
+    /// Builds a bias-free convolution `[out, in, kernel]` named `weight` under `vb` with `pad`
+    /// zeros on both sides (PyTorch's `padding=pad`): `T + 2·pad − kernel + 1` outputs.
+    pub fn padded(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        pad: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints((c_out, c_in, kernel), "weight", Init::Const(0.0))?;
+        if 2 * pad + 1 < kernel {
+            candle_core::bail!(
+                "a width-{kernel} convolution needs padding ≥ {}",
+                (kernel - 1) / 2
+            );
+        }
+        Ok(Self {
+            weight,
+            left: pad,
+            right: pad,
+        })
+    }
+
     /// The kernel `[out, in, kernel]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight
@@ -107,8 +133,12 @@ impl Module for SameConv1d {
         let (b, c_in, t) = x.dims3()?;
         let (c_out, _, k) = self.weight.dims3()?;
         let xp = x.pad_with_zeros(2, self.left, self.right)?;
-        let views: Vec<Tensor> = (0..k).map(|j| xp.narrow(2, j, t)).collect::<Result<_>>()?;
-        let cols = Tensor::stack(&views, 2)?.reshape((b, c_in * k, t))?;
+        // Outputs: T for "same" padding (left + right = K − 1).
+        let t_out = t + self.left + self.right + 1 - k;
+        let views: Vec<Tensor> = (0..k)
+            .map(|j| xp.narrow(2, j, t_out))
+            .collect::<Result<_>>()?;
+        let cols = Tensor::stack(&views, 2)?.reshape((b, c_in * k, t_out))?;
         self.weight
             .reshape((1, c_out, c_in * k))?
             .broadcast_matmul(&cols)
@@ -192,7 +222,7 @@ impl Fcn {
 
 /// Batch norm with the batch's own statistics (biased variance, as candle's training forward)
 /// that leaves the running statistics alone: `[B, C, T]`.
-fn batch_norm_keep_stats(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn batch_norm_keep_stats(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
     let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(2)?.mean_keepdim(0)?;
@@ -366,8 +396,8 @@ impl DomainHead {
 /// The whole CoDATS network. Parameter names: `fe.*`, `task.*`, `domain.*`.
 #[derive(Debug, Clone)]
 pub struct CodatsModel {
-    /// Feature extractor.
-    pub fe: Fcn,
+    /// Feature extractor (the FCN unless `--backbone` chose another).
+    pub fe: SeriesFe,
     /// Task classifier (one linear layer).
     pub task: Linear,
     /// Domain classifier, present for adversarial methods.
@@ -377,23 +407,56 @@ pub struct CodatsModel {
 impl CodatsModel {
     /// Builds the model's variables under `vb` (initialise them with [`super::glorot_init`]).
     pub fn new(cfg: ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let fe = Fcn::new(cfg.channels, cfg.kernels, cfg.gct, vb.pp("fe"))?;
-        let task = linear(FEATURES, cfg.classes, true, vb.pp("task"))?;
+        let fe = match cfg.backbone {
+            SeriesBackbone::Fcn => {
+                SeriesFe::Fcn(Fcn::new(cfg.channels, cfg.kernels, cfg.gct, vb.pp("fe"))?)
+            }
+            SeriesBackbone::AdatimeCnn => {
+                SeriesFe::AdatimeCnn(AdatimeCnn::new(cfg.channels, vb.pp("fe"))?)
+            }
+            SeriesBackbone::Gru => {
+                SeriesFe::Gru(GruEncoder::new(cfg.channels, GRU_HIDDEN, vb.pp("fe"))?)
+            }
+        };
+        let task = linear(fe.feature_dim(), cfg.classes, true, vb.pp("task"))?;
         let domain = match cfg.domains {
-            Some(d) => Some(DomainHead::new(d, cfg.kernels, vb.pp("domain"))?),
+            Some(d) => Some(DomainHead::with_input(
+                fe.feature_dim(),
+                d,
+                cfg.kernels,
+                vb.pp("domain"),
+            )?),
             None => None,
         };
         Ok(Self { fe, task, domain })
     }
 
-    /// Features `[B, 128]` of windows `[B, C, T]`.
-    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.fe.forward_t(x, train)
+    /// Width of the features (128 for the FCN).
+    pub fn feature_dim(&self) -> usize {
+        self.fe.feature_dim()
     }
 
-    /// Features `[B, 128]` of windows `[B, C, T]` in `mode` (see [`Backbone`]).
-    pub fn features_in(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.fe.forward(x, mode)
+    /// Features `[B, F]` of windows `[B, C, T]`: `train` selects batch statistics (updating the
+    /// running ones) and draws a backbone's dropout masks from `rng` (the FCN has none and
+    /// draws nothing; one that has needs `rng` in training).
+    pub fn features(
+        &self,
+        x: &Tensor,
+        train: bool,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        self.fe
+            .forward(x, if train { Mode::Train } else { Mode::Eval }, rng)
+    }
+
+    /// Features `[B, F]` of windows `[B, C, T]` in `mode` (see [`Backbone`]).
+    pub fn features_in(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        self.fe.forward(x, mode, rng)
     }
 
     /// Task logits of features.
@@ -417,7 +480,7 @@ impl CodatsModel {
 
     /// Eval-mode task logits of windows `[B, C, T]`.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        self.task_logits(&self.features(x, false)?)
+        self.task_logits(&self.features(x, false, None)?)
     }
 }
 

@@ -189,6 +189,8 @@ impl Job {
                 _ => crate::nn::Kernels::default(),
             }),
             gct: false,
+            // As `codats train` picks it: the method's own (rdann: the GRU), else the FCN.
+            backbone: self.method.info().backbone.unwrap_or_default(),
             data: Default::default(),
             images: self.images.clone(),
             code_version: code_version(),

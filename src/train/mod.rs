@@ -195,6 +195,7 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
         seed: cfg.seed,
         kernels: cfg.kernels,
         gct: cfg.gct,
+        backbone: cfg.backbone,
         // Complete and in range: `CheckedConfig` holds only checked settings.
         params: cfg.method.params.clone(),
         image: problem
@@ -999,6 +1000,7 @@ mod tests {
         cfg.sources = vec![1, 2];
         cfg.target = 0;
         cfg.method = crate::config::MethodConfig::new(method);
+        cfg.backbone = method.info().backbone.unwrap_or_default();
         cfg.batch_size = 24;
         let problem = Problem::new(&ds, &cfg.sources, cfg.target, 0).unwrap();
         Trainer::new(cfg.check().unwrap(), problem, dir).unwrap()

@@ -38,7 +38,6 @@ use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
     TargetUse, Task, Views,
 };
-use crate::nn::model::FEATURES;
 use crate::nn::CodatsModel;
 
 /// AdvSKM's registry entry.
@@ -80,6 +79,7 @@ pub const ADVSKM: MethodInfo = MethodInfo {
         },
     ],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -255,8 +255,8 @@ impl AdvSkm {
         let model = CodatsModel::new(setup.model_config(None), vb.clone())?;
         let vb = vb.pp("advskm");
         let net = KernelNet::from_branches(
-            Branch::new(FEATURES, cos, Activation::Cos, vb.pp("cos"))?,
-            Branch::new(FEATURES, relu, Activation::Relu, vb.pp("relu"))?,
+            Branch::new(model.feature_dim(), cos, Activation::Cos, vb.pp("cos"))?,
+            Branch::new(model.feature_dim(), relu, Activation::Relu, vb.pp("relu"))?,
         );
         Ok(Self {
             kind,
@@ -276,14 +276,14 @@ impl Method for AdvSkm {
         vec!["task_loss", "mmd_loss"]
     }
 
-    fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
+    fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
         // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
         let Joint {
             features,
             ys,
             n_src,
             n_tgt,
-        } = Joint::forward(&self.model, batch, self.kind)?;
+        } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let f_src = features.narrow(0, 0, n_src)?;
         let f_tgt = features.narrow(0, n_src, n_tgt)?;
         let task_loss = cross_entropy(&self.model.task_logits(&f_src)?, &ys)?;
@@ -444,6 +444,7 @@ mod tests {
                 seed: 0,
                 kernels: crate::nn::Kernels::Fast,
                 gct: false,
+                backbone: Default::default(),
                 params: kind.resolve_params(&given).unwrap(),
                 image: None,
             };

@@ -53,14 +53,14 @@ impl Method for Aligned {
         vec!["task_loss", self.scalar]
     }
 
-    fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
+    fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
         // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
         let Joint {
             features,
             ys,
             n_src,
             n_tgt,
-        } = Joint::forward(&self.model, batch, self.kind)?;
+        } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let f_src = features.narrow(0, 0, n_src)?;
         let f_tgt = features.narrow(0, n_src, n_tgt)?;
         let task_loss = cross_entropy(&self.model.task_logits(&f_src)?, &ys)?;

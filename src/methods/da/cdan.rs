@@ -25,7 +25,7 @@ use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, ParamGroup, StepContext,
     StepOutput, TargetUse,
 };
-use crate::nn::model::{DomainHead, FEATURES};
+use crate::nn::model::DomainHead;
 use crate::nn::{grl_lambda, CodatsModel, GradReverse};
 
 /// CDAN's registry entry.
@@ -67,6 +67,7 @@ pub const CDAN: MethodInfo = MethodInfo {
         },
     ],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -163,8 +164,12 @@ impl Cdan {
             candle_core::bail!("--param entropy_weighting={ew}: must be 0 (CDAN) or 1 (CDAN+E)");
         }
         let model = CodatsModel::new(setup.model_config(None), vb.clone())?;
-        let head =
-            DomainHead::with_input(setup.classes * FEATURES, 2, setup.kernels, vb.pp("domain"))?;
+        let head = DomainHead::with_input(
+            setup.classes * model.feature_dim(),
+            2,
+            setup.kernels,
+            vb.pp("domain"),
+        )?;
         Ok(Self {
             kind,
             model,
@@ -192,7 +197,7 @@ impl Method for Cdan {
             ys,
             n_src,
             n_tgt,
-        } = Joint::forward(&self.model, batch, self.kind)?;
+        } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &ys)?;
         let probs = crate::losses::softmax(&logits)?.detach();
@@ -336,6 +341,7 @@ mod tests {
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,
+            backbone: Default::default(),
             params: kind.resolve_params(&given).expect("in range"),
             image: None,
         };
@@ -359,6 +365,6 @@ mod tests {
             .into_iter()
             .map(|(_, v)| v.as_tensor().dims().to_vec())
             .collect();
-        assert_eq!(fc1, vec![vec![500, 4 * FEATURES]]);
+        assert_eq!(fc1, vec![vec![500, 4 * crate::nn::model::FEATURES]]);
     }
 }

@@ -36,6 +36,7 @@ pub const CODATS: MethodInfo = MethodInfo {
     uses_proportions: false,
     params: &[],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -52,6 +53,7 @@ pub const CODATS_WS: MethodInfo = MethodInfo {
     uses_proportions: true,
     params: &[],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -157,7 +159,7 @@ impl Method for Codats {
         let y_task = Tensor::cat(&ys, 0)?;
         let y_domain = Tensor::from_vec(domain_labels, n_src + n_tgt, &dev)?;
 
-        let features = self.model.features(&x, true)?;
+        let features = self.model.features(&x, true, Some(&mut *ctx.rng))?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &y_task)?;
         let lambda = grl_lambda(ctx.step, ctx.total_steps);
@@ -218,6 +220,7 @@ mod tests {
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,
+            backbone: Default::default(),
             params: Default::default(),
             image: None,
         };

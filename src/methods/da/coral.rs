@@ -33,6 +33,7 @@ pub const CORAL: MethodInfo = MethodInfo {
         help: "weight of the CORAL loss (the paper's λ; 1 balances it against the task loss)",
     }],
     survey: None,
+    backbone: None,
     build,
 };
 

@@ -38,6 +38,7 @@ pub const DANN_GS: MethodInfo = MethodInfo {
     uses_proportions: false,
     params: &[],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -90,6 +91,7 @@ mod tests {
                 seed: 0,
                 kernels: crate::nn::Kernels::Fast,
                 gct: false,
+                backbone: Default::default(),
                 params: Default::default(),
                 image: None,
             };

@@ -102,6 +102,7 @@ pub const DIRT_T: MethodInfo = MethodInfo {
         },
     ],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -188,7 +189,7 @@ impl DirtT {
     /// Logits of windows under the perturbation VAT tries (batch statistics, running ones kept).
     fn perturbed(&self, x: &Tensor) -> Result<Tensor> {
         self.model
-            .task_logits(&self.model.features_in(x, Mode::TrainKeepStats)?)
+            .task_logits(&self.model.features_in(x, Mode::TrainKeepStats, None)?)
     }
 
     fn vat(&self, x: &Tensor, clean: &Tensor, ctx: &mut StepContext) -> Result<Tensor> {
@@ -222,7 +223,9 @@ impl Method for DirtT {
         let w = self.weights;
         if ctx.step >= switch_step(self.vada_fraction, ctx.total_steps) {
             // DIRT-T: the target alone (its batch statistics), the frozen teacher's targets.
-            let logits = self.model.task_logits(&self.model.features(xt, true)?)?;
+            let logits =
+                self.model
+                    .task_logits(&self.model.features(xt, true, Some(&mut *ctx.rng))?)?;
             let teacher = self.teacher.predict(xt)?.detach();
             let vat = self.vat(xt, &logits, ctx)?;
             let (ent, kl, loss) = dirt_t_loss(&logits, &teacher, &vat, &w)?;
@@ -242,7 +245,9 @@ impl Method for DirtT {
             });
         }
         let (n_src, n_tgt) = (xs.dim(0)?, xt.dim(0)?);
-        let features = self.model.features(&Tensor::cat(&[&xs, xt], 0)?, true)?;
+        let features =
+            self.model
+                .features(&Tensor::cat(&[&xs, xt], 0)?, true, Some(&mut *ctx.rng))?;
         let logits = self.model.task_logits(&features)?;
         let (ls, lt) = (logits.narrow(0, 0, n_src)?, logits.narrow(0, n_src, n_tgt)?);
         let task_loss = cross_entropy(&ls, &ys)?;

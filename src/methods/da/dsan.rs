@@ -48,6 +48,7 @@ pub const DSAN: MethodInfo = MethodInfo {
         help: "weight of the local MMD (AdaTime HAR: 1.59 against a task weight of 1.76)",
     }],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -161,14 +162,14 @@ impl Method for Dsan {
         vec!["task_loss", "lmmd_loss"]
     }
 
-    fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
+    fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
         // One forward pass over [sources, target], as CoDATS does (shared batch statistics).
         let Joint {
             features,
             ys,
             n_src,
             n_tgt,
-        } = Joint::forward(&self.model, batch, self.kind)?;
+        } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &ys)?;
         let target_logits = logits.narrow(0, n_src, n_tgt)?;

@@ -39,6 +39,7 @@ pub const HOMM: MethodInfo = MethodInfo {
         help: "weight of the third-order moment distance (AdaTime HAR: 9.13 against a task weight of 2.15)",
     }],
     survey: None,
+    backbone: None,
     build,
 };
 

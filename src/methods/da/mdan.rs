@@ -50,6 +50,7 @@ pub const MDAN: MethodInfo = MethodInfo {
         },
     ],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -104,7 +105,10 @@ impl Mdan {
         }
         let model = CodatsModel::new(setup.model_config(None), vb.clone())?;
         let heads = (0..setup.n_sources)
-            .map(|i| DomainHead::new(2, setup.kernels, vb.pp("domain").pp(i.to_string())))
+            .map(|i| {
+                let vb = vb.pp("domain").pp(i.to_string());
+                DomainHead::with_input(model.feature_dim(), 2, setup.kernels, vb)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             kind,
@@ -138,7 +142,9 @@ impl Method for Mdan {
         // One forward pass over [source_1 .. source_n, target] (shared batch statistics).
         let mut xs: Vec<&Tensor> = batch.sources.iter().map(|s| &s.x).collect();
         xs.push(&target.x);
-        let features = self.model.features(&Tensor::cat(&xs, 0)?, true)?;
+        let features = self
+            .model
+            .features(&Tensor::cat(&xs, 0)?, true, Some(&mut *ctx.rng))?;
         let n_all = features.dim(0)?;
         let n_tgt = target.x.dim(0)?;
         let f_tgt = features.narrow(0, n_all - n_tgt, n_tgt)?;
@@ -264,6 +270,7 @@ mod tests {
             seed: 0,
             kernels: crate::nn::Kernels::Fast,
             gct: false,
+            backbone: Default::default(),
             params: MethodKind::parse("mdan")
                 .unwrap()
                 .resolve_params(&Default::default())

@@ -33,6 +33,7 @@ pub const MMD: MethodInfo = MethodInfo {
         help: "weight of the MMD loss (DDC's λ)",
     }],
     survey: None,
+    backbone: None,
     build,
 };
 

@@ -14,6 +14,7 @@
 //! | [`dsan`] | `dsan` (DSAN's local MMD, Zhu et al. 2020) |
 //! | [`dirt_t`] | `dirt_t` (VADA, then DIRT-T refinement, Shu et al. 2018) |
 //! | [`advskm`] | `advskm` (AdvSKM, adversarial spectral kernel matching, Liu & Xue 2021) |
+//! | [`rdann`] | `rdann` (R-DANN: CoDATS's adversarial loss on a GRU, Purushotham et al. 2017) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD, HoMM) share.
 
@@ -28,9 +29,11 @@ pub mod dsan;
 pub mod homm;
 pub mod mdan;
 pub mod mmd;
+pub mod rdann;
 pub mod supervised;
 
 use candle_core::{Result, Tensor};
+use rand_chacha::ChaCha8Rng;
 
 use super::{Batch, MethodKind, Slice};
 use crate::nn::CodatsModel;
@@ -58,14 +61,19 @@ pub(crate) struct Joint {
 
 impl Joint {
     /// `model`'s features of the labelled sources and the target of `batch`.
-    pub(crate) fn forward(model: &CodatsModel, batch: &Batch, kind: MethodKind) -> Result<Self> {
+    pub(crate) fn forward(
+        model: &CodatsModel,
+        batch: &Batch,
+        kind: MethodKind,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
         let target = target_slice(batch, kind)?;
         let sources: Vec<&Slice> = batch.sources.iter().collect();
         let (xs, ys) = super::concat(&sources)?;
         let ys = ys.ok_or_else(|| candle_core::Error::Msg("unlabelled source".into()))?;
         let n_src = xs.dim(0)?;
         let n_tgt = target.x.dim(0)?;
-        let features = model.features(&Tensor::cat(&[&xs, &target.x], 0)?, true)?;
+        let features = model.features(&Tensor::cat(&[&xs, &target.x], 0)?, true, Some(rng))?;
         Ok(Self {
             features,
             ys,

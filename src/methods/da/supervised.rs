@@ -34,6 +34,7 @@ pub const NONE: MethodInfo = MethodInfo {
     uses_proportions: false,
     params: &[],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -55,6 +56,7 @@ pub const TARGET_ONLY: MethodInfo = MethodInfo {
     uses_proportions: false,
     params: &[],
     survey: None,
+    backbone: None,
     build,
 };
 
@@ -84,7 +86,7 @@ impl Method for Supervised {
         vec!["task_loss"]
     }
 
-    fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
+    fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
         let labelled: Vec<&Slice> = if self.kind.data_needs().sources {
             batch.sources.iter().collect()
         } else {
@@ -93,7 +95,9 @@ impl Method for Supervised {
         let (x, y) = concat(&labelled)?;
         let y =
             y.ok_or_else(|| candle_core::Error::Msg("supervised step without labels".into()))?;
-        let logits = self.model.task_logits(&self.model.features(&x, true)?)?;
+        let logits =
+            self.model
+                .task_logits(&self.model.features(&x, true, Some(&mut *ctx.rng))?)?;
         let loss = cross_entropy(&logits, &y)?;
         let task = loss.to_scalar::<f32>()?;
         Ok(StepOutput {

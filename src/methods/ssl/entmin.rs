@@ -53,6 +53,7 @@ pub const ENTMIN: MethodInfo = MethodInfo {
         setting: Setting::SemiSupervised,
         techniques: &[Technique::CrossEntropy, Technique::EntropyMin],
     }),
+    backbone: None,
     build,
 };
 

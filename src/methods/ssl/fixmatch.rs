@@ -69,6 +69,7 @@ pub const FIXMATCH: MethodInfo = MethodInfo {
             Technique::PseudoLabels,
         ],
     }),
+    backbone: None,
     build,
 };
 

@@ -59,6 +59,7 @@ pub const MEAN_TEACHER: MethodInfo = MethodInfo {
             Technique::EmaTeacher,
         ],
     }),
+    backbone: None,
     build,
 };
 

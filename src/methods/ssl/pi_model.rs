@@ -54,6 +54,7 @@ pub const PI_MODEL: MethodInfo = MethodInfo {
         setting: Setting::SemiSupervised,
         techniques: &[Technique::CrossEntropy, Technique::Consistency],
     }),
+    backbone: None,
     build,
 };
 

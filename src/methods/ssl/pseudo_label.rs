@@ -47,6 +47,7 @@ pub const PSEUDO_LABEL: MethodInfo = MethodInfo {
         setting: Setting::SemiSupervised,
         techniques: &[Technique::CrossEntropy, Technique::PseudoLabels],
     }),
+    backbone: None,
     build,
 };
 

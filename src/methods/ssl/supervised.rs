@@ -36,6 +36,7 @@ pub const SUPERVISED: MethodInfo = MethodInfo {
         setting: Setting::Supervised,
         techniques: &[Technique::CrossEntropy],
     }),
+    backbone: None,
     build,
 };
 

@@ -77,6 +77,7 @@ pub const UIC: MethodInfo = MethodInfo {
             Technique::Overclustering,
         ],
     }),
+    backbone: None,
     build,
 };
 

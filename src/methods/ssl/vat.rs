@@ -104,6 +104,7 @@ pub const VAT: MethodInfo = MethodInfo {
             Technique::Vat,
         ],
     }),
+    backbone: None,
     build,
 };
 
