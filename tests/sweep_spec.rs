@@ -579,7 +579,7 @@ fn bad_image_specs_name_file_key_and_value() {
         "{IMG_HEAD}backbone = \"resnet\"\n[[problems]]\ndataset = \"digits\"\n"
     ));
     assert!(
-        e.starts_with("bad.toml:4:12: key `train.backbone`: unknown variant `resnet`, expected `small-cnn` or `wrn-28-2`"),
+        e.starts_with("bad.toml:4:12: key `train.backbone`: unknown variant `resnet`, expected one of `small-cnn`, `wrn-28-2`, `fcn`, `adatime-cnn`, `gru`"),
         "{e}"
     );
     assert_eq!(
@@ -591,4 +591,41 @@ fn bad_image_specs_name_file_key_and_value() {
             unknown_dataset("digitz")
         )
     );
+}
+
+/// `backbone` sets each kind of job's network by its name: AdaTime's spec runs every time-series
+/// job on AdaTime's CNN, and an image name leaves time-series jobs on the FCN (and the other way
+/// round); rdann keeps the GRU it is defined on.
+#[test]
+fn a_backbone_name_sets_the_jobs_of_its_kind() {
+    let plan = plan_of("a.toml", &shipped("adatime_ucihar_baselines.toml"), None).expect("valid");
+    assert_eq!(plan.jobs.len(), 10 * 12 * 3);
+    for j in &plan.jobs {
+        assert!(
+            j.train_args().join(" ").contains(" --backbone adatime-cnn"),
+            "{}",
+            j.id
+        );
+        assert_eq!(
+            j.train_config(1).backbone,
+            codats::nn::series::SeriesBackbone::AdatimeCnn
+        );
+        assert_eq!((j.steps, j.batch_size), (300, 64));
+    }
+    let mixed = "name = \"m\"\nmethods = [\"codats\", \"rdann\"]\n[train]\nsteps = 5\n\
+                 backbone = \"wrn-28-2\"\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n";
+    let plan = plan_of("m.toml", mixed, None).expect("valid");
+    let args: Vec<String> = plan.jobs.iter().map(|j| j.train_args().join(" ")).collect();
+    assert!(args.iter().all(|a| !a.contains("--backbone")), "{args:?}");
+    assert_eq!(
+        plan.jobs[1].train_config(1).backbone,
+        codats::nn::series::SeriesBackbone::Gru,
+        "rdann's own"
+    );
+    let gru = mixed.replace("wrn-28-2", "gru");
+    let plan = plan_of("m.toml", &gru, None).expect("valid");
+    assert!(plan.jobs[0]
+        .train_args()
+        .join(" ")
+        .contains(" --backbone gru"));
 }

@@ -68,6 +68,9 @@ pub struct Job {
     /// DA-WS proportion noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_noise: Option<f64>,
+    /// Time-series feature extractor (None: the method's, else the FCN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<crate::nn::series::SeriesBackbone>,
     /// Data folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -122,6 +125,9 @@ impl Job {
                 }
                 if let Some(n) = self.ws_noise {
                     a.extend(["--ws-noise".into(), n.to_string()]);
+                }
+                if let Some(b) = self.backbone {
+                    a.extend(["--backbone".into(), b.as_str().into()]);
                 }
             }
         }
@@ -190,7 +196,10 @@ impl Job {
             }),
             gct: false,
             // As `codats train` picks it: the method's own (rdann: the GRU), else the FCN.
-            backbone: self.method.info().backbone.unwrap_or_default(),
+            backbone: self
+                .backbone
+                .or(self.method.info().backbone)
+                .unwrap_or_default(),
             data: Default::default(),
             images: self.images.clone(),
             code_version: code_version(),
@@ -953,6 +962,11 @@ fn make_job(k: &JobKey, h: &Hyper) -> Job {
         eval_every: h.eval_every.unwrap_or(eval_every),
         checkpoint_every: h.checkpoint_every,
         ws_noise,
+        // A method defined on its own feature extractor (rdann: the GRU) keeps it.
+        backbone: h
+            .backbone
+            .and_then(|b| b.series())
+            .filter(|_| images.is_none() && method.info().backbone.is_none()),
         data_dir: h.data_dir.clone(),
         kernels: h.kernels,
         images,
@@ -969,7 +983,7 @@ fn image_options(h: &Hyper) -> ImageOptions {
         test_fraction: h.test_fraction.unwrap_or(d.test_fraction),
         valid_size: h.valid_size.unwrap_or(d.valid_size),
         uratio: h.uratio.unwrap_or(d.uratio),
-        backbone: h.backbone.unwrap_or(d.backbone),
+        backbone: h.backbone.and_then(|b| b.image()).unwrap_or(d.backbone),
         gct: h.gct.unwrap_or(d.gct),
         momentum: h.momentum.unwrap_or(d.momentum),
         bn_momentum: h.bn_momentum.unwrap_or(d.bn_momentum),

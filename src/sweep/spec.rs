@@ -48,7 +48,8 @@
 //! steps = 300
 //! batch_size = 16
 //! uratio = 2                       # image keys: labels_per_class, uratio, unlabelled_limit,
-//!                                  # backbone, gct, momentum, bn_momentum, nesterov,
+//!                                  # backbone (small-cnn, wrn-28-2), gct, momentum,
+//!                                  # bn_momentum, nesterov,
 //!                                  # weight_decay, cosine, test_fraction, valid_size,
 //!                                  # resize, color (image jobs only)
 //! [grid]
@@ -144,8 +145,9 @@ pub struct RawHyper {
     pub uratio: Option<Spanned<usize>>,
     /// Image jobs: at most this many unlabelled images.
     pub unlabelled_limit: Option<Spanned<usize>>,
-    /// Image jobs: the network.
-    pub backbone: Option<Spanned<ImageBackbone>>,
+    /// The network: an image one (`small-cnn`, `wrn-28-2`) sets image jobs', a time-series one
+    /// (`fcn`, `adatime-cnn`, `gru`) the time-series jobs'.
+    pub backbone: Option<Spanned<SpecBackbone>>,
     /// Image jobs: GCT gates.
     pub gct: Option<Spanned<bool>>,
     /// Image jobs: SGD momentum.
@@ -226,6 +228,49 @@ pub struct RawSpec {
     pub slurm: SlurmSettings,
 }
 
+/// A spec's `backbone`: one name space for both kinds of job, each name belonging to one kind
+/// (a time-series name leaves image jobs' networks alone, and the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SpecBackbone {
+    /// An image network (`codats ssl train --backbone`).
+    #[serde(rename = "small-cnn")]
+    SmallCnn,
+    /// An image network (`codats ssl train --backbone`).
+    #[serde(rename = "wrn-28-2")]
+    Wrn28_2,
+    /// A time-series feature extractor (`codats train --backbone`).
+    #[serde(rename = "fcn")]
+    Fcn,
+    /// A time-series feature extractor (`codats train --backbone`).
+    #[serde(rename = "adatime-cnn")]
+    AdatimeCnn,
+    /// A time-series feature extractor (`codats train --backbone`).
+    #[serde(rename = "gru")]
+    Gru,
+}
+
+impl SpecBackbone {
+    /// The image network it names, if it names one.
+    pub fn image(self) -> Option<ImageBackbone> {
+        match self {
+            SpecBackbone::SmallCnn => Some(ImageBackbone::SmallCnn),
+            SpecBackbone::Wrn28_2 => Some(ImageBackbone::Wrn28_2),
+            _ => None,
+        }
+    }
+
+    /// The time-series feature extractor it names, if it names one.
+    pub fn series(self) -> Option<crate::nn::series::SeriesBackbone> {
+        use crate::nn::series::SeriesBackbone as S;
+        match self {
+            SpecBackbone::Fcn => Some(S::Fcn),
+            SpecBackbone::AdatimeCnn => Some(S::AdatimeCnn),
+            SpecBackbone::Gru => Some(S::Gru),
+            _ => None,
+        }
+    }
+}
+
 /// Hyper-parameters after layering, before per-job defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Hyper {
@@ -255,8 +300,8 @@ pub struct Hyper {
     pub uratio: Option<usize>,
     /// Image jobs: unlabelled images at most.
     pub unlabelled_limit: Option<usize>,
-    /// Image jobs: network.
-    pub backbone: Option<ImageBackbone>,
+    /// Network (image or time-series, by its name).
+    pub backbone: Option<SpecBackbone>,
     /// Image jobs: GCT gates.
     pub gct: Option<bool>,
     /// Image jobs: momentum.
