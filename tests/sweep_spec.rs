@@ -244,7 +244,7 @@ fn bad_specs_name_file_key_and_line() {
     assert_eq!(
         error_of(&format!("{HEAD}stepz = 3\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
         "bad.toml:4:1: key `train.stepz`: unknown field `stepz`, expected one of `dataset`, `method`, `steps`, \
-         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `data_dir`, \
+         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `ws`, `data_dir`, \
          `kernels`, `labels_per_class`, `uratio`, `unlabelled_limit`, `backbone`, `gct`, `momentum`, `bn_momentum`, \
          `resize`, `color`, `nesterov`, `weight_decay`, `cosine`, `test_fraction`, `valid_size`"
     );
@@ -294,7 +294,7 @@ fn bad_specs_name_file_key_and_line() {
     assert_eq!(
         error_of(&format!("{HEAD}[grid]\nmomentum = [0.9]\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
         "bad.toml:5:1: key `grid.momentum`: cannot sweep \"momentum\"; grid keys: steps, batch_size, lr, eval_every, \
-         split_seed, ws_noise, labels_per_class, uratio"
+         split_seed, ws_noise, ws, labels_per_class, uratio"
     );
 }
 
@@ -628,4 +628,74 @@ fn a_backbone_name_sets_the_jobs_of_its_kind() {
         .train_args()
         .join(" ")
         .contains(" --backbone gru"));
+}
+
+/// `ws` puts DA-WS on the adaptation methods that take `--ws` (swept in `[grid]` or set in
+/// `[train]`, naming the job either way) and leaves the others' jobs alone.
+#[test]
+fn ws_composes_da_ws_onto_the_methods_that_take_it() {
+    let head =
+        "name = \"w\"\nmethods = [\"none\", \"dann_gs\", \"codats_ws\"]\n[train]\nsteps = 5\n";
+    let problems = "[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n";
+    let plan = plan_of(
+        "w.toml",
+        &format!("{head}[grid]\nws = [false, true]\n{problems}"),
+        None,
+    )
+    .expect("valid");
+    let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "synthetic-none-0-to-1-s0",
+            "synthetic-dann_gs-0-to-1-wsfalse-s0",
+            "synthetic-dann_gs-0-to-1-wstrue-s0",
+            "synthetic-codats_ws-0-to-1-s0"
+        ]
+    );
+    let with_ws: Vec<bool> = plan
+        .jobs
+        .iter()
+        .map(|j| j.train_args().iter().any(|a| a == "--ws"))
+        .collect();
+    assert_eq!(with_ws, [false, false, true, false]);
+    for j in &plan.jobs {
+        let cfg = j.train_config(1);
+        assert_eq!(
+            cfg.method.ws,
+            with_ws[plan.jobs.iter().position(|k| k.id == j.id).unwrap()]
+        );
+        cfg.check().unwrap_or_else(|e| panic!("{}: {e}", j.id));
+    }
+    let plan = plan_of(
+        "w.toml",
+        &format!("{}ws = true\nws_noise = 0.1\n{problems}", head),
+        None,
+    )
+    .expect("valid");
+    let dann = &plan.jobs[1];
+    assert_eq!(dann.id, "synthetic-dann_gs-0-to-1-wstrue-s0");
+    assert_eq!(dann.method_label(), "dann_gs [ws=true]");
+    let args = dann.train_args().join(" ");
+    assert!(args.contains(" --ws --ws-noise 0.1"), "{args}");
+    assert!(!plan.jobs[0].train_args().iter().any(|a| a == "--ws"));
+    // ws_noise multiplies only the combinations with DA-WS, whichever key comes first.
+    let plan = plan_of(
+        "w.toml",
+        &format!("{head}[grid]\nws_noise = [0.0, 0.2]\nws = [false, true]\n{problems}"),
+        None,
+    )
+    .expect("valid");
+    let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "synthetic-none-0-to-1-s0",
+            "synthetic-dann_gs-0-to-1-wsfalse-s0",
+            "synthetic-dann_gs-0-to-1-wstrue-ws_noise0.0-s0",
+            "synthetic-dann_gs-0-to-1-wstrue-ws_noise0.2-s0",
+            "synthetic-codats_ws-0-to-1-ws_noise0.0-s0",
+            "synthetic-codats_ws-0-to-1-ws_noise0.2-s0"
+        ]
+    );
 }

@@ -228,6 +228,15 @@ impl MethodConfig {
     pub fn uses_proportions(&self) -> bool {
         self.name.info().uses_proportions || self.ws
     }
+
+    /// Whether `--ws` applies to `kind`: an adaptation method on the unlabelled target that has
+    /// no DA-WS loss of its own.
+    pub fn takes_ws(kind: MethodKind) -> bool {
+        let info = kind.info();
+        !info.uses_proportions
+            && info.task == crate::methods::Task::Adaptation
+            && info.needs.target == crate::methods::TargetUse::Unlabelled
+    }
 }
 
 /// Keys of the `[method]` table that are not method parameters.

@@ -68,6 +68,9 @@ pub struct Job {
     /// DA-WS proportion noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_noise: Option<f64>,
+    /// `--ws`: DA-WS on top of the method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ws: bool,
     /// Time-series feature extractor (None: the method's, else the FCN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backbone: Option<crate::nn::series::SeriesBackbone>,
@@ -123,6 +126,9 @@ impl Job {
                 if let Some(d) = self.batch_division {
                     a.extend(["--batch-division".into(), d.as_str().into()]);
                 }
+                if self.ws {
+                    a.push("--ws".into());
+                }
                 if let Some(n) = self.ws_noise {
                     a.extend(["--ws-noise".into(), n.to_string()]);
                 }
@@ -173,6 +179,7 @@ impl Job {
             target: self.target,
             method: crate::config::MethodConfig {
                 ws_noise: self.ws_noise,
+                ws: self.ws,
                 ..crate::config::MethodConfig::new(self.method)
             },
             steps: self.steps,
@@ -865,14 +872,22 @@ fn grid_combos(
 ) -> Vec<(Hyper, Vec<String>)> {
     let images = dataset.task() == Task::Images;
     let mut combos: Vec<(Hyper, Vec<String>)> = vec![(hyper, Vec::new())];
-    for (k, hs, labels) in grid {
-        if (k == "ws_noise" && !method.info().uses_proportions)
-            || (IMAGE_GRID_KEYS.contains(&k.as_str()) && !images)
-        {
+    // `ws` first, so that `ws_noise` knows which combinations have DA-WS (labels keep the
+    // file's order otherwise).
+    let mut keys: Vec<&(String, Vec<RawHyper>, Vec<String>)> = grid.iter().collect();
+    keys.sort_by_key(|(k, _, _)| k != "ws");
+    for (k, hs, labels) in keys {
+        if (k == "ws" && !takes_ws(method)) || (IMAGE_GRID_KEYS.contains(&k.as_str()) && !images) {
             continue;
         }
         let mut next = Vec::new();
         for (h0, l0) in &combos {
+            // ws_noise only multiplies combinations that use DA-WS proportions.
+            let with_ws = h0.ws == Some(true) && takes_ws(method);
+            if k == "ws_noise" && !method.info().uses_proportions && !with_ws {
+                next.push((h0.clone(), l0.clone()));
+                continue;
+            }
             for (h, l) in hs.iter().zip(labels) {
                 let mut h1 = h0.clone();
                 h1.apply(h);
@@ -911,8 +926,15 @@ fn make_job(k: &JobKey, h: &Hyper) -> Job {
         ..
     } = *k;
     let sources = k.sources.to_vec();
+    // `ws` from [train] or an override (not the grid) still names the job: `…-wstrue-s0`.
+    let ws = h.ws == Some(true) && takes_ws(method);
+    let mut labels = labels.to_vec();
+    if ws && !labels.iter().any(|l| l.starts_with("ws=")) {
+        labels.push("ws=true".into());
+    }
+    let labels = labels.as_slice();
     let variant = labels.join(",");
-    let ws_noise = if method.info().uses_proportions {
+    let ws_noise = if method.info().uses_proportions || ws {
         h.ws_noise.filter(|n| *n > 0.0)
     } else {
         None
@@ -962,6 +984,7 @@ fn make_job(k: &JobKey, h: &Hyper) -> Job {
         eval_every: h.eval_every.unwrap_or(eval_every),
         checkpoint_every: h.checkpoint_every,
         ws_noise,
+        ws,
         // A method defined on its own feature extractor (rdann: the GRU) keeps it.
         backbone: h
             .backbone
@@ -1254,4 +1277,9 @@ pub fn summarize(plan: &Plan) -> BTreeMap<(String, String), usize> {
         *m.entry((j.dataset.clone(), j.method_label())).or_insert(0) += 1;
     }
     m
+}
+
+/// Whether `--ws` applies to `method` ([`crate::config::MethodConfig::takes_ws`]).
+fn takes_ws(method: MethodKind) -> bool {
+    crate::config::MethodConfig::takes_ws(method)
 }

@@ -133,8 +133,11 @@ pub struct RawHyper {
     pub eval_every: Option<Spanned<usize>>,
     /// Checkpoint every N steps.
     pub checkpoint_every: Option<Spanned<usize>>,
-    /// DA-WS proportion noise (codats_ws only).
+    /// DA-WS proportion noise (codats_ws, and jobs with `ws`).
     pub ws_noise: Option<Spanned<f64>>,
+    /// `--ws`: the DA-WS loss on top of an adaptation method (those on the unlabelled target
+    /// without one of their own; other methods' jobs are left as they are).
+    pub ws: Option<Spanned<bool>>,
     /// Data folder of the dataset.
     pub data_dir: Option<Spanned<PathBuf>>,
     /// Convolution implementation (`fast` or `candle`; default: the command's).
@@ -290,6 +293,8 @@ pub struct Hyper {
     pub checkpoint_every: Option<usize>,
     /// DA-WS noise.
     pub ws_noise: Option<f64>,
+    /// `--ws`.
+    pub ws: Option<bool>,
     /// Data folder.
     pub data_dir: Option<PathBuf>,
     /// Convolution implementation.
@@ -339,6 +344,7 @@ impl Hyper {
             eval_every,
             checkpoint_every,
             ws_noise,
+            ws,
             data_dir,
             kernels,
             labels_per_class,
@@ -361,13 +367,14 @@ impl Hyper {
 
 /// Keys `[grid]` accepts (`ws_noise`: codats_ws jobs only; `labels_per_class` and `uratio`:
 /// image jobs only).
-pub const GRID_KEYS: [&str; 8] = [
+pub const GRID_KEYS: [&str; 9] = [
     "steps",
     "batch_size",
     "lr",
     "eval_every",
     "split_seed",
     "ws_noise",
+    "ws",
     "labels_per_class",
     "uratio",
 ];
