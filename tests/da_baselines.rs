@@ -363,3 +363,62 @@ fn codats_on_adatime_cnn_and_rdann_on_the_gru_train_on_ucihar() {
         acc(&gru, "last")
     );
 }
+
+/// `dirt_t --param refresh_every=3`: the teacher becomes the current network after every third
+/// DIRT-T step, so a run equals the frozen-teacher run until the first refresh (after step 8 of
+/// 0..=12, the switch being at 6) and its teacher KL differs from then on.
+#[test]
+fn dirt_t_refreshes_its_teacher_every_n_refinement_steps() {
+    let tmp = common::TempDir::new("dirt-t-refresh");
+    let kl = |extra: &[&str], name: &str| -> Vec<String> {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "synthetic",
+            "--sources",
+            "1,2",
+            "--target",
+            "3",
+            "--method",
+            "dirt_t",
+            "--steps",
+            "12",
+            "--eval-every",
+            "1",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+        ];
+        let o = out.to_str().expect("utf-8").to_string();
+        args.push(&o);
+        args.extend_from_slice(extra);
+        let r = Command::new(env!("CARGO_BIN_EXE_codats"))
+            .args(&args)
+            .output()
+            .expect("run codats");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
+        let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+        let col = header
+            .iter()
+            .position(|h| *h == "teacher_kl")
+            .expect("teacher_kl");
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(col).expect("field").to_string())
+            .collect()
+    };
+    let frozen = kl(&[], "frozen");
+    let refreshed = kl(&["--param", "refresh_every=3"], "refreshed");
+    assert_eq!(frozen.len(), 13);
+    assert_eq!(
+        frozen[..9],
+        refreshed[..9],
+        "the same until the first refresh"
+    );
+    for step in 9..13 {
+        assert_ne!(frozen[step], refreshed[step], "step {step}");
+    }
+}

@@ -14,7 +14,9 @@
 //! `cond_ent_weight` · target entropy + `vat_weight` · target VAT
 //! + `teacher_weight` · KL(teacher ‖ model) on the target. The paper's teacher is the previous
 //! iterate of a sequence of such problems; a single frozen VADA teacher is its first (and
-//! AdaTime, whose DIRT is VADA only, has none). `vada_fraction=1` runs VADA alone.
+//! AdaTime, whose DIRT is VADA only, has none), the default; `refresh_every=N` makes the
+//! current network the teacher every N DIRT-T steps (the sequence). `vada_fraction=1` runs
+//! VADA alone.
 //!
 //! Defaults: AdaTime's UCI HAR weights relative to its task weight (domain 1.90, entropy 1.21,
 //! VAT 7.71 against 9.68), AdaTime's VAT radius 3.5, and the paper's β = λ_t (its setting for
@@ -100,6 +102,14 @@ pub const DIRT_T: MethodInfo = MethodInfo {
             max: 1e6,
             help: "weight β of KL(teacher ‖ model) in DIRT-T (Shu et al.: β = λ_t for most tasks)",
         },
+        Param {
+            name: "refresh_every",
+            default: 0.0,
+            min: 0.0,
+            max: 1e9,
+            help: "DIRT-T steps after which the teacher becomes the current network (Shu et al.'s \
+                   iterated refinement; 0: the VADA teacher throughout)",
+        },
     ],
     survey: None,
     backbone: None,
@@ -116,6 +126,17 @@ pub fn switch_step(vada_fraction: f64, total_steps: usize) -> usize {
         return usize::MAX;
     }
     (vada_fraction * total_steps as f64).round() as usize
+}
+
+/// Whether the teacher becomes a copy of the network after the step with index `step`: after
+/// the last VADA step (`switch` − 1), then after every `refresh_every`-th DIRT-T step (never
+/// again when it is 0).
+pub fn teacher_copied_after(step: usize, switch: usize, refresh_every: usize) -> bool {
+    let done = step + 1;
+    if done == switch {
+        return true;
+    }
+    refresh_every > 0 && done > switch && (done - switch) % refresh_every == 0
 }
 
 /// DIRT-T's refinement loss on target logits `[n, K]` given the teacher's logits `[n, K]` and
@@ -158,6 +179,8 @@ pub struct DirtT {
     weights: Weights,
     vat_eps: f64,
     vada_fraction: f64,
+    /// DIRT-T steps between teacher refreshes (0: never).
+    refresh_every: usize,
 }
 
 impl DirtT {
@@ -179,6 +202,7 @@ impl DirtT {
             },
             vat_eps: setup.param("vat_eps")?,
             vada_fraction: setup.param("vada_fraction")?,
+            refresh_every: setup.param("refresh_every")?.round() as usize,
         })
     }
 
@@ -294,9 +318,11 @@ impl Method for DirtT {
         self.freeze_teacher(vars)
     }
 
-    /// At the end of the VADA phase the teacher becomes a copy of the network.
+    /// At the end of the VADA phase the teacher becomes a copy of the network, and again every
+    /// `refresh_every` DIRT-T steps when that is set.
     fn after_step(&mut self, vars: &candle_nn::VarMap, ctx: &mut StepContext) -> Result<()> {
-        if ctx.step + 1 == switch_step(self.vada_fraction, ctx.total_steps) {
+        let switch = switch_step(self.vada_fraction, ctx.total_steps);
+        if teacher_copied_after(ctx.step, switch, self.refresh_every) {
             self.freeze_teacher(vars)?;
         }
         Ok(())
@@ -306,6 +332,24 @@ impl Method for DirtT {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_teacher_is_copied_at_the_switch_and_then_every_refresh() {
+        let copied = |every: usize| -> Vec<usize> {
+            (0..20)
+                .filter(|&s| teacher_copied_after(s, 8, every))
+                .collect()
+        };
+        // Steps 0..=7 are VADA: the copy follows step 7.
+        assert_eq!(copied(0), [7]);
+        assert_eq!(copied(5), [7, 12, 17]);
+        assert_eq!(copied(1), (7..20).collect::<Vec<_>>());
+        // vada_fraction 1 (switch never reached): never copied.
+        assert!(
+            !(0..20).any(|s| teacher_copied_after(s, usize::MAX, 3)),
+            "VADA only"
+        );
+    }
     use crate::losses::gradcheck::max_error;
     use candle_core::Device;
 
