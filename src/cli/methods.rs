@@ -74,6 +74,9 @@ pub fn table() -> String {
                 Task::Adaptation => adaptation_line(m),
                 Task::Images => image_line(m),
             };
+            if let Some(b) = m.backbone {
+                line.push_str(&format!("; on --backbone {b}"));
+            }
             if !m.aliases.is_empty() {
                 line.push_str(&format!("; also accepted as {}", m.aliases.join(", ")));
             }
