@@ -93,6 +93,8 @@ fn step_gradients_backbone(
     backbone: SeriesBackbone,
     params: std::collections::BTreeMap<String, f64>,
 ) -> Vec<(String, Tensor)> {
+    // A method defined on one feature extractor (rdann: the GRU) is checked on its own.
+    let backbone = kind.info().backbone.unwrap_or(backbone);
     let setup = MethodSetup {
         channels: CHANNELS,
         classes: CLASSES,
@@ -179,8 +181,16 @@ fn every_trainable_parameter_gets_a_gradient() {
                 );
             }
             let has_domain = grads.iter().any(|(n, _)| n.starts_with("domain."));
-            let adversarial = ["codats", "codats_ws", "dann_gs", "mdan", "cdan", "dirt_t"]
-                .contains(&kind.as_str());
+            let adversarial = [
+                "codats",
+                "codats_ws",
+                "dann_gs",
+                "mdan",
+                "cdan",
+                "dirt_t",
+                "rdann",
+            ]
+            .contains(&kind.as_str());
             assert_eq!(
                 has_domain, adversarial,
                 "{kind}: domain head present iff adversarial"

@@ -18,6 +18,7 @@ mod sweep;
 mod train;
 
 pub use data_args::DataArgs;
+pub use problem::load_problem;
 
 /// codats: domain adaptation for time-series sensor data (CoDATS and baselines) on CPU.
 #[derive(Debug, Parser)]
