@@ -83,6 +83,35 @@ fn each_da_baseline_trains_on_ucihar() {
             .expect("accuracy");
         eprintln!("{method}: 2 -> 11 target-test accuracy {acc:.3} after 500 steps");
         assert!(acc > 0.5, "{method}: {acc} (chance is 1/6)");
+        // The label-free importance-weighted rules sit beside the others, each having kept the
+        // weights of one of the evaluations (steps 0, 100, .., 500).
+        let rules: Vec<&String> = r["selection"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            rules,
+            [
+                "best_source",
+                "best_target",
+                "dev",
+                "iwv",
+                "last",
+                "source_risk"
+            ],
+            "{method}"
+        );
+        for rule in ["iwv", "dev"] {
+            let step = r["selection"][rule]["step"].as_u64().expect("step");
+            assert!(
+                step % 100 == 0 && step <= 500,
+                "{method} {rule}: step {step}"
+            );
+            let a = r["selection"][rule]["target_test"]["accuracy"]
+                .as_f64()
+                .unwrap();
+            eprintln!("{method}: {rule} picked step {step}: {a:.3}");
+            assert!(out
+                .join(format!("checkpoints/{rule}.safetensors"))
+                .is_file());
+        }
         let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
         let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
         let col = header

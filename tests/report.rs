@@ -188,6 +188,17 @@ fn report_numbers_tables_and_figures() {
         std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     };
 
+    // The label-free rules ranked against the oracle: best_source is 2 points below it in every
+    // run (accuracy and macro-F1) and picks step 100 where the oracle picked 50; last is 10 below.
+    assert_eq!(
+        read("table_rules.md"),
+        "| rank | rule | runs | accuracy below the oracle (pp) | macro-F1 below the oracle (pp) | picked the oracle's step |\n\
+         |---|---|---|---|---|---|\n\
+         | 1 | `best_source` | 32 | 2.00 | 2.00 | 0 of 32 |\n\
+         | 2 | `last` | 32 | 10.00 | 10.00 | 0 of 32 |\n"
+    );
+    assert!(read("report.md").contains("## Selection rules against the oracle"));
+
     // Per-dataset table: mean ± sample std over all 8 runs (4 problems x 2 seeds).
     // numpy: none [.5,.6,.7,.8,.4,.5,.46,.55] -> mean 56.375, std(ddof=1) 13.1794;
     // codats [.7,.8,.75,.85,.6,.6,.66,.75] -> 71.375, 9.0702; codats_ws(0) -> 71.5, 7.6904.

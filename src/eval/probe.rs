@@ -158,6 +158,23 @@ impl LinearProbe {
         out.iter_mut().for_each(|v| *v /= s);
     }
 
+    /// The class probabilities of every row of `x` (`n × d`), one `classes`-long row each.
+    pub fn probabilities(&self, x: &[f32]) -> Result<Vec<Vec<f64>>, String> {
+        check(x, x.len() / self.d.max(1), self.d)?;
+        Ok(x.chunks(self.d)
+            .map(|row| {
+                let z: Vec<f64> = row
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &v)| (v as f64 - self.mean[j]) / self.std[j])
+                    .collect();
+                let mut probs = vec![0.0; self.classes];
+                self.softmax_into(&z, &mut probs);
+                probs
+            })
+            .collect())
+    }
+
     /// The predicted class of every row of `x` (`n × d`).
     pub fn predict(&self, x: &[f32]) -> Result<Vec<u32>, String> {
         check(x, x.len() / self.d.max(1), self.d)?;

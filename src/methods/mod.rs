@@ -442,6 +442,12 @@ pub trait Method: Send {
     fn evaluated_weights(&self) -> &'static str {
         "raw"
     }
+    /// Eval-mode features of windows `[B, C, T]` (images `[B, C, H, W]`) from the weights
+    /// [`Method::predict`] uses: the representation the linear and kNN probes read
+    /// (`codats ssl probe`). `None` (the default) when the method exposes none.
+    fn features(&self, _x: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
     /// Optimiser groups. All step on the same gradients of [`StepOutput::loss`], in order.
     /// Default: one group, `model`, over every trainable parameter.
     fn param_groups(&self) -> Vec<ParamGroup> {

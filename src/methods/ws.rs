@@ -113,6 +113,10 @@ impl Method for WeakSupervision {
         self.inner.predict(x)
     }
 
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.inner.features(x)
+    }
+
     fn evaluated_weights(&self) -> &'static str {
         self.inner.evaluated_weights()
     }

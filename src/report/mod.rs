@@ -334,6 +334,18 @@ fn series_sections(
         ));
     }
     write_files(out, &[("ttests.csv".into(), &csv_tests)], written)?;
+    let gaps = tables::rule_gap_markdown(&tables::rule_gaps(records));
+    if !gaps.is_empty() {
+        write_files(out, &[("table_rules.md".into(), &gaps)], written)?;
+        md.push_str(&format!(
+            "## Selection rules against the oracle
+
+How far each label-free rule's pick falls              below the oracle `best_target` (target validation accuracy, which needs target              labels) in target-test accuracy and macro-F1, mean over every run that has both;              closest first.
+
+{gaps}
+"
+        ));
+    }
     let figures = plots::all_figures(records, rules, out)?;
     md.push_str(&figure_links("Figures", &figures));
     written.extend(figures);

@@ -340,3 +340,80 @@ pub fn ttest_markdown(rows: &[TTestRow], rule: &str) -> String {
     }
     md
 }
+
+/// One label-free selection rule measured against the oracle over the runs that have both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleGap {
+    /// The rule.
+    pub rule: String,
+    /// Runs compared.
+    pub n: usize,
+    /// Mean of (oracle − rule) target-test accuracy, in percentage points.
+    pub accuracy_gap: f64,
+    /// Mean of (oracle − rule) target-test macro-F1, in points.
+    pub f1_gap: f64,
+    /// Runs where the rule picked the oracle's step.
+    pub same_step: usize,
+}
+
+/// Every label-free selection rule (and `last`) in `records`, ranked by how close it comes to
+/// the oracle `best_target`: mean accuracy gap first (smallest first), ties by name. Runs
+/// without the oracle or the rule are left out of that rule's row.
+pub fn rule_gaps(records: &[super::Record]) -> Vec<RuleGap> {
+    use crate::train::selection::{names, RULES};
+    let oracle = |name: &str| RULES.iter().any(|r| r.name == name && r.oracle);
+    let mut out = Vec::new();
+    for rule in names().into_iter().filter(|r| !oracle(r)) {
+        let mut gaps = Vec::new();
+        let mut f1 = Vec::new();
+        let mut same = 0;
+        for r in records {
+            let sel = &r.result.selection;
+            let (Some(o), Some(x)) = (sel.get("best_target"), sel.get(rule)) else {
+                continue;
+            };
+            gaps.push(o.target_test.accuracy - x.target_test.accuracy);
+            f1.push(o.target_test.macro_f1 - x.target_test.macro_f1);
+            same += usize::from(o.step == x.step);
+        }
+        if gaps.is_empty() {
+            continue;
+        }
+        out.push(RuleGap {
+            rule: rule.to_string(),
+            n: gaps.len(),
+            accuracy_gap: 100.0 * mean(&gaps),
+            f1_gap: 100.0 * mean(&f1),
+            same_step: same,
+        });
+    }
+    out.sort_by(|a, b| {
+        a.accuracy_gap
+            .total_cmp(&b.accuracy_gap)
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    out
+}
+
+/// [`rule_gaps`] as a Markdown table (empty when no run has the oracle).
+pub fn rule_gap_markdown(gaps: &[RuleGap]) -> String {
+    if gaps.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "| rank | rule | runs | accuracy below the oracle (pp) | macro-F1 below the oracle (pp) | picked the oracle's step |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, g) in gaps.iter().enumerate() {
+        md.push_str(&format!(
+            "| {} | `{}` | {} | {:.2} | {:.2} | {} of {} |\n",
+            i + 1,
+            g.rule,
+            g.n,
+            g.accuracy_gap,
+            g.f1_gap,
+            g.same_step,
+            g.n
+        ));
+    }
+    md
+}

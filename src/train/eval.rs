@@ -63,9 +63,18 @@ impl EvalSet {
     /// Predicted classes and the mean cross-entropy of the true labels (eval mode, in chunks;
     /// 0 for an empty set).
     pub fn predict_with_loss(&self, method: &dyn Method) -> Result<(Vec<u32>, f64)> {
+        let (pred, losses) = self.predict_with_losses(method)?;
+        let n = losses.len();
+        let nll: f64 = losses.iter().sum();
+        Ok((pred, if n == 0 { 0.0 } else { nll / n as f64 }))
+    }
+
+    /// Predicted classes and each window's cross-entropy of its true label (eval mode, in
+    /// chunks).
+    pub fn predict_with_losses(&self, method: &dyn Method) -> Result<(Vec<u32>, Vec<f64>)> {
         let n = self.y.len();
         let mut out = Vec::with_capacity(n);
-        let mut nll = 0.0f64;
+        let mut losses = Vec::with_capacity(n);
         let mut start = 0;
         while start < n {
             let len = EVAL_CHUNK.min(n - start);
@@ -79,11 +88,11 @@ impl EvalSet {
                         .map(|&v| (v as f64 - max).exp())
                         .sum::<f64>()
                         .ln();
-                nll += lse - row[y as usize] as f64;
+                losses.push(lse - row[y as usize] as f64);
             }
             start += len;
         }
-        Ok((out, if n == 0 { 0.0 } else { nll / n as f64 }))
+        Ok((out, losses))
     }
 
     /// Accuracy of `method` on this set (a clustering method's, [`Method::clusters`]: its
@@ -115,6 +124,30 @@ impl EvalSet {
     }
 }
 
+/// Eval-mode features `[n, d]` of `method` for windows `x`, in chunks, row-major; `None` when
+/// the method exposes none ([`Method::features`]).
+pub fn predict_features(method: &dyn Method, x: &Tensor) -> Result<Option<(Vec<f32>, usize)>> {
+    let n = x.dim(0)?;
+    let mut out = Vec::new();
+    let mut d = 0;
+    let mut start = 0;
+    while start < n {
+        let len = EVAL_CHUNK.min(n - start);
+        let Some(f) = method.features(&x.narrow(0, start, len)?)? else {
+            return Ok(None);
+        };
+        let f = f.flatten_from(1)?;
+        d = f.dim(1)?;
+        out.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        start += len;
+    }
+    Ok(Some((out, d)))
+}
+
+/// At most this many of the target's unlabelled training windows train the domain classifier
+/// of the importance-weighted rules (evenly spaced over the split, so no RNG is drawn).
+pub const MAX_DOMAIN_WINDOWS: usize = 512;
+
 /// The validation and test sets of a problem.
 pub struct EvalSets {
     /// All sources' validation windows.
@@ -125,6 +158,9 @@ pub struct EvalSets {
     pub source_test: EvalSet,
     /// The target's test windows.
     pub target_test: EvalSet,
+    /// Up to [`MAX_DOMAIN_WINDOWS`] of the target's training windows, without labels: the
+    /// target side of the importance-weighted rules' domain classifier.
+    pub target_pool: Tensor,
 }
 
 impl EvalSets {
@@ -134,7 +170,12 @@ impl EvalSets {
             problem.sources.iter().map(|d| (d, f(d))).collect()
         };
         let t = &problem.target;
+        let train = &t.split.train;
+        let m = train.len().min(MAX_DOMAIN_WINDOWS);
+        let picked: Vec<usize> = (0..m).map(|i| train[i * train.len() / m]).collect();
+        let (pool_x, _) = t.gather(&picked, problem.window());
         Ok(Self {
+            target_pool: problem.input(pool_x, m)?,
             source_valid: EvalSet::from_domains(problem, &src(|d| &d.split.valid))?,
             target_valid: EvalSet::from_domains(problem, &[(t, &t.split.valid)])?,
             source_test: EvalSet::from_domains(problem, &src(|d| &d.split.test))?,
@@ -153,6 +194,24 @@ impl EvalSets {
             return Ok((0.0, 0.0));
         }
         self.source_valid.accuracy_and_loss(method)
+    }
+
+    /// The sources' validation risk weighted towards the target, `(iwv, dev)`
+    /// ([`crate::eval::importance`]): per-window cross-entropies of the sources' validation
+    /// windows, weighted by density ratios from a domain classifier (seeded by `seed`) on the
+    /// method's features of those windows against [`EvalSets::target_pool`]. `None` when the
+    /// method exposes no features.
+    pub fn weighted_risks(&self, method: &dyn Method, seed: u64) -> Result<Option<(f64, f64)>> {
+        use crate::eval::importance::{density_ratios, dev_risk, iwv_risk};
+        let Some((fs, d)) = predict_features(method, &self.source_valid.x)? else {
+            return Ok(None);
+        };
+        let Some((ft, _)) = predict_features(method, &self.target_pool)? else {
+            return Ok(None);
+        };
+        let (_, losses) = self.source_valid.predict_with_losses(method)?;
+        let w = density_ratios(&fs, &ft, &fs, d, seed).map_err(anyhow::Error::msg)?;
+        Ok(Some((iwv_risk(&w, &losses), dev_risk(&w, &losses))))
     }
 
     /// Target-validation accuracy and mean cross-entropy.

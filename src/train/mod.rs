@@ -41,6 +41,8 @@ const SEED_DROPOUT: u64 = 2;
 const SEED_STREAMS: u64 = 100;
 /// Augmented views: seed of view `v` of pool `p` is `SEED_VIEWS + 16·p + v`.
 const SEED_VIEWS: u64 = 200;
+/// The domain classifier of the importance-weighted selection rules.
+const SEED_WEIGHTS: u64 = 300;
 
 /// Best validation accuracy seen so far for one selection rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -235,9 +237,16 @@ fn applicable_rules<'a>(
         valid_len(&problem.target)
     };
     let target = valid_len(&problem.target);
+    // Density ratios between the sources the method trains on and the unlabelled target (a
+    // run made before these rules existed resumes with the rules its checkpoint holds).
+    let weighted = problem.image.is_none()
+        && cfg.method.name.data_needs().sources
+        && trained >= 2
+        && problem.target.split.train.len() >= 2;
     selection::RULES.iter().filter(move |r| match r.set {
         selection::RuleSet::Trained => trained > 0,
         selection::RuleSet::Target => target > 0,
+        selection::RuleSet::Weighted => weighted,
     })
 }
 
@@ -745,11 +754,26 @@ impl Trainer {
                 } else {
                     (tgt, tgt_loss)
                 };
+                // The importance-weighted rules, when the run started with them.
+                let weighted = selection::RULES.iter().any(|r| {
+                    r.set == selection::RuleSet::Weighted && self.state.best.contains_key(r.name)
+                });
+                let weighted_risk = if weighted {
+                    self.eval
+                        .weighted_risks(
+                            self.method.as_ref(),
+                            derive_seed(self.cfg.seed, SEED_WEIGHTS),
+                        )?
+                        .unwrap_or((0.0, 0.0))
+                } else {
+                    (0.0, 0.0)
+                };
                 let scores = selection::Scores {
                     source_valid: src,
                     target_valid: tgt,
                     trained_valid: own,
                     trained_valid_loss: own_loss,
+                    weighted_risk,
                 };
                 // The rules the run started with (those whose validation set it has).
                 for rule in selection::RULES {

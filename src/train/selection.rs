@@ -13,6 +13,10 @@ pub struct Scores {
     pub trained_valid: f64,
     /// Mean cross-entropy on those same windows (the source risk).
     pub trained_valid_loss: f64,
+    /// The sources' validation risk weighted towards the target
+    /// ([`crate::eval::importance`]), and the same with DEV's control variate: `(iwv, dev)`
+    /// (0 where the rules do not apply).
+    pub weighted_risk: (f64, f64),
 }
 
 /// A selection rule: a name (the checkpoint file and the key in result.json), what it means,
@@ -40,6 +44,9 @@ pub enum RuleSet {
     Trained,
     /// The target's validation split.
     Target,
+    /// The sources' validation split weighted by density ratios against the target's unlabelled
+    /// training windows (adaptation methods trained on the sources).
+    Weighted,
 }
 
 /// The final weights' pseudo-rule.
@@ -55,6 +62,14 @@ fn negative_risk(s: &Scores) -> f64 {
 
 fn target_valid(s: &Scores) -> f64 {
     s.target_valid
+}
+
+fn negative_iwv(s: &Scores) -> f64 {
+    -s.weighted_risk.0
+}
+
+fn negative_dev(s: &Scores) -> f64 {
+    -s.weighted_risk.1
 }
 
 /// The rules with best-weights checkpoints, in report order (after `last`).
@@ -74,6 +89,22 @@ pub const RULES: &[Rule] = &[
         oracle: false,
         score: negative_risk,
         set: RuleSet::Trained,
+    },
+    Rule {
+        name: "iwv",
+        description: "lowest importance-weighted source validation risk (IWV, Sugiyama et al. \
+                      2007; density ratios from a domain classifier on features; label-free)",
+        oracle: false,
+        score: negative_iwv,
+        set: RuleSet::Weighted,
+    },
+    Rule {
+        name: "dev",
+        description: "lowest deep embedded validation risk (DEV, You et al. 2019: IWV with the \
+                      weights as a control variate; label-free)",
+        oracle: false,
+        score: negative_dev,
+        set: RuleSet::Weighted,
     },
     Rule {
         name: "best_target",
@@ -102,6 +133,7 @@ mod tests {
             target_valid: 0.2,
             trained_valid: 0.3,
             trained_valid_loss: 0.7,
+            weighted_risk: (0.4, 0.5),
         };
         let by = |n: &str| RULES.iter().find(|r| r.name == n).expect("rule");
         assert_eq!((by("best_source").score)(&s), 0.3);
@@ -109,9 +141,19 @@ mod tests {
         assert!(by("best_target").oracle && !by("best_source").oracle);
         assert_eq!((by("source_risk").score)(&s), -0.7);
         assert!(!by("source_risk").oracle);
+        assert_eq!((by("iwv").score)(&s), -0.4);
+        assert_eq!((by("dev").score)(&s), -0.5);
+        assert!(!by("iwv").oracle && !by("dev").oracle);
         assert_eq!(
             names(),
-            ["last", "best_source", "source_risk", "best_target"]
+            [
+                "last",
+                "best_source",
+                "source_risk",
+                "iwv",
+                "dev",
+                "best_target"
+            ]
         );
     }
 }

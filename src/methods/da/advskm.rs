@@ -302,6 +302,10 @@ impl Method for AdvSkm {
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.predict(x)
     }
+
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
 }
 
 #[cfg(test)]

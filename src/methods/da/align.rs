@@ -79,4 +79,8 @@ impl Method for Aligned {
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.predict(x)
     }
+
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
 }

@@ -235,6 +235,10 @@ impl Method for Cdan {
         self.model.predict(x)
     }
 
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
+
     /// As CoDATS: Adam on everything, and a second Adam (own state) on the domain head.
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![

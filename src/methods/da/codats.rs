@@ -182,6 +182,10 @@ impl Method for Codats {
         self.model.predict(x)
     }
 
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
+
     /// The reference's two updates per step: Adam on all parameters with task + domain loss,
     /// then a second Adam (own state) on the domain head alone. The domain head's gradient of
     /// the total loss equals that of the domain loss (the task loss does not reach it), so both

@@ -305,6 +305,10 @@ impl Method for DirtT {
         self.model.predict(x)
     }
 
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
+
     /// Adam on the network (one state per part; the teacher is never stepped).
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![

@@ -194,6 +194,10 @@ impl Method for Dsan {
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.predict(x)
     }
+
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
 }
 
 #[cfg(test)]

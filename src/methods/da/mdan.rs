@@ -186,6 +186,10 @@ impl Method for Mdan {
         self.model.predict(x)
     }
 
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
+
     /// As CoDATS: Adam on everything, and a second Adam (own state) on the domain heads.
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![

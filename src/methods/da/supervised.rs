@@ -110,4 +110,8 @@ impl Method for Supervised {
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.predict(x)
     }
+
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.model.features(x, false, None).map(Some)
+    }
 }

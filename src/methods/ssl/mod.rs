@@ -151,6 +151,21 @@ impl ImageNet {
     pub fn logits(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.head.forward(&self.backbone.forward(x, mode)?)
     }
+
+    /// The backbone's features of images `[B, C, H, W]` in `mode` (what the probes read).
+    pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.backbone.forward(x, mode)
+    }
+
+    /// The head's logits of features from [`ImageNet::features`].
+    pub fn classify(&self, features: &Tensor) -> Result<Tensor> {
+        self.head.forward(features)
+    }
+
+    /// Width of the backbone's features.
+    pub fn feature_dim(&self) -> usize {
+        self.backbone.feature_dim()
+    }
 }
 
 /// The trained network (`model.*`) and its exponential moving average (`ema.*`, decay
@@ -182,13 +197,23 @@ impl StudentTeacher {
         Ok(self.teacher.logits(x, mode)?.detach())
     }
 
+    /// The evaluated network: the EMA teacher when `ema_m` > 0, else the student.
+    fn evaluated(&self) -> &ImageNet {
+        if self.decay > 0.0 {
+            &self.teacher
+        } else {
+            &self.student
+        }
+    }
+
     /// Eval-mode logits of the evaluated weights.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        if self.decay > 0.0 {
-            self.teacher.logits(x, Mode::Eval)
-        } else {
-            self.student.logits(x, Mode::Eval)
-        }
+        self.evaluated().logits(x, Mode::Eval)
+    }
+
+    /// Eval-mode backbone features of the evaluated weights.
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        self.evaluated().features(x, Mode::Eval)
     }
 
     /// `raw` or `ema`, as result.json records it.
@@ -299,6 +324,10 @@ impl<O: Objective> Method for ImageMethod<O> {
 
     fn evaluated_weights(&self) -> &'static str {
         self.nets.evaluated_weights()
+    }
+
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.nets.features(x).map(Some)
     }
 
     fn param_groups(&self) -> Vec<ParamGroup> {

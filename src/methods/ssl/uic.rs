@@ -226,6 +226,10 @@ impl Method for Uic {
         self.net.logits(x, Mode::Eval)
     }
 
+    fn features(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        self.net.features(x, Mode::Eval).map(Some)
+    }
+
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![ParamGroup::new("model", "model.")]
     }
