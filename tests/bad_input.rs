@@ -529,6 +529,20 @@ fn runs(t: &mut Table) {
             "nope".into(),
         ],
     ));
+    // The probes read an image run's backbone.
+    cases.push((
+        "a time-series run: codats ssl probe RUN".into(),
+        vec!["ssl".into(), "probe".into(), r.clone()],
+    ));
+    let nothing = t.tmp.join("no-such-run");
+    cases.push((
+        "no run there: codats ssl probe DIR".into(),
+        vec![
+            "ssl".into(),
+            "probe".into(),
+            nothing.to_str().unwrap().into(),
+        ],
+    ));
     for (what, args) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         t.refused_as(&what, &args);

@@ -11,6 +11,7 @@ mod data_args;
 mod datasets;
 mod eval;
 mod methods;
+mod probe;
 mod problem;
 mod report;
 mod ssl;

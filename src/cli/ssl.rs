@@ -27,6 +27,9 @@ pub enum SslCommand {
     /// The clustering baseline: k-means on the raw pixels of a run's unlabelled pool, scored
     /// on the held-out test images (nearest centre) by Hungarian accuracy, NMI and ARI.
     Kmeans(SslKmeansArgs),
+    /// Linear and kNN probes on a finished run's frozen backbone (the protocol of rotation
+    /// pretext and other representation learners), or on its seeded random initialisation.
+    Probe(super::probe::SslProbeArgs),
 }
 
 /// `codats ssl kmeans`.
@@ -213,6 +216,7 @@ pub fn run(c: SslCommand) -> Result<()> {
     match c {
         SslCommand::Train(a) => train(a),
         SslCommand::Kmeans(a) => kmeans(a),
+        SslCommand::Probe(a) => super::probe::run(a),
     }
 }
 

@@ -227,7 +227,8 @@ impl RunDir {
         Ok(())
     }
 
-    fn weights_path(&self, rule: &str) -> PathBuf {
+    /// `checkpoints/<rule>.safetensors`: the weights a selection rule (or `last`) kept.
+    pub fn weights_path(&self, rule: &str) -> PathBuf {
         self.root
             .join("checkpoints")
             .join(format!("{rule}.safetensors"))

@@ -11,6 +11,7 @@ pub mod fixmatch;
 pub mod mean_teacher;
 pub mod pi_model;
 pub mod pseudo_label;
+pub mod rotation;
 pub mod supervised;
 pub mod uic;
 pub mod vat;
