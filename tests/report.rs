@@ -103,6 +103,20 @@ fn write_fixture(root: &Path, spec: &str, acc: impl Fn(&Job) -> f64) -> usize {
         selection.insert("best_target".to_string(), rule(acc, 50));
         selection.insert("best_source".to_string(), rule(acc - 0.02, 100));
         selection.insert("last".to_string(), rule(acc - 0.1, 100));
+        if job.method.as_str() == "uic" {
+            // A clustering method's result also scores its clusters.
+            for r in selection.values_mut() {
+                let a = r.target_test.accuracy;
+                r.clustering = Some(codats::eval::cluster::ClusterScores {
+                    clusters: 10,
+                    hungarian_accuracy: a,
+                    majority_accuracy: a + 0.01,
+                    nmi: a - 0.2,
+                    ari: a - 0.3,
+                    n: 100,
+                });
+            }
+        }
         let result = RunResult {
             dataset: job.dataset.clone(),
             method: job.method.to_string(),
@@ -575,4 +589,65 @@ fn image_sweep_runs_locally_and_reports() {
         "accuracy_vs_labels_digits",
         &["Supervised", "FixMatch"],
     );
+}
+
+const UIC_FIXTURE: &str = r#"
+name = "clusters"
+methods = ["uic", "supervised"]
+repeats = 2
+selection = ["best_target", "last"]
+[train]
+steps = 100
+batch_size = 16
+[grid]
+labels_per_class = [1]
+[[problems]]
+dataset = "digits"
+"#;
+
+/// results.parquet / results.csv carry a clustering method's scores (clusters, Hungarian and
+/// majority accuracy, NMI, ARI) per rule; a sweep without one has no such columns.
+#[test]
+fn clustering_scores_are_result_columns_when_a_run_has_them() {
+    let tmp = common::TempDir::new("report-clusters");
+    let n = write_fixture(tmp.path(), UIC_FIXTURE, |job| 0.5 + 0.1 * job.seed as f64);
+    assert_eq!(n, 4);
+    let out = report_of(tmp.path());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
+    let (method, nmi, ari, k) = (
+        col("method"),
+        col("best_target_nmi"),
+        col("last_ari"),
+        col("best_target_clusters"),
+    );
+    col("best_target_hungarian_accuracy");
+    col("last_majority_accuracy");
+    let mut seen = 0;
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[method] == "uic" {
+            // seed 0: best_target 0.5 → NMI 0.3; last 0.4 → ARI 0.1.
+            let v: f64 = f[nmi].parse().unwrap();
+            assert!((v - 0.3).abs() < 1e-9 || (v - 0.4).abs() < 1e-9, "{line}");
+            let a: f64 = f[ari].parse().unwrap();
+            assert!((a - 0.1).abs() < 1e-9 || (a - 0.2).abs() < 1e-9, "{line}");
+            assert_eq!(f[k], "10");
+            seen += 1;
+        } else {
+            assert_eq!(f[nmi], "", "{line}");
+        }
+    }
+    assert_eq!(seen, 2);
+    // The time-series sweep of the other test has none of these columns.
+    let tmp = common::TempDir::new("report-no-clusters");
+    fixture(tmp.path());
+    let csv = std::fs::read_to_string(report_of(tmp.path()).join("results.csv")).unwrap();
+    assert!(!csv.lines().next().unwrap().contains("_nmi"));
 }

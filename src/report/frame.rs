@@ -116,6 +116,37 @@ pub fn columns(records: &[Record]) -> Result<Vec<(String, Cells)>> {
             format!("{rule}_target_valid_accuracy"),
             get(&|s| Value::from(s.target_valid_accuracy)),
         ));
+        // Clustering methods (UIC, …): their clusters scored by the clustering protocols, in
+        // columns present only when some run of the sweep has them.
+        let clustered = records.iter().any(|r| {
+            r.result
+                .selection
+                .get(rule)
+                .is_some_and(|s| s.clustering.is_some())
+        });
+        if clustered {
+            type Score = fn(&crate::eval::cluster::ClusterScores) -> Value;
+            let scores: [(&str, Score); 5] = [
+                ("clusters", |c| Value::from(c.clusters as u64)),
+                ("hungarian_accuracy", |c| Value::from(c.hungarian_accuracy)),
+                ("majority_accuracy", |c| Value::from(c.majority_accuracy)),
+                ("nmi", |c| Value::from(c.nmi)),
+                ("ari", |c| Value::from(c.ari)),
+            ];
+            for (name, score) in scores {
+                let cells: Cells = records
+                    .iter()
+                    .map(|r| {
+                        r.result
+                            .selection
+                            .get(rule)
+                            .and_then(|s| s.clustering.as_ref())
+                            .map(score)
+                    })
+                    .collect();
+                cols.push((format!("{rule}_{name}"), cells));
+            }
+        }
     }
     cols.push((
         "run_dir".into(),
