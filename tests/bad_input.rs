@@ -132,6 +132,7 @@ fn flags(t: &mut Table) {
         &["--method", "rdann", "--backbone", "fcn"],
         &["--backbone", "gru", "--gct"],
         &["--backbone", "resnet"],
+        &["--few-shot", "1000"],
     ] {
         let mut args: Vec<&str> = vec!["train", "--quiet"];
         args.extend_from_slice(extra);

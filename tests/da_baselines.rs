@@ -451,3 +451,48 @@ fn dirt_t_refreshes_its_teacher_every_n_refinement_steps() {
         assert_ne!(frozen[step], refreshed[step], "step {step}");
     }
 }
+
+/// `--few-shot 5` adds the few-shot selection rule: result.json records its 30 windows (5 of
+/// each of the 6 classes), all from the target's training split, the same for every method of
+/// the problem (drawn by the split seed, not the run's), and the rule kept the weights of one
+/// of the evaluations.
+#[test]
+fn few_shot_selection_scores_five_labelled_target_windows_per_class() {
+    let tmp = common::TempDir::new("da-few-shot");
+    let a = tmp.path().join("codats");
+    let b = tmp.path().join("none");
+    train_for(&a, "codats", "200", &["--few-shot", "5"]);
+    train_for(&b, "none", "100", &["--few-shot", "5"]);
+    let read = |p: &Path, f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p.join(f)).expect(f)).expect("json")
+    };
+    let (ra, rb) = (read(&a, "result.json"), read(&b, "result.json"));
+    let windows: Vec<u64> = ra["few_shot_windows"]
+        .as_array()
+        .expect("few_shot_windows")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(windows.len(), 30);
+    assert!(windows.windows(2).all(|w| w[0] < w[1]), "{windows:?}");
+    assert_eq!(ra["few_shot_windows"], rb["few_shot_windows"]);
+    let splits = read(&a, "splits.json");
+    let train: Vec<u64> = splits["11"]["train"]
+        .as_array()
+        .expect("target 11's train split")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(windows.iter().all(|w| train.contains(w)), "{windows:?}");
+    let step = ra["selection"]["few_shot"]["step"].as_u64().unwrap();
+    assert!(step % 100 == 0 && step <= 200, "{step}");
+    assert!(a.join("checkpoints/few_shot.safetensors").is_file());
+    let acc = ra["selection"]["few_shot"]["target_test"]["accuracy"]
+        .as_f64()
+        .unwrap();
+    // Seed 0 reaches 50.0 % at step 200 (chance is 1/6).
+    eprintln!("codats 2 -> 11, 200 steps: few_shot picked step {step}: {acc:.3}");
+    assert!(acc > 0.35, "{acc}");
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    assert!(cfg.contains("few_shot = 5\n"), "{cfg}");
+}

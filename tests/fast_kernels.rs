@@ -148,6 +148,7 @@ fn loss_curves(method: codats::methods::MethodKind, lr: f64, name: &str) -> Vec<
             backbone: Default::default(),
             data: Default::default(),
             images: None,
+            few_shot: 0,
             code_version: code_version(),
             conventions: codats::config::CONVENTIONS,
         };

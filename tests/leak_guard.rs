@@ -11,6 +11,8 @@
 //! * `target_only`, the train-on-target bound, trains on target labels by definition;
 //! * DA-WS (`codats_ws`, `--ws`) reads the target's label proportions unless the user gives
 //!   them (`--target-proportions`): given, the runs are identical; not given, they differ;
+//! * `--few-shot K` reads K labelled target windows per class for its rule, drawn by those
+//!   labels: its weights, its result.json entry and the windows it records change, nothing else;
 //! * `pool_nmi`, the evaluation-only NMI of a self-labelling method's labels against the pool's
 //!   hidden truth, is the one metrics.csv column that changes.
 
@@ -67,6 +69,7 @@ fn series_config(method: MethodConfig) -> TrainConfig {
         backbone,
         data: Default::default(),
         images: None,
+        few_shot: 0,
         code_version: code_version(),
         conventions: codats::config::CONVENTIONS,
     }
@@ -109,6 +112,7 @@ fn image_config(method: MethodConfig) -> TrainConfig {
             resize: None,
             color: Default::default(),
         }),
+        few_shot: 0,
         code_version: code_version(),
         conventions: codats::config::CONVENTIONS,
     }
@@ -179,6 +183,36 @@ impl RunFiles {
         self
     }
 
+    /// The same files without what the few-shot rule (a named permission) kept: its
+    /// checkpoint and its result.json entries; and the windows it recorded.
+    fn without_few_shot(mut self) -> (RunFiles, serde_json::Value) {
+        self.files
+            .remove(Path::new("checkpoints/few_shot.safetensors"))
+            .expect("the few-shot rule's weights");
+        let path = PathBuf::from("result.json");
+        let mut r: serde_json::Value = serde_json::from_slice(&self.files[&path]).unwrap();
+        let windows = r
+            .as_object_mut()
+            .unwrap()
+            .remove("few_shot_windows")
+            .unwrap();
+        r["selection"]
+            .as_object_mut()
+            .unwrap()
+            .remove("few_shot")
+            .unwrap();
+        self.files.insert(path, serde_json::to_vec(&r).unwrap());
+        // The resumable state keeps the rule's best score (and the manifest hashes the state).
+        let path = PathBuf::from("checkpoints/resume/state.json");
+        let mut st: serde_json::Value = serde_json::from_slice(&self.files[&path]).unwrap();
+        st.as_object_mut().unwrap().remove("few_shot").unwrap();
+        self.files.insert(path, serde_json::to_vec(&st).unwrap());
+        self.files
+            .remove(Path::new("checkpoints/resume/manifest.json"))
+            .unwrap();
+        (self, windows)
+    }
+
     fn column(&self, column: &str) -> Vec<Option<String>> {
         self.metrics
             .iter()
@@ -236,6 +270,19 @@ fn check(cfg: &TrainConfig, tmp: &Path, name: &str) {
         );
         return;
     }
+    let (clean, poisoned) = if cfg.few_shot > 0 {
+        // The few-shot rule's permission: K labelled target windows per class, drawn by label.
+        let (clean, a) = clean.without_few_shot();
+        let (poisoned, b) = poisoned.without_few_shot();
+        assert_eq!(a.as_array().unwrap().len(), cfg.few_shot * 3);
+        assert_ne!(
+            a, b,
+            "{name}: the few-shot windows are drawn by their (poisoned) labels"
+        );
+        (clean, poisoned)
+    } else {
+        (clean, poisoned)
+    };
     // The evaluation-only NMI against the pool's hidden labels is the one permitted reader.
     let nmi = clean.column("pool_nmi");
     if nmi.iter().any(Option::is_some) {
@@ -275,6 +322,10 @@ fn no_adaptation_method_reads_the_target_training_labels() {
             check(&series_config(method), tmp.path(), name);
         }
     }
+    // The few-shot selection rule reads its few labelled windows and nothing else.
+    let mut cfg = series_config(MethodConfig::new(MethodKind::CODATS));
+    cfg.few_shot = 3;
+    check(&cfg, tmp.path(), "codats-few-shot");
     // --ws on another adaptation method: the same permission, the same two outcomes.
     let mut dann = MethodConfig::new(MethodKind::parse("dann_gs").unwrap());
     dann.ws = true;

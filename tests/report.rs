@@ -126,6 +126,7 @@ fn write_fixture(root: &Path, spec: &str, acc: impl Fn(&Job) -> f64) -> usize {
             steps: 100,
             classes: vec!["a".into(), "b".into()],
             selection,
+            few_shot_windows: None,
             images: job.images.as_ref().map(|im| ImageRunInfo {
                 labels_per_class: im.labels_per_class,
                 backbone: im.backbone.as_str().into(),

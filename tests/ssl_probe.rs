@@ -165,7 +165,7 @@ fn bad_probe_requests_are_one_line_errors() {
     let e = err(&["ssl", "probe", run_s, "--weights", "best"]);
     assert_eq!(
         e,
-        "error: --weights best: not a selection rule (choose from last, best_source, source_risk, iwv, dev, best_target)"
+        "error: --weights best: not a selection rule (choose from last, best_source, source_risk, iwv, dev, few_shot, best_target)"
     );
     let missing = tmp.path().join("nothing");
     let e = err(&["ssl", "probe", missing.to_str().unwrap()]);

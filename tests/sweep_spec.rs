@@ -699,3 +699,28 @@ fn ws_composes_da_ws_onto_the_methods_that_take_it() {
         ]
     );
 }
+
+/// `few_shot` in `[train]` adds the few-shot selection rule to the time-series jobs (their
+/// command and config.toml) and leaves image jobs without it; 0 is refused like every count.
+#[test]
+fn few_shot_adds_the_few_shot_rule_to_time_series_jobs() {
+    let spec = "name = \"f\"\nmethods = [\"none\", \"supervised\"]\n[train]\nsteps = 5\nfew_shot = 5\n\
+                [[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\nmethods = [\"none\"]\n\
+                [[problems]]\ndataset = \"digits\"\nmethods = [\"supervised\"]\n[grid]\nlabels_per_class = [1]\n";
+    let plan = plan_of("f.toml", spec, None).expect("valid");
+    assert_eq!(plan.jobs.len(), 2);
+    for j in &plan.jobs {
+        let args = j.train_args().join(" ");
+        if j.images.is_some() {
+            assert!(!args.contains("--few-shot"), "{args}");
+            assert_eq!(j.train_config(1).few_shot, 0);
+        } else {
+            assert!(args.contains(" --few-shot 5"), "{args}");
+            assert_eq!(j.train_config(1).few_shot, 5);
+        }
+    }
+    assert_eq!(
+        error_of("methods = [\"none\"]\n[train]\nfew_shot = 0\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n"),
+        "bad.toml:3:12: key `train.few_shot`: must be at least 1"
+    );
+}

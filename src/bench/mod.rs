@@ -335,6 +335,7 @@ fn bench_config(o: One) -> TrainConfig {
         data: Default::default(),
         images: None,
         conventions: crate::config::CONVENTIONS,
+        few_shot: 0,
         code_version: code_version(),
     }
 }

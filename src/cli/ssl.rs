@@ -351,6 +351,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
         kernels,
         gct: false,
         backbone: Default::default(),
+        few_shot: 0,
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {

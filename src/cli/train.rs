@@ -64,6 +64,12 @@ pub struct TrainArgs {
     /// Write a resumable checkpoint every N steps (default: --eval-every).
     #[arg(long, value_parser = at_least_one)]
     pub checkpoint_every: Option<usize>,
+    /// Add the few-shot model-selection rule (`few_shot` in result.json): each evaluation is
+    /// scored on K labelled target windows per class drawn (by --split-seed) from the target's
+    /// training split, the only target labels it sees; the windows are recorded in
+    /// result.json. 0: off. AdaTime's few-shot target risk uses 5.
+    #[arg(long, default_value_t = 0)]
+    pub few_shot: usize,
     /// DA-WS: known target label proportions, one per class, summing to 1 (default: the
     /// target's train-split proportions, simulating reported proportions).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -147,6 +153,7 @@ impl TrainArgs {
             split_seed: 0,
             eval_every: defaults::EVAL_EVERY,
             checkpoint_every: None,
+            few_shot: 0,
             target_proportions: None,
             ws_noise: None,
             ws: false,
@@ -292,6 +299,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Some(b) if !a.given.iter().any(|f| f == "--backbone") => b,
             _ => a.backbone,
         },
+        few_shot: a.few_shot,
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {

@@ -99,6 +99,9 @@ pub enum ConfigError {
     /// A time-series `backbone` in an image run (image networks take `[images] backbone`).
     #[error("backbone {0} is a time-series feature extractor; an image run sets [images] backbone (`codats ssl train --backbone`)")]
     SeriesBackboneOnImages(crate::nn::series::SeriesBackbone),
+    /// `few_shot` in an image run (its held-out validation images are the oracle's already).
+    #[error("--few-shot selects a time-series adaptation run on labelled target windows; an image run has the oracle's validation images (best_target) instead")]
+    FewShotOnImages,
     /// `gct` in an image run's top level (image networks take `[images] gct`).
     #[error("gct at the top level is the time-series FCN's; an image run sets [images] gct (`codats ssl train --gct`)")]
     GctOnImages,
@@ -165,6 +168,12 @@ pub struct TrainConfig {
         skip_serializing_if = "crate::nn::series::SeriesBackbone::is_default"
     )]
     pub backbone: crate::nn::series::SeriesBackbone,
+    /// `--few-shot K`: the few-shot model-selection rule (`few_shot`) scores each evaluation on
+    /// K labelled target windows per class drawn from the target's training split (the only
+    /// target labels it sees; recorded in result.json). 0 (the default, left out of the file):
+    /// no such rule.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub few_shot: usize,
     /// codats version and git commit that produced the run (informational).
     pub code_version: String,
     /// Which of the reference's conventions the run follows ([`CONVENTIONS`] for new runs). A
@@ -354,6 +363,8 @@ pub struct ConfigFile {
     gct: bool,
     #[serde(default)]
     backbone: crate::nn::series::SeriesBackbone,
+    #[serde(default)]
+    few_shot: usize,
     code_version: String,
     #[serde(default = "legacy_conventions")]
     conventions: u32,
@@ -407,6 +418,7 @@ impl TryFrom<ConfigFile> for TrainConfig {
             kernels: f.kernels,
             gct: f.gct,
             backbone: f.backbone,
+            few_shot: f.few_shot,
             code_version: f.code_version,
             conventions: f.conventions,
             method,
@@ -552,6 +564,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn legacy_conventions() -> u32 {
     1
 }
@@ -641,6 +657,9 @@ impl TrainConfig {
         }
         if !self.backbone.is_default() && self.images.is_some() {
             return Err(ConfigError::SeriesBackboneOnImages(self.backbone));
+        }
+        if self.few_shot > 0 && self.images.is_some() {
+            return Err(ConfigError::FewShotOnImages);
         }
         let kind = self.method.name;
         match (kind.info().task, &self.images) {
@@ -796,6 +815,7 @@ pub(crate) mod tests {
             kernels: crate::nn::Kernels::Fast,
             gct: false,
             backbone: Default::default(),
+            few_shot: 0,
             code_version: code_version(),
             data: DataOptions::default(),
             images: None,

@@ -47,7 +47,18 @@ pub enum ProblemError {
         n: usize,
         min: usize,
     },
+    /// `--few-shot K` when a class of the target has fewer than K training windows.
+    #[error("--few-shot {k}: target domain {id} has {n} training window(s) of class {class} (the few-shot rule needs {k} of every class; lower --few-shot)")]
+    FewShotTooFew {
+        k: usize,
+        id: u32,
+        n: usize,
+        class: String,
+    },
 }
+
+/// Seed stream of the few-shot selection windows (from the split seed).
+const FEW_SHOT_STREAM: u64 = 77;
 
 /// Below this many test windows a domain's accuracy is coarse enough to warn about.
 pub const FEW_TEST_WINDOWS: usize = 10;
@@ -236,6 +247,39 @@ impl Problem {
             target,
             image: None,
         })
+    }
+
+    /// The few-shot selection rule's labelled target windows: `k` of every class from the
+    /// target's training split (positions in the domain, ascending), each class's drawn by a
+    /// shuffle seeded by `split_seed`, so that every method and seed of a problem is selected
+    /// on the same windows. A class with fewer than `k` training windows is an error.
+    pub fn few_shot_windows(&self, k: usize, split_seed: u64) -> Result<Vec<usize>, ProblemError> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let t = &self.target;
+        let mut by_class = vec![Vec::new(); self.n_classes()];
+        for &i in &t.split.train {
+            by_class[t.y[i] as usize].push(i);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::derive_seed(
+            split_seed,
+            FEW_SHOT_STREAM + t.id as u64,
+        ));
+        let mut out = Vec::with_capacity(k * by_class.len());
+        for (c, members) in by_class.iter_mut().enumerate() {
+            if members.len() < k {
+                return Err(ProblemError::FewShotTooFew {
+                    k,
+                    id: t.id,
+                    n: members.len(),
+                    class: self.class_names[c].clone(),
+                });
+            }
+            members.shuffle(&mut rng);
+            out.extend_from_slice(&members[..k]);
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 
     /// What a user should know before trusting this problem's numbers: domains whose test

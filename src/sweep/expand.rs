@@ -65,6 +65,9 @@ pub struct Job {
     /// Checkpoint interval (None: eval_every).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// `--few-shot`: labelled target windows per class of the few-shot selection rule (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub few_shot: usize,
     /// DA-WS proportion noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_noise: Option<f64>,
@@ -134,6 +137,9 @@ impl Job {
                 }
                 if let Some(b) = self.backbone {
                     a.extend(["--backbone".into(), b.as_str().into()]);
+                }
+                if self.few_shot > 0 {
+                    a.extend(["--few-shot".into(), self.few_shot.to_string()]);
                 }
             }
         }
@@ -209,6 +215,7 @@ impl Job {
                 .unwrap_or_default(),
             data: Default::default(),
             images: self.images.clone(),
+            few_shot: self.few_shot,
             code_version: code_version(),
         }
     }
@@ -983,6 +990,7 @@ fn make_job(k: &JobKey, h: &Hyper) -> Job {
         split_seed: h.split_seed.unwrap_or(0),
         eval_every: h.eval_every.unwrap_or(eval_every),
         checkpoint_every: h.checkpoint_every,
+        few_shot: h.few_shot.filter(|_| images.is_none()).unwrap_or(0),
         ws_noise,
         ws,
         // A method defined on its own feature extractor (rdann: the GRU) keeps it.
@@ -1031,6 +1039,7 @@ fn check_hyper(cx: &Ctx, h: &RawHyper, key: &str) -> Result<(), SpecError> {
     pos(&h.batch_size, "batch_size")?;
     pos(&h.eval_every, "eval_every")?;
     pos(&h.checkpoint_every, "checkpoint_every")?;
+    pos(&h.few_shot, "few_shot")?;
     pos(&h.labels_per_class, "labels_per_class")?;
     pos(&h.uratio, "uratio")?;
     pos(&h.unlabelled_limit, "unlabelled_limit")?;
@@ -1282,4 +1291,8 @@ pub fn summarize(plan: &Plan) -> BTreeMap<(String, String), usize> {
 /// Whether `--ws` applies to `method` ([`crate::config::MethodConfig::takes_ws`]).
 fn takes_ws(method: MethodKind) -> bool {
     crate::config::MethodConfig::takes_ws(method)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

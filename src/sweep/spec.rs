@@ -133,6 +133,9 @@ pub struct RawHyper {
     pub eval_every: Option<Spanned<usize>>,
     /// Checkpoint every N steps.
     pub checkpoint_every: Option<Spanned<usize>>,
+    /// `--few-shot K`: the few-shot selection rule on K labelled target windows per class
+    /// (time-series jobs).
+    pub few_shot: Option<Spanned<usize>>,
     /// DA-WS proportion noise (codats_ws, and jobs with `ws`).
     pub ws_noise: Option<Spanned<f64>>,
     /// `--ws`: the DA-WS loss on top of an adaptation method (those on the unlabelled target
@@ -291,6 +294,8 @@ pub struct Hyper {
     pub eval_every: Option<usize>,
     /// Checkpoint interval.
     pub checkpoint_every: Option<usize>,
+    /// Few-shot selection windows per class.
+    pub few_shot: Option<usize>,
     /// DA-WS noise.
     pub ws_noise: Option<f64>,
     /// `--ws`.
@@ -343,6 +348,7 @@ impl Hyper {
             split_seed,
             eval_every,
             checkpoint_every,
+            few_shot,
             ws_noise,
             ws,
             data_dir,

@@ -161,6 +161,8 @@ pub struct EvalSets {
     /// Up to [`MAX_DOMAIN_WINDOWS`] of the target's training windows, without labels: the
     /// target side of the importance-weighted rules' domain classifier.
     pub target_pool: Tensor,
+    /// The few-shot rule's labelled target training windows (`--few-shot`), when it applies.
+    pub few_shot: Option<EvalSet>,
 }
 
 impl EvalSets {
@@ -175,12 +177,31 @@ impl EvalSets {
         let picked: Vec<usize> = (0..m).map(|i| train[i * train.len() / m]).collect();
         let (pool_x, _) = t.gather(&picked, problem.window());
         Ok(Self {
+            few_shot: None,
             target_pool: problem.input(pool_x, m)?,
             source_valid: EvalSet::from_domains(problem, &src(|d| &d.split.valid))?,
             target_valid: EvalSet::from_domains(problem, &[(t, &t.split.valid)])?,
             source_test: EvalSet::from_domains(problem, &src(|d| &d.split.test))?,
             target_test: EvalSet::from_domains(problem, &[(t, &t.split.test)])?,
         })
+    }
+
+    /// The sets with the few-shot rule's labelled target `windows` (positions in the target
+    /// domain, [`Problem::few_shot_windows`]).
+    pub fn with_few_shot(mut self, problem: &Problem, windows: &[usize]) -> Result<Self> {
+        self.few_shot = Some(EvalSet::from_domains(
+            problem,
+            &[(&problem.target, windows)],
+        )?);
+        Ok(self)
+    }
+
+    /// Accuracy on the few-shot rule's windows (0 without them).
+    pub fn few_shot_accuracy(&self, method: &dyn Method) -> Result<f64> {
+        match &self.few_shot {
+            Some(set) => set.accuracy(method),
+            None => Ok(0.0),
+        }
     }
 
     /// Source-validation accuracy (NaN-free: 0 when the method uses no sources).
@@ -285,6 +306,10 @@ pub fn evaluate_run(
         steps: label(state.step),
         classes: problem.class_names.clone(),
         selection,
+        few_shot_windows: match cfg.few_shot {
+            0 => None,
+            k => Some(problem.few_shot_windows(k, cfg.split_seed)?),
+        },
         images: cfg.images.as_ref().map(|im| super::result::ImageRunInfo {
             labels_per_class: im.labels_per_class,
             backbone: im.backbone.as_str().to_string(),

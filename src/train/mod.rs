@@ -247,6 +247,7 @@ fn applicable_rules<'a>(
         selection::RuleSet::Trained => trained > 0,
         selection::RuleSet::Target => target > 0,
         selection::RuleSet::Weighted => weighted,
+        selection::RuleSet::FewShot => cfg.few_shot > 0,
     })
 }
 
@@ -267,6 +268,10 @@ impl Trainer {
     /// Starts a fresh run in `out` (which must not already hold a run).
     pub fn new(cfg: CheckedConfig, problem: Problem, out: &Path) -> Result<Self> {
         cfg.check_memory(problem.length)?;
+        if cfg.few_shot > 0 {
+            // Refused before the run directory exists: a target class without enough windows.
+            problem.few_shot_windows(cfg.few_shot, cfg.split_seed)?;
+        }
         // Built before the run directory exists, so that a method refusing the problem (UIC's
         // K above the pool size) leaves nothing behind.
         let built = build_method(&cfg, &problem)?;
@@ -322,7 +327,11 @@ impl Trainer {
             method_state: serde_json::Value::Null,
             metrics_pending: metrics_log::Pending::default(),
         };
-        let eval = eval::EvalSets::new(&problem)?;
+        let eval = match cfg.few_shot {
+            0 => eval::EvalSets::new(&problem)?,
+            k => eval::EvalSets::new(&problem)?
+                .with_few_shot(&problem, &problem.few_shot_windows(k, cfg.split_seed)?)?,
+        };
         let positions = pool_positions(&problem);
         Ok(Self {
             cfg,
@@ -774,6 +783,7 @@ impl Trainer {
                     trained_valid: own,
                     trained_valid_loss: own_loss,
                     weighted_risk,
+                    few_shot: self.eval.few_shot_accuracy(self.method.as_ref())?,
                 };
                 // The rules the run started with (those whose validation set it has).
                 for rule in selection::RULES {

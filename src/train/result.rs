@@ -48,6 +48,10 @@ pub struct RunResult {
     pub classes: Vec<String>,
     /// `last`, `best_source` (source validation) and `best_target` (oracle target validation).
     pub selection: BTreeMap<String, RuleResult>,
+    /// The labelled target training windows (positions in the target domain) the `few_shot`
+    /// rule scored on (`--few-shot`); absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub few_shot_windows: Option<Vec<usize>>,
     /// For an image run: its labels per class and which weights were evaluated. The "target"
     /// of `selection` is then the held-out test set and the sources the labelled pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,8 @@ pub struct Scores {
     /// ([`crate::eval::importance`]), and the same with DEV's control variate: `(iwv, dev)`
     /// (0 where the rules do not apply).
     pub weighted_risk: (f64, f64),
+    /// Accuracy on the few-shot rule's labelled target windows (`--few-shot`; 0 without).
+    pub few_shot: f64,
 }
 
 /// A selection rule: a name (the checkpoint file and the key in result.json), what it means,
@@ -47,6 +49,8 @@ pub enum RuleSet {
     /// The sources' validation split weighted by density ratios against the target's unlabelled
     /// training windows (adaptation methods trained on the sources).
     Weighted,
+    /// The few labelled target training windows of `--few-shot`.
+    FewShot,
 }
 
 /// The final weights' pseudo-rule.
@@ -70,6 +74,10 @@ fn negative_iwv(s: &Scores) -> f64 {
 
 fn negative_dev(s: &Scores) -> f64 {
     -s.weighted_risk.1
+}
+
+fn few_shot(s: &Scores) -> f64 {
+    s.few_shot
 }
 
 /// The rules with best-weights checkpoints, in report order (after `last`).
@@ -107,6 +115,14 @@ pub const RULES: &[Rule] = &[
         set: RuleSet::Weighted,
     },
     Rule {
+        name: "few_shot",
+        description: "accuracy on K labelled target training windows per class (`--few-shot K`, \
+                      recorded in result.json; the only target labels it sees)",
+        oracle: false,
+        score: few_shot,
+        set: RuleSet::FewShot,
+    },
+    Rule {
         name: "best_target",
         description: "target validation accuracy (oracle: uses target labels)",
         oracle: true,
@@ -134,6 +150,7 @@ mod tests {
             trained_valid: 0.3,
             trained_valid_loss: 0.7,
             weighted_risk: (0.4, 0.5),
+            few_shot: 0.6,
         };
         let by = |n: &str| RULES.iter().find(|r| r.name == n).expect("rule");
         assert_eq!((by("best_source").score)(&s), 0.3);
@@ -144,6 +161,7 @@ mod tests {
         assert_eq!((by("iwv").score)(&s), -0.4);
         assert_eq!((by("dev").score)(&s), -0.5);
         assert!(!by("iwv").oracle && !by("dev").oracle);
+        assert_eq!((by("few_shot").score)(&s), 0.6);
         assert_eq!(
             names(),
             [
@@ -152,6 +170,7 @@ mod tests {
                 "source_risk",
                 "iwv",
                 "dev",
+                "few_shot",
                 "best_target"
             ]
         );
