@@ -177,19 +177,7 @@ impl LinearProbe {
 
     /// The predicted class of every row of `x` (`n × d`).
     pub fn predict(&self, x: &[f32]) -> Result<Vec<u32>, String> {
-        check(x, x.len() / self.d.max(1), self.d)?;
-        let mut probs = vec![0.0; self.classes];
-        Ok(x.chunks(self.d)
-            .map(|row| {
-                let z: Vec<f64> = row
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &v)| (v as f64 - self.mean[j]) / self.std[j])
-                    .collect();
-                self.softmax_into(&z, &mut probs);
-                argmax(&probs)
-            })
-            .collect())
+        Ok(self.probabilities(x)?.iter().map(|p| argmax(p)).collect())
     }
 }
 
