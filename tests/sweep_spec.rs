@@ -244,7 +244,7 @@ fn bad_specs_name_file_key_and_line() {
     assert_eq!(
         error_of(&format!("{HEAD}stepz = 3\n[[problems]]\ndataset = \"synthetic\"\npairs = [[0, 1]]\n")),
         "bad.toml:4:1: key `train.stepz`: unknown field `stepz`, expected one of `dataset`, `method`, `steps`, \
-         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `ws_noise`, `ws`, `data_dir`, \
+         `batch_size`, `batch_division`, `lr`, `split_seed`, `eval_every`, `checkpoint_every`, `few_shot`, `ws_noise`, `ws`, `data_dir`, \
          `kernels`, `labels_per_class`, `uratio`, `unlabelled_limit`, `backbone`, `gct`, `momentum`, `bn_momentum`, \
          `resize`, `color`, `nesterov`, `weight_decay`, `cosine`, `test_fraction`, `valid_size`"
     );
@@ -500,7 +500,7 @@ const IMG_HEAD: &str = "methods = [\"supervised\", \"fixmatch\"]\n[train]\nsteps
 #[test]
 fn bad_image_specs_name_file_key_and_value() {
     let image_methods =
-        "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch, uic, rotation";
+        "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch, uic, deepcluster, rotation";
     assert_eq!(
         error_of(&format!(
             "{IMG_HEAD}[grid]\nlabels_per_class = [5, 0]\n[[problems]]\ndataset = \"digits\"\n"

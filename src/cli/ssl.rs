@@ -245,6 +245,7 @@ fn kmeans(a: SslKmeansArgs) -> Result<()> {
             max_iter: a.max_iter,
             n_init: a.n_init,
             seed: a.seed,
+            empty: crate::eval::kmeans::EmptyClusters::Farthest,
         },
     )
     .map_err(|e| anyhow::anyhow!("--k {}: {e}", a.k))?;

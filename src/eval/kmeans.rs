@@ -18,7 +18,25 @@ pub struct KmeansConfig {
     pub n_init: usize,
     /// Seed of the k-means++ draws.
     pub seed: u64,
+    /// What happens to a cluster left empty by an update.
+    pub empty: EmptyClusters,
 }
+
+/// How [`kmeans`] refills a cluster an update left empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmptyClusters {
+    /// Its centre moves to the row farthest from its own centre (scikit-learn).
+    #[default]
+    Farthest,
+    /// A non-empty cluster, drawn with probability proportional to its size, is split in two:
+    /// the empty cluster takes its centre perturbed by +ε and it keeps the centre perturbed by
+    /// −ε (signs alternating over coordinates, ε = 1/1024), and the next assignment divides its
+    /// rows between them (DeepCluster, Caron et al. 2018, §3.3, as faiss does it).
+    Split,
+}
+
+/// The relative perturbation of [`EmptyClusters::Split`].
+pub const SPLIT_EPS: f32 = 1.0 / 1024.0;
 
 /// The result of [`kmeans`].
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +154,9 @@ pub fn kmeans(x: &[f32], d: usize, cfg: KmeansConfig) -> Result<Kmeans, String> 
             for j in 0..cfg.k {
                 let c = &mut centres[j * d..(j + 1) * d];
                 if counts[j] == 0 {
+                    if cfg.empty == EmptyClusters::Split {
+                        continue; // after every mean is known, below
+                    }
                     c.copy_from_slice(&x[far.0 * d..(far.0 + 1) * d]);
                     labels[far.0] = j as u32;
                     far.1 = -1.0;
@@ -145,6 +166,9 @@ pub fn kmeans(x: &[f32], d: usize, cfg: KmeansConfig) -> Result<Kmeans, String> 
                         .zip(&sums[j * d..(j + 1) * d])
                         .for_each(|(c, &s)| *c = (s / m) as f32);
                 }
+            }
+            if cfg.empty == EmptyClusters::Split {
+                split_empty(&mut centres, &mut counts, d, &mut rng);
             }
         }
         let inertia: f64 = x
@@ -164,6 +188,42 @@ pub fn kmeans(x: &[f32], d: usize, cfg: KmeansConfig) -> Result<Kmeans, String> 
     Ok(best.expect("at least one restart"))
 }
 
+/// [`EmptyClusters::Split`]: every empty cluster takes half of a non-empty one drawn with
+/// probability proportional to its size (of the clusters with at least 2 rows), its centre
+/// perturbed by ±[`SPLIT_EPS`].
+fn split_empty(centres: &mut [f32], counts: &mut [usize], d: usize, rng: &mut ChaCha8Rng) {
+    let k = counts.len();
+    for e in 0..k {
+        if counts[e] > 0 {
+            continue;
+        }
+        let total: usize = counts.iter().filter(|&&c| c >= 2).sum();
+        if total == 0 {
+            return;
+        }
+        let mut u = rng.random_range(0..total);
+        let mut pick = 0;
+        for (j, &c) in counts.iter().enumerate() {
+            if c < 2 {
+                continue;
+            }
+            if u < c {
+                pick = j;
+                break;
+            }
+            u -= c;
+        }
+        for i in 0..d {
+            let v = centres[pick * d + i];
+            let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+            centres[e * d + i] = v * (1.0 + sign * SPLIT_EPS);
+            centres[pick * d + i] = v * (1.0 - sign * SPLIT_EPS);
+        }
+        counts[e] = counts[pick] / 2;
+        counts[pick] -= counts[e];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +237,7 @@ mod tests {
             max_iter: 100,
             n_init: 3,
             seed: 4,
+            empty: EmptyClusters::Farthest,
         };
         let r = kmeans(&x, 1, cfg).unwrap();
         assert_eq!(r.labels[0], r.labels[2]);
@@ -204,6 +265,7 @@ mod tests {
                 max_iter: 100,
                 n_init: 10,
                 seed: 0,
+                empty: EmptyClusters::Farthest,
             },
         )
         .unwrap();
@@ -217,6 +279,7 @@ mod tests {
             max_iter: 10,
             n_init: 1,
             seed: 0,
+            empty: EmptyClusters::Farthest,
         };
         assert_eq!(
             kmeans(&[0.0, 1.0], 1, cfg(1)).unwrap_err(),
@@ -226,5 +289,33 @@ mod tests {
             kmeans(&[0.0, 1.0], 1, cfg(3)).unwrap_err(),
             "k-means: k = 3 is more clusters than the 2 samples"
         );
+    }
+
+    #[test]
+    fn an_empty_cluster_splits_a_populated_one_in_two() {
+        // Centres 0 (two rows) and 100 (no rows): the empty one takes centre 0 perturbed up,
+        // the populated one keeps it perturbed down, and the counts are halved.
+        let mut centres = vec![2.0f32, 4.0, 100.0, 100.0];
+        let mut counts = vec![6usize, 0];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        split_empty(&mut centres, &mut counts, 2, &mut rng);
+        assert_eq!(counts, [3, 3]);
+        assert_eq!(centres[2], 2.0 * (1.0 + SPLIT_EPS));
+        assert_eq!(centres[3], 4.0 * (1.0 - SPLIT_EPS));
+        assert_eq!(centres[0], 2.0 * (1.0 - SPLIT_EPS));
+        assert_eq!(centres[1], 4.0 * (1.0 + SPLIT_EPS));
+        // Identical rows cannot be split: k-means with k 3 on two spots still ends, with
+        // every label a cluster id.
+        let x = [0.0f32, 0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 10.0];
+        let cfg = KmeansConfig {
+            k: 3,
+            max_iter: 50,
+            n_init: 1,
+            seed: 1,
+            empty: EmptyClusters::Split,
+        };
+        let r = kmeans(&x, 1, cfg).unwrap();
+        assert!(r.labels.iter().all(|&l| l < 3), "{:?}", r.labels);
+        assert!(r.inertia < 1e-3, "{}", r.inertia);
     }
 }

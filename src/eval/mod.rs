@@ -8,4 +8,5 @@
 pub mod cluster;
 pub mod importance;
 pub mod kmeans;
+pub mod pca;
 pub mod probe;

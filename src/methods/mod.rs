@@ -95,6 +95,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     ssl::entmin::ENTMIN,
     ssl::fixmatch::FIXMATCH,
     ssl::uic::UIC,
+    ssl::deepcluster::DEEPCLUSTER,
     ssl::rotation::ROTATION,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]

@@ -6,6 +6,7 @@
 //! views the method declared) and the unlabelled pool as the target slice (views only; its labels
 //! never reach a method).
 
+pub mod deepcluster;
 pub mod entmin;
 pub mod fixmatch;
 pub mod mean_teacher;

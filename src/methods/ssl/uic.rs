@@ -81,8 +81,9 @@ pub const UIC: MethodInfo = MethodInfo {
     build,
 };
 
-fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
-    let image = image_setup(setup, kind.as_str())?;
+/// The checked number of clusters of a clustering method (`--param k`): a whole number, at
+/// most the unlabelled pool's images.
+pub fn checked_k(setup: &MethodSetup, image: &crate::methods::ImageSetup) -> Result<usize> {
     let k = setup.param(K.name)?;
     if k.fract() != 0.0 {
         return Err(msg(format!(
@@ -96,6 +97,12 @@ fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dy
             image.pool_size
         )));
     }
+    Ok(k)
+}
+
+fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
+    let image = image_setup(setup, kind.as_str())?;
+    let k = checked_k(setup, &image)?;
     Ok(Box::new(Uic {
         kind,
         k,
