@@ -18,7 +18,7 @@ use crate::eval::probe::{knn_predict, KnnConfig, LinearProbe, LinearProbeConfig}
 use crate::methods::Method;
 use crate::metrics::accuracy;
 use crate::problem::{PreparedDomain, Problem};
-use crate::train::{self, checkpoint::RunDir, eval::EVAL_CHUNK, selection};
+use crate::train::{self, checkpoint::RunDir, eval::predict_features, selection};
 
 /// Which probes to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,21 +86,9 @@ fn features(
         xs.extend(x);
         ys.extend(y);
     }
-    let n = ys.len();
-    let x: Tensor = problem.input(xs, n)?;
-    let mut out = Vec::new();
-    let mut width = 0;
-    let mut start = 0;
-    while start < n {
-        let len = EVAL_CHUNK.min(n - start);
-        let f = method
-            .features(&x.narrow(0, start, len)?)?
-            .with_context(|| format!("method {} exposes no features to probe", method.kind()))?
-            .flatten_from(1)?;
-        width = f.dim(1)?;
-        out.extend(f.flatten_all()?.to_vec1::<f32>()?);
-        start += len;
-    }
+    let x: Tensor = problem.input(xs, ys.len())?;
+    let (out, width) = predict_features(method, &x)?
+        .with_context(|| format!("method {} exposes no features to probe", method.kind()))?;
     Ok((out, ys, width))
 }
 

@@ -28,7 +28,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::uic::{balanced_order, checked_k, K};
+use super::uic::{balanced_order, checked_k, pool_targets, K};
 use super::{image_setup, unlabelled, view, ImageNet};
 use crate::data::augment::Strength;
 use crate::data::batch::BatchDivision;
@@ -42,7 +42,6 @@ use crate::methods::{
     ParamGroup, Pool, PoolView, StepContext, StepOutput, TargetUse, Task, Views,
 };
 use crate::nn::Mode;
-use crate::train::eval::EVAL_CHUNK;
 
 /// PCA dimensions before k-means (the paper's 256; at most the feature width).
 pub const PCA_DIM: Param = Param {
@@ -150,27 +149,6 @@ fn normal<R: Rng>(rng: &mut R) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-impl DeepCluster {
-    /// Eval-mode backbone features of every image of `x`, row-major, and their width.
-    fn pool_features(&self, x: &Tensor) -> Result<(Vec<f32>, usize)> {
-        let n = x.dim(0)?;
-        let mut out = Vec::new();
-        let mut d = 0;
-        let mut start = 0;
-        while start < n {
-            let len = EVAL_CHUNK.min(n - start);
-            let f = self
-                .net
-                .features(&x.narrow(0, start, len)?, Mode::Eval)?
-                .flatten_from(1)?;
-            d = f.dim(1)?;
-            out.extend(f.flatten_all()?.to_vec1::<f32>()?);
-            start += len;
-        }
-        Ok((out, d))
-    }
-}
-
 impl Method for DeepCluster {
     fn kind(&self) -> MethodKind {
         self.kind
@@ -182,17 +160,9 @@ impl Method for DeepCluster {
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
         let ulb = unlabelled(batch)?;
-        let targets = ulb
-            .idx
-            .iter()
-            .map(|&i| self.state.labels.get(i).copied())
-            .collect::<Option<Vec<u32>>>()
-            .ok_or_else(|| {
-                candle_core::Error::Msg("deepcluster: a row has no cluster yet".into())
-            })?;
-        let n = targets.len();
+        let targets = pool_targets(&self.state.labels, &ulb.idx, "deepcluster")?;
         let logits = self.net.logits(view(ulb, 0)?, Mode::Train)?;
-        let loss = cross_entropy(&logits, &Tensor::from_vec(targets, n, &Device::Cpu)?)?;
+        let loss = cross_entropy(&logits, &targets)?;
         Ok(StepOutput {
             scalars: vec![
                 ("ce_loss", loss.to_scalar::<f32>()?),
@@ -235,7 +205,9 @@ impl Method for DeepCluster {
     }
 
     fn on_epoch(&mut self, pool: &PoolView, ctx: &mut StepContext) -> Result<()> {
-        let (features, d) = self.pool_features(pool.x)?;
+        let (features, d) = crate::train::eval::predict_features(self, pool.x)
+            .map_err(|e| candle_core::Error::Msg(format!("deepcluster: {e:#}")))?
+            .ok_or_else(|| candle_core::Error::Msg("deepcluster: no features".into()))?;
         let z =
             pca_whiten_normalise(&features, d, self.pca_dim).map_err(candle_core::Error::Msg)?;
         let dims = self.pca_dim.min(d);

@@ -141,6 +141,19 @@ struct Uic {
     order: Option<Vec<usize>>,
 }
 
+/// The current pool labels of a batch's rows (`idx`: positions in the pool) as a `u32`
+/// tensor: the cross-entropy targets of a self-labelling method (`method` names it in the
+/// error when a row has no label yet).
+pub fn pool_targets(labels: &[u32], idx: &[usize], method: &str) -> Result<Tensor> {
+    let targets = idx
+        .iter()
+        .map(|&i| labels.get(i).copied())
+        .collect::<Option<Vec<u32>>>()
+        .ok_or_else(|| msg(format!("{method}: a row has no label yet")))?;
+    let n = targets.len();
+    Tensor::from_vec(targets, n, &Device::Cpu)
+}
+
 /// Moves half of the largest class (ties: the lowest id) into each empty class, in class
 /// order: the largest class's members are shuffled and the first ⌊n/2⌋ relabelled. Returns
 /// how many classes were empty.
@@ -204,15 +217,9 @@ impl Method for Uic {
 
     fn step(&mut self, batch: &Batch, _ctx: &mut StepContext) -> Result<StepOutput> {
         let ulb = unlabelled(batch)?;
-        let targets = ulb
-            .idx
-            .iter()
-            .map(|&i| self.state.labels.get(i).copied())
-            .collect::<Option<Vec<u32>>>()
-            .ok_or_else(|| candle_core::Error::Msg("uic: a row has no label yet".into()))?;
-        let n = targets.len();
+        let targets = pool_targets(&self.state.labels, &ulb.idx, "uic")?;
         let logits = self.net.logits(view(ulb, 0)?, Mode::Train)?;
-        let loss = cross_entropy(&logits, &Tensor::from_vec(targets, n, &Device::Cpu)?)?;
+        let loss = cross_entropy(&logits, &targets)?;
         // The prediction on each sample of this batch is its next label.
         let pred = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
         for (&i, p) in ulb.idx.iter().zip(pred) {
