@@ -233,6 +233,112 @@ mod tests {
         }
     }
 
+    /// The online head's gradient stops at the features: changing only the labelled images'
+    /// labels changes the online head's gradient and leaves every backbone and rotation-head
+    /// gradient exactly as it was; both parts get non-zero gradients.
+    #[test]
+    fn the_online_head_never_shapes_the_backbone() {
+        use crate::data::augment::ImageShape;
+        use crate::methods::{ImageSetup, MethodSetup, Slice, StepContext};
+        use crate::nn::backbones::ImageBackbone;
+        use rand::SeedableRng;
+        let kind = MethodKind::parse("rotation").unwrap();
+        let setup = MethodSetup {
+            channels: 1,
+            classes: 3,
+            n_sources: 1,
+            given_proportions: None,
+            target_train_proportions: None,
+            ws_noise: None,
+            ws: false,
+            seed: 0,
+            kernels: crate::nn::Kernels::Candle,
+            gct: false,
+            backbone: Default::default(),
+            params: kind.resolve_params(&Default::default()).unwrap(),
+            image: Some(ImageSetup {
+                shape: ImageShape {
+                    channels: 1,
+                    height: 8,
+                    width: 8,
+                },
+                backbone: ImageBackbone::SmallCnn,
+                gct: false,
+                bn_momentum: 0.1,
+                pool_size: 100,
+            }),
+        };
+        let varmap = candle_nn::VarMap::new();
+        let mut method = crate::methods::build(kind, &setup, &varmap).unwrap();
+        crate::nn::glorot_init(&varmap, 0).unwrap();
+        crate::nn::kaiming_normal_init(&varmap, 1).unwrap();
+        let images = |n: usize, seed: f32| {
+            let v: Vec<f32> = (0..n * 64)
+                .map(|i| ((i as f32) * 0.13 + seed).sin())
+                .collect();
+            Tensor::from_vec(v, (n, 1, 8, 8), &Device::Cpu).unwrap()
+        };
+        let mut grads = |labels: [u32; 4]| {
+            let lb = images(4, 0.5);
+            let ub = images(6, 1.5);
+            let batch = Batch {
+                sources: vec![Slice {
+                    x: lb.clone(),
+                    y: Some(Tensor::new(&labels, &Device::Cpu).unwrap()),
+                    views: vec![lb],
+                    idx: (0..4).collect(),
+                }],
+                target: Some(Slice {
+                    x: ub.clone(),
+                    y: None,
+                    views: vec![ub],
+                    idx: (0..6).collect(),
+                }),
+            };
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let mut ctx = StepContext {
+                step: 0,
+                total_steps: 10,
+                rng: &mut rng,
+            };
+            let out = method.step(&batch, &mut ctx).unwrap();
+            let g = out.loss.backward().unwrap();
+            let mut by_name: Vec<(String, Vec<f32>)> = varmap
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|(n, v)| {
+                    g.get(v.as_tensor())
+                        .map(|t| (n.clone(), t.flatten_all().unwrap().to_vec1().unwrap()))
+                })
+                .collect();
+            by_name.sort_by(|a, b| a.0.cmp(&b.0));
+            by_name
+        };
+        let a = grads([0, 1, 2, 0]);
+        let b = grads([2, 0, 1, 1]);
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
+        assert!(a
+            .iter()
+            .any(|(n, g)| n.starts_with("model.backbone.") && norm(g) > 0.0));
+        assert!(a
+            .iter()
+            .any(|(n, g)| n.starts_with("model.head.") && norm(g) > 0.0));
+        let mut online = 0;
+        for ((na, ga), (nb, gb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            if na.starts_with("online.") {
+                assert!(norm(ga) > 0.0, "{na}");
+                assert_ne!(ga, gb, "{na}: the labels reach the online head");
+                online += 1;
+            } else {
+                assert_eq!(ga, gb, "{na}: the online head's loss reached it");
+            }
+        }
+        assert_eq!(online, 2, "online weight and bias");
+    }
+
     /// The rotation loss's gradient with respect to the input, by finite differences: a
     /// rotation is a permutation, so the gradient reaching the image is the loss gradient of
     /// the rotated copy turned back.
