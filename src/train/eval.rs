@@ -218,21 +218,48 @@ impl EvalSets {
     }
 
     /// The sources' validation risk weighted towards the target, `(iwv, dev)`
-    /// ([`crate::eval::importance`]): per-window cross-entropies of the sources' validation
-    /// windows, weighted by density ratios from a domain classifier (seeded by `seed`) on the
+    /// ([`crate::eval::importance`]): the per-window cross-entropies `losses` of the sources'
+    /// validation windows ([`EvalSets::source_valid_scores_with_losses`]), weighted by density ratios from a domain classifier (seeded by `seed`) on the
     /// method's features of those windows against [`EvalSets::target_pool`]. `None` when the
     /// method exposes no features.
-    pub fn weighted_risks(&self, method: &dyn Method, seed: u64) -> Result<Option<(f64, f64)>> {
+    pub fn weighted_risks(
+        &self,
+        method: &dyn Method,
+        losses: &[f64],
+        seed: u64,
+    ) -> Result<Option<(f64, f64)>> {
         use crate::eval::importance::{density_ratios, dev_risk, iwv_risk};
+        if losses.len() != self.source_valid.y.len() {
+            anyhow::bail!(
+                "{} window losses for {} source validation windows",
+                losses.len(),
+                self.source_valid.y.len()
+            );
+        }
         let Some((fs, d)) = predict_features(method, &self.source_valid.x)? else {
             return Ok(None);
         };
         let Some((ft, _)) = predict_features(method, &self.target_pool)? else {
             return Ok(None);
         };
-        let (_, losses) = self.source_valid.predict_with_losses(method)?;
         let w = density_ratios(&fs, &ft, &fs, d, seed).map_err(anyhow::Error::msg)?;
-        Ok(Some((iwv_risk(&w, &losses), dev_risk(&w, &losses))))
+        Ok(Some((iwv_risk(&w, losses), dev_risk(&w, losses))))
+    }
+
+    /// [`EvalSets::source_valid_scores`] and each window's cross-entropy, from the same pass
+    /// (the losses the importance-weighted rules weight; none for a clustering method or
+    /// without sources).
+    pub fn source_valid_scores_with_losses(
+        &self,
+        method: &dyn Method,
+    ) -> Result<(f64, f64, Vec<f64>)> {
+        if self.source_valid.y.is_empty() || method.clusters().is_some() {
+            let (a, l) = self.source_valid_scores(method)?;
+            return Ok((a, l, Vec::new()));
+        }
+        let (pred, losses) = self.source_valid.predict_with_losses(method)?;
+        let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+        Ok((accuracy(&self.source_valid.y, &pred), mean, losses))
     }
 
     /// Target-validation accuracy and mean cross-entropy.

@@ -753,7 +753,18 @@ impl Trainer {
             if self.cfg.evaluates_after(i) {
                 let t = Instant::now();
                 let steps_per_s = timed_steps as f64 / timer.elapsed().as_secs_f64();
-                let (src, src_loss) = self.eval.source_valid_scores(self.method.as_ref())?;
+                // The importance-weighted rules, when the run started with them, weight the
+                // per-window losses of the same pass over the source validation windows.
+                let weighted = selection::RULES.iter().any(|r| {
+                    r.set == selection::RuleSet::Weighted && self.state.best.contains_key(r.name)
+                });
+                let (src, src_loss, src_losses) = if weighted {
+                    self.eval
+                        .source_valid_scores_with_losses(self.method.as_ref())?
+                } else {
+                    let (a, l) = self.eval.source_valid_scores(self.method.as_ref())?;
+                    (a, l, Vec::new())
+                };
                 let (tgt, tgt_loss) = self.eval.target_valid_scores(self.method.as_ref())?;
                 // `best_source` and `source_risk` select on the validation split of the
                 // domains the method trains on: for `target_only`, the target's own (the
@@ -763,14 +774,11 @@ impl Trainer {
                 } else {
                     (tgt, tgt_loss)
                 };
-                // The importance-weighted rules, when the run started with them.
-                let weighted = selection::RULES.iter().any(|r| {
-                    r.set == selection::RuleSet::Weighted && self.state.best.contains_key(r.name)
-                });
                 let weighted_risk = if weighted {
                     self.eval
                         .weighted_risks(
                             self.method.as_ref(),
+                            &src_losses,
                             derive_seed(self.cfg.seed, SEED_WEIGHTS),
                         )?
                         .unwrap_or((0.0, 0.0))
