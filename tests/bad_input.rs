@@ -544,6 +544,89 @@ fn runs(t: &mut Table) {
             nothing.to_str().unwrap().into(),
         ],
     ));
+    // Noisy Student's teachers are finished image runs of the same pools.
+    let ssl = |extra: &[&str]| -> Vec<String> {
+        [
+            "ssl",
+            "train",
+            "--dataset",
+            "digits",
+            "--labels-per-class",
+            "10",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    cases.push((
+        "a time-series teacher: codats ssl train … --method noisy_student --teacher RUN".into(),
+        ssl(&["--method", "noisy_student", "--teacher", &r]),
+    ));
+    cases.push((
+        "no teacher there: codats ssl train … --method noisy_student --teacher DIR".into(),
+        ssl(&[
+            "--method",
+            "noisy_student",
+            "--teacher",
+            nothing.to_str().unwrap(),
+        ]),
+    ));
+    cases.push((
+        "codats ssl train … --teacher-weights best_target (without --teacher)".into(),
+        ssl(&[
+            "--method",
+            "noisy_student",
+            "--teacher-weights",
+            "best_target",
+        ]),
+    ));
+    cases.push((
+        "codats ssl train … --method noisy_student --teacher RUN --teacher-weights nope".into(),
+        ssl(&[
+            "--method",
+            "noisy_student",
+            "--teacher",
+            &r,
+            "--teacher-weights",
+            "nope",
+        ]),
+    ));
+    let pipeline = |extra: &[&str]| -> Vec<String> {
+        ["ssl", "noisy-student"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    cases.push((
+        "codats ssl noisy-student … --method fixmatch".into(),
+        pipeline(&[
+            "--dataset",
+            "digits",
+            "--labels-per-class",
+            "10",
+            "--method",
+            "fixmatch",
+            "--out",
+            nothing.to_str().unwrap(),
+        ]),
+    ));
+    cases.push((
+        "codats ssl noisy-student … --teacher RUN".into(),
+        pipeline(&[
+            "--dataset",
+            "digits",
+            "--labels-per-class",
+            "10",
+            "--teacher",
+            &r,
+        ]),
+    ));
+    cases.push((
+        "not a pipeline: codats ssl noisy-student --resume --out RUN".into(),
+        pipeline(&["--resume", "--out", &r]),
+    ));
     for (what, args) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         t.refused_as(&what, &args);

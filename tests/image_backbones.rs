@@ -229,3 +229,44 @@ fn wrn_28_2_has_the_literature_shape_and_modes() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn wrn_28_2_stochastic_depth_skips_identity_blocks_per_sample() -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    let vm = VarMap::new();
+    let net = Wrn28_2::new(
+        1,
+        false,
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )?;
+    kaiming_normal_init(&vm, 2)?;
+    let x = random((3, 1, 16, 16), 4)?;
+    let plain = |m| -> Result<Vec<f32>> { net.forward(&x, m)?.flatten_all()?.to_vec1() };
+    let noisy = |m, survival, seed| -> Result<(Vec<f32>, ChaCha8Rng)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let f = net.forward_stochastic_depth(&x, m, survival, &mut rng)?;
+        Ok((f.flatten_all()?.to_vec1()?, rng))
+    };
+    // Evaluation, and survival 1, are the plain network and draw nothing.
+    let untouched = ChaCha8Rng::seed_from_u64(9);
+    let (f, rng) = noisy(Mode::Eval, 0.5, 9)?;
+    assert_eq!((f, rng), (plain(Mode::Eval)?, untouched.clone()));
+    let (f, rng) = noisy(Mode::TrainKeepStats, 1.0, 9)?;
+    assert_eq!((f, rng), (plain(Mode::TrainKeepStats)?, untouched.clone()));
+    // In training: one draw per sample for each of the 9 blocks whose shortcut is the
+    // identity (12 blocks less the 3 that change width), and the features change.
+    let (f, rng) = noisy(Mode::TrainKeepStats, 0.5, 9)?;
+    let mut expected = untouched;
+    for _ in 0..9 * 3 {
+        let _: f64 = expected.random();
+    }
+    assert_eq!(rng, expected);
+    assert_ne!(f, plain(Mode::TrainKeepStats)?);
+    // Survival 0.05 drops (nearly) every identity block: each sample's features differ from
+    // the plain network's, and the network still has the stem, shortcuts and final BN.
+    let (f, _) = noisy(Mode::TrainKeepStats, 0.05, 3)?;
+    assert_eq!(f.len(), 3 * 128);
+    assert!(f.iter().all(|v| v.is_finite()));
+    Ok(())
+}

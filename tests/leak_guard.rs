@@ -13,8 +13,9 @@
 //!   them (`--target-proportions`): given, the runs are identical; not given, they differ;
 //! * `--few-shot K` reads K labelled target windows per class for its rule, drawn by those
 //!   labels: its weights, its result.json entry and the windows it records change, nothing else;
-//! * `pool_nmi`, the evaluation-only NMI of a self-labelling method's labels against the pool's
-//!   hidden truth, is the one metrics.csv column that changes.
+//! * `pool_nmi`, the evaluation-only NMI of a self-labelling method's labels (or a Noisy
+//!   Student teacher's) against the pool's hidden truth, is the one metrics.csv column that
+//!   changes.
 
 mod common;
 
@@ -111,6 +112,7 @@ fn image_config(method: MethodConfig) -> TrainConfig {
             bn_momentum: 0.001,
             resize: None,
             color: Default::default(),
+            teacher: None,
         }),
         few_shot: 0,
         code_version: code_version(),
@@ -349,4 +351,27 @@ fn no_image_method_reads_the_unlabelled_pools_labels() {
             kind.as_str(),
         );
     }
+    // A Noisy Student with a teacher: the teacher's predictions label the pool, not its
+    // hidden labels (p_threshold 0 keeps every image of this short teacher's).
+    let noisy = MethodKind::parse("noisy_student").unwrap();
+    let teacher = tmp.path().join("teacher");
+    let mut method = MethodConfig::new(noisy);
+    method.params.insert("ema_m".into(), 0.0);
+    let mut teacher_cfg = image_config(method);
+    // Long enough to predict more than one class, so that pool_nmi shows the poison.
+    teacher_cfg.steps = 100;
+    run(&teacher_cfg, &teacher, false);
+    let weights = teacher.join("checkpoints/last.safetensors");
+    let mut method = MethodConfig::new(noisy);
+    method.params.insert("p_threshold".into(), 0.0);
+    let mut cfg = image_config(method);
+    cfg.images.as_mut().unwrap().teacher = Some(codats::config::images::TeacherConfig {
+        run: teacher.clone(),
+        weights: "last".into(),
+        prefix: "model.".into(),
+        backbone: ImageBackbone::SmallCnn,
+        gct: false,
+        sha256: codats::train::checkpoint::sha256_hex(&std::fs::read(&weights).unwrap()),
+    });
+    check(&cfg, tmp.path(), "noisy_student-teacher");
 }

@@ -500,7 +500,7 @@ const IMG_HEAD: &str = "methods = [\"supervised\", \"fixmatch\"]\n[train]\nsteps
 #[test]
 fn bad_image_specs_name_file_key_and_value() {
     let image_methods =
-        "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch, uic, deepcluster, rotation";
+        "supervised, pseudo_label, pi_model, mean_teacher, vat, entmin, fixmatch, uic, deepcluster, rotation, noisy_student";
     assert_eq!(
         error_of(&format!(
             "{IMG_HEAD}[grid]\nlabels_per_class = [5, 0]\n[[problems]]\ndataset = \"digits\"\n"

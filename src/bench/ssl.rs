@@ -118,6 +118,7 @@ pub fn run_one(o: SslOne) -> Result<Measurement> {
             gct: false,
             bn_momentum: crate::nn::layers::SSL_BN_MOMENTUM,
             pool_size: usize::MAX,
+            teacher: None,
         }),
     };
     let varmap = VarMap::new();

@@ -11,6 +11,7 @@ mod data_args;
 mod datasets;
 mod eval;
 mod methods;
+mod noisy_student;
 mod probe;
 mod problem;
 mod report;
@@ -69,16 +70,18 @@ pub fn parse() -> Cli {
     ) {
         a.given = train::given_flags(m, sub);
     }
-    if let (Command::Ssl(ssl::SslCommand::Train(a)), Some(("ssl", m))) =
-        (&mut cli.command, matches.subcommand())
-    {
-        if let (Some(("train", m)), Some(sub)) = (
-            m.subcommand(),
-            cmd.find_subcommand("ssl")
-                .and_then(|s| s.find_subcommand("train")),
-        ) {
-            a.given = train::given_flags(m, sub);
+    let ssl_given = |name: &str| -> Option<Vec<String>> {
+        let (_, m) = matches.subcommand().filter(|(n, _)| *n == "ssl")?;
+        let (_, m) = m.subcommand().filter(|(n, _)| *n == name)?;
+        let sub = cmd.find_subcommand("ssl")?.find_subcommand(name)?;
+        Some(train::given_flags(m, sub))
+    };
+    match &mut cli.command {
+        Command::Ssl(ssl::SslCommand::Train(a)) => a.given = ssl_given("train").unwrap_or_default(),
+        Command::Ssl(ssl::SslCommand::NoisyStudent(a)) => {
+            a.train.given = ssl_given("noisy-student").unwrap_or_default()
         }
+        _ => {}
     }
     cli
 }

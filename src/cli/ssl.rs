@@ -1,17 +1,17 @@
 //! `codats ssl train`: image classification with few labels on the trainer core (a labelled pool
 //! of `--labels-per-class` images per class, the rest unlabelled, a held-out test set).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::problem::load_problem;
 use super::train::{finish, resume, TrainArgs};
 use super::{at_least_one, available_threads, parse_param, set_threads};
 use crate::config::defaults::images as defaults;
-use crate::config::images::{ColorMode, ImageBackbone, ImageOptions};
-use crate::config::{code_version, image_run_id, MethodConfig, TrainConfig};
+use crate::config::images::{ColorMode, ImageBackbone, ImageOptions, TeacherConfig};
+use crate::config::{code_version, image_run_id, CheckedConfig, MethodConfig, TrainConfig};
 use crate::data::batch::BatchDivision;
 use crate::data::images::catalog::ImageDataset;
 use crate::methods::{MethodKind, Task};
@@ -30,6 +30,9 @@ pub enum SslCommand {
     /// Linear and kNN probes on a finished run's frozen backbone (the protocol of rotation
     /// pretext and other representation learners), or on its seeded random initialisation.
     Probe(super::probe::SslProbeArgs),
+    /// Noisy Student (Xie et al. 2020): a teacher on the labelled images, then students of
+    /// their predecessors' pseudo-labels, each an ordinary run directory under --out.
+    NoisyStudent(super::noisy_student::NoisyStudentArgs),
 }
 
 /// `codats ssl kmeans`.
@@ -182,6 +185,16 @@ pub struct SslTrainArgs {
     /// A hyper-parameter of the method, as NAME=VALUE (repeatable; e.g. `--param p_cutoff=0.9`).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, f64)>,
+    /// noisy_student: the finished image run whose weights (those it evaluated) label the
+    /// unlabelled pool. It must have the same labelled, validation and test images (the same
+    /// --dataset, --seed, --split-seed, --labels-per-class, --valid-size, --test-fraction);
+    /// its network may differ (a student the teacher's size or larger).
+    #[arg(long, value_name = "RUN")]
+    pub teacher: Option<PathBuf>,
+    /// The teacher's weights: those its selection rule RULE kept (`last`: the label-free
+    /// choice; `best_target` picked them on the held-out validation labels).
+    #[arg(long, value_name = "RULE", default_value = "last")]
+    pub teacher_weights: String,
     /// Run directory (default: runs/<dataset>-<method>-l<labels per class>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -217,6 +230,7 @@ pub fn run(c: SslCommand) -> Result<()> {
         SslCommand::Train(a) => train(a),
         SslCommand::Kmeans(a) => kmeans(a),
         SslCommand::Probe(a) => super::probe::run(a),
+        SslCommand::NoisyStudent(a) => super::noisy_student::run(a),
     }
 }
 
@@ -305,19 +319,49 @@ fn train(a: SslTrainArgs) -> Result<()> {
             a.given.clone(),
         ));
     }
+    if a.teacher.is_none() && a.given.iter().any(|f| f == "--teacher-weights") {
+        anyhow::bail!("--teacher-weights needs --teacher RUN");
+    }
+    let teacher = a
+        .teacher
+        .as_deref()
+        .map(|run| teacher_config(run, &a.teacher_weights))
+        .transpose()?;
+    let cfg = train_config(&a, a.method, teacher)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let labels = cfg.images.as_ref().map_or(0, |i| i.labels_per_class);
+        PathBuf::from("runs").join(image_run_id(
+            &cfg.dataset,
+            cfg.method.name,
+            labels,
+            &[],
+            cfg.seed,
+        ))
+    });
+    let result = start_run(cfg, &out, a.quiet, a.stop_after)?;
+    finish(result, &out)
+}
+
+/// The checked config of a fresh `codats ssl train` run of `method` with `teacher`.
+pub(crate) fn train_config(
+    a: &SslTrainArgs,
+    method: MethodKind,
+    teacher: Option<TeacherConfig>,
+) -> Result<CheckedConfig> {
     let (Some(dataset), Some(labels_per_class)) = (a.dataset, a.labels_per_class) else {
         anyhow::bail!("--dataset and --labels-per-class are required unless --resume is given");
     };
     let threads = a.threads.unwrap_or_else(available_threads).max(1);
-    // The fast kernels are the small CNN's without gates: --gct and wrn-28-2 pick the plain
-    // path unless --kernels was given (a given `--kernels fast` is refused by the config check).
-    let plain_only = a.gct || a.backbone != ImageBackbone::SmallCnn;
+    // The fast kernels are the small CNN's without gates: --gct and wrn-28-2 (the student's
+    // or the teacher's) pick the plain path unless --kernels was given (a given `--kernels
+    // fast` is refused by the config check).
+    let plain_only =
+        a.gct || a.backbone != ImageBackbone::SmallCnn || teacher.as_ref().is_some_and(|t| t.gct);
     let kernels = if plain_only && !a.given.iter().any(|f| f == "--kernels") {
         Kernels::Candle
     } else {
         a.kernels
     };
-    set_threads(threads, kernels);
     let images = ImageOptions {
         labels_per_class,
         unlabelled_limit: a.unlabelled_limit,
@@ -333,8 +377,9 @@ fn train(a: SslTrainArgs) -> Result<()> {
         cosine: !a.no_cosine,
         resize: a.resize,
         color: a.color,
+        teacher,
     };
-    let cfg = TrainConfig {
+    Ok(TrainConfig {
         dataset: dataset.as_str().to_string(),
         data_dir: a.data_dir.clone(),
         // The labelled pool is the one "source" (domain 1), the unlabelled pool the "target".
@@ -356,7 +401,7 @@ fn train(a: SslTrainArgs) -> Result<()> {
         code_version: code_version(),
         conventions: crate::config::CONVENTIONS,
         method: MethodConfig {
-            name: a.method,
+            name: method,
             target_proportions: None,
             ws_noise: None,
             ws: false,
@@ -365,24 +410,29 @@ fn train(a: SslTrainArgs) -> Result<()> {
         data: Default::default(),
         images: Some(images),
     }
-    .check()?;
-    let problem = load_problem(&cfg, None, true, a.quiet, false)?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(image_run_id(
-            &cfg.dataset,
-            cfg.method.name,
-            labels_per_class,
-            &[],
-            cfg.seed,
-        ))
-    });
-    let _lock = RunLock::acquire(&out)?;
-    let mut trainer = Trainer::new(cfg, problem, &out)?;
-    if !a.quiet {
+    .check()?)
+}
+
+/// Trains the fresh image run `cfg` in `out`: its result, or `None` when `stop_after`
+/// stopped it.
+pub(crate) fn start_run(
+    cfg: CheckedConfig,
+    out: &Path,
+    quiet: bool,
+    stop_after: Option<usize>,
+) -> Result<Option<crate::train::result::RunResult>> {
+    set_threads(cfg.threads, cfg.kernels);
+    let problem = load_problem(&cfg, None, true, quiet, false)?;
+    if let Some(t) = cfg.images.as_ref().and_then(|i| i.teacher.as_ref()) {
+        check_teacher_pools(&t.run, &problem)?;
+    }
+    let _lock = RunLock::acquire(out)?;
+    let mut trainer = Trainer::new(cfg, problem, out)?;
+    if !quiet {
         let c = trainer.config();
         let im = c.images.as_ref().expect("image run");
         eprintln!(
-            "training {} on {} ({}{}): {} labels per class, {} steps, batch {} + {}x{} unlabelled, {} threads -> {}",
+            "training {} on {} ({}{}): {} labels per class, {} steps, batch {} + {}x{} unlabelled, {} threads{} -> {}",
             c.method.name,
             c.dataset,
             im.backbone.as_str(),
@@ -393,16 +443,102 @@ fn train(a: SslTrainArgs) -> Result<()> {
             im.uratio,
             c.batch_size,
             c.threads,
+            im.teacher
+                .as_ref()
+                .map(|t| format!(", teacher {} ({} weights)", t.run.display(), t.weights))
+                .unwrap_or_default(),
             out.display()
         );
     }
     let result = trainer.run(RunOptions {
-        progress: !a.quiet,
-        log_lines: !a.quiet,
-        stop_after: a.stop_after,
+        progress: !quiet,
+        log_lines: !quiet,
+        stop_after,
     })?;
-    if !a.quiet {
+    if !quiet {
         eprintln!("{}", trainer.timing().summary());
     }
-    finish(result, &out)
+    Ok(result)
+}
+
+/// The `[images.teacher]` of a run taught by the finished image run `run`, with the weights
+/// its selection rule `rule` kept: the ones it evaluated (EMA or raw), its network and the
+/// weights file's sha256.
+pub(crate) fn teacher_config(run: &Path, rule: &str) -> Result<TeacherConfig> {
+    let known = crate::train::selection::names();
+    if !known.contains(&rule) {
+        anyhow::bail!(
+            "--teacher-weights {rule}: not a selection rule (choose from {})",
+            known.join(", ")
+        );
+    }
+    let cfg = crate::train::checkpoint::read_verified_config(run)
+        .with_context(|| format!("--teacher {}", run.display()))?;
+    let Some(images) = cfg.images.as_ref() else {
+        anyhow::bail!(
+            "--teacher {}: a time-series run ({} on {}); a teacher is an image run",
+            run.display(),
+            cfg.method.name,
+            cfg.dataset
+        );
+    };
+    let result_path = run.join("result.json");
+    let text = std::fs::read_to_string(&result_path).map_err(|_| {
+        anyhow::anyhow!(
+            "--teacher {}: the run is not finished (no result.json); finish it with \
+             `codats ssl train --resume --out {}`",
+            run.display(),
+            run.display()
+        )
+    })?;
+    let result: crate::train::result::RunResult = serde_json::from_str(&text)
+        .with_context(|| format!("reading {}", result_path.display()))?;
+    let weights = result.images.as_ref().map_or("raw", |i| i.weights.as_str());
+    let t = TeacherConfig {
+        run: run.to_path_buf(),
+        weights: rule.to_string(),
+        prefix: if weights == "ema" { "ema." } else { "model." }.to_string(),
+        backbone: images.backbone,
+        gct: images.gct,
+        sha256: String::new(),
+    };
+    let path = t.weights_path();
+    let bytes = std::fs::read(&path).map_err(|_| {
+        anyhow::anyhow!(
+            "--teacher {}: it has no {} weights ({} is missing)",
+            run.display(),
+            rule,
+            path.display()
+        )
+    })?;
+    Ok(TeacherConfig {
+        sha256: crate::train::checkpoint::sha256_hex(&bytes),
+        ..t
+    })
+}
+
+/// Refuses a teacher whose labelled, validation or test images are not this run's: it would
+/// have trained on images this run holds out, or on other labels.
+fn check_teacher_pools(run: &Path, problem: &crate::problem::Problem) -> Result<()> {
+    use crate::problem::images::ImagePools;
+    let path = run.join("pools.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("--teacher {}: reading {}", run.display(), path.display()))?;
+    let theirs: ImagePools =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let ours = &problem.image.as_ref().expect("an image problem").pools;
+    let differs = [
+        ("dataset", theirs.dataset != ours.dataset),
+        ("labelled", theirs.labelled != ours.labelled),
+        ("validation", theirs.valid != ours.valid),
+        ("test", theirs.test != ours.test),
+    ];
+    if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
+        anyhow::bail!(
+            "--teacher {}: its {what} images are not this run's (give the teacher's --dataset, \
+             --seed, --split-seed, --labels-per-class, --valid-size and --test-fraction)",
+            run.display()
+        );
+    }
+    Ok(())
 }

@@ -217,22 +217,37 @@ fn lock_for_resume(out: &std::path::Path) -> Result<RunLock> {
 /// `codats train --resume`: continues (or, stopped before its first checkpoint, restarts) the
 /// run in `--out` with the settings of its config.toml.
 pub(crate) fn resume(a: TrainArgs) -> Result<()> {
-    let progress = !a.quiet;
     let out = a.out.context("--resume needs --out RUN_DIR")?;
     // Plainly first: a missing run is named as the missing config.toml.
     train::checkpoint::read_config(&out)?;
     refuse_run_flags(&a.given)?;
-    let _lock = lock_for_resume(&out)?;
-    let cfg = train::checkpoint::read_verified_config(&out)?;
-    set_threads(cfg.threads, cfg.kernels);
-    let problem = load_problem(
-        &cfg,
+    let (offline, no_cache) = (a.offline, a.data.no_cache);
+    let result = resume_run(
+        &out,
         a.data_dir.as_deref(),
-        a.offline,
+        (offline, no_cache),
         a.quiet,
-        a.data.no_cache,
+        a.stop_after,
     )?;
-    let mut trainer = Trainer::resume(problem, &out)?;
+    finish(result, &out)
+}
+
+/// Continues the run in `out` (its config.toml decides everything; `data_dir` overrides where
+/// the data is): its result, or `None` when `stop_after` stopped it.
+pub(crate) fn resume_run(
+    out: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
+    (offline, no_cache): (bool, bool),
+    quiet: bool,
+    stop_after: Option<usize>,
+) -> Result<Option<train::result::RunResult>> {
+    let progress = !quiet;
+    train::checkpoint::read_config(out)?;
+    let _lock = lock_for_resume(out)?;
+    let cfg = train::checkpoint::read_verified_config(out)?;
+    set_threads(cfg.threads, cfg.kernels);
+    let problem = load_problem(&cfg, data_dir, offline, quiet, no_cache)?;
+    let mut trainer = Trainer::resume(problem, out)?;
     if progress && trainer.step() == 0 {
         eprintln!(
             "starting {} over: it stopped before its first checkpoint",
@@ -246,14 +261,11 @@ pub(crate) fn resume(a: TrainArgs) -> Result<()> {
             cfg.updates()
         );
     }
-    finish(
-        trainer.run(RunOptions {
-            progress,
-            log_lines: progress,
-            stop_after: a.stop_after,
-        })?,
-        &out,
-    )
+    trainer.run(RunOptions {
+        progress,
+        log_lines: progress,
+        stop_after,
+    })
 }
 
 /// Runs `codats train`.

@@ -44,6 +44,55 @@ pub struct ImageOptions {
     /// `image_folder`: channels, `gray` (the default, left out of config.toml) or `rgb`.
     #[serde(default, skip_serializing_if = "ColorMode::is_gray")]
     pub color: ColorMode,
+    /// Noisy Student: the finished run whose weights label the unlabelled pool (`--teacher`);
+    /// absent (and left out of config.toml) without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<TeacherConfig>,
+}
+
+/// The teacher of a Noisy Student run: config.toml's `[images.teacher]` table. Its weights
+/// are loaded once, when the run starts, and are saved in every checkpoint after that, so a
+/// resumed run does not read them again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// The teacher's run directory, as given.
+    pub run: std::path::PathBuf,
+    /// The selection rule whose weights are used (`checkpoints/<weights>.safetensors`).
+    pub weights: String,
+    /// The variables of that file the teacher evaluated: `ema.` or `model.`.
+    pub prefix: String,
+    /// Its network.
+    pub backbone: ImageBackbone,
+    /// Whether its network has GCT gates.
+    pub gct: bool,
+    /// Hex sha256 of the weights file when the run was created.
+    pub sha256: String,
+}
+
+impl TeacherConfig {
+    /// The weights file.
+    pub fn weights_path(&self) -> std::path::PathBuf {
+        self.run
+            .join("checkpoints")
+            .join(format!("{}.safetensors", self.weights))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.prefix != "ema." && self.prefix != "model." {
+            return Err(format!(
+                "[images.teacher] prefix {:?}: must be \"ema.\" or \"model.\"",
+                self.prefix
+            ));
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "[images.teacher] sha256 {:?}: not a hex sha256",
+                self.sha256
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How `image_folder` reads its files: resized to `[width, height]` when given, else all of the
@@ -87,6 +136,7 @@ impl ImageOptions {
             bn_momentum: usb_bn_momentum(),
             resize: None,
             color: ColorMode::Gray,
+            teacher: None,
         }
     }
 
@@ -127,6 +177,9 @@ impl ImageOptions {
                     "--resize {w}x{h}: each side must lie in 1..={MAX_RESIZE_SIDE}"
                 ));
             }
+        }
+        if let Some(t) = &self.teacher {
+            t.check()?;
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(format!(

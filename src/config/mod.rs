@@ -694,6 +694,20 @@ impl TrainConfig {
                         )));
                     }
                 }
+                let learns_from_teacher =
+                    kind.as_str() == crate::methods::ssl::noisy_student::NOISY_STUDENT.name;
+                if let Some(t) = &images.teacher {
+                    if !learns_from_teacher {
+                        return Err(ConfigError::Images(format!(
+                            "--teacher: method {kind} learns from no teacher (noisy_student does)"
+                        )));
+                    }
+                    if t.gct && self.kernels == crate::nn::Kernels::Fast {
+                        return Err(ConfigError::ImageNeedsCandle {
+                            what: "a teacher with GCT",
+                        });
+                    }
+                }
                 if self.kernels == crate::nn::Kernels::Fast {
                     if images.gct {
                         return Err(ConfigError::ImageNeedsCandle { what: "--gct" });

@@ -131,6 +131,16 @@ pub fn kl_div_softmax(target_logits: &Tensor, logits: &Tensor) -> Result<Tensor>
     (q * (logq - logp)?)?.sum(D::Minus1)?.mean(0)
 }
 
+/// Cross-entropy against soft targets: `(1/B) Σ_b −Σ_k t_bk log softmax(z_b)_k`.
+///
+/// Noisy Student's loss on the teacher's soft pseudo-labels (Xie et al. 2020); `targets` are
+/// probabilities `[B, K]` (rows summing to 1; one-hot rows give the hard-label cross-entropy),
+/// detached: the gradient reaches `logits` only.
+pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let t = targets.detach().to_dtype(logits.dtype())?;
+    (t * log_softmax(logits)?)?.sum(D::Minus1)?.neg()?.mean(0)
+}
+
 /// Divides each sample (row of axis 0) by its L2 norm over all other axes, plus [`NORM_EPS`].
 pub fn l2_normalize_per_sample(d: &Tensor) -> Result<Tensor> {
     let b = d.dim(0)?;
@@ -483,6 +493,32 @@ mod tests {
         // ±1e3: row 0 is one-hot (entropy 0), row 1 two equal maxima (ln 2); mean ln 2 / 2.
         let v = finite_at_huge_logits(entropy)?;
         assert!((v - std::f64::consts::LN_2 / 2.0).abs() < 1e-6, "{v}");
+        Ok(())
+    }
+
+    #[test]
+    fn soft_cross_entropy_matches_hand_computation() -> Result<()> {
+        // log S = log(1 + e + e²) = 2.4076060; row 0 against (0.2, 0.5, 0.3):
+        // 0.2(logS − 1) + 0.5(logS − 2) + 0.3 logS = 1.2076060; row 1 one-hot on class 0:
+        // logS − 1 = 1.4076060 (python3, math module); mean 1.3076060.
+        let z = t32(&Z.map(|v| v as f32), (2, 3));
+        let tg = t32(&[0.2, 0.5, 0.3, 1.0, 0.0, 0.0], (2, 3));
+        let got = scalar(&soft_cross_entropy(&z, &tg)?);
+        assert!((got - 1.307_605_96).abs() < 1e-6, "{got}");
+        // One-hot targets give the hard-label cross-entropy.
+        let hard = Tensor::from_vec(vec![1u32, 0], 2, &Device::Cpu)?;
+        let onehot = t32(&[0.0, 1.0, 0.0, 1.0, 0.0, 0.0], (2, 3));
+        let a = scalar(&soft_cross_entropy(&z, &onehot)?);
+        let b = scalar(&crate::losses::cross_entropy(&z, &hard)?);
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        Ok(())
+    }
+
+    #[test]
+    fn soft_cross_entropy_gradient_matches_finite_differences() -> Result<()> {
+        let p = crate::losses::softmax(&t64(&GT, (4, 3)))?;
+        let err = max_error(|l| soft_cross_entropy(l, &p), &t64(&G, (4, 3)), 1e-6)?;
+        assert!(err < 1e-8, "{err}");
         Ok(())
     }
 

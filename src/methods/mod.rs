@@ -97,6 +97,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     ssl::uic::UIC,
     ssl::deepcluster::DEEPCLUSTER,
     ssl::rotation::ROTATION,
+    ssl::noisy_student::NOISY_STUDENT,
     // A test-only method that exercises every hook of the seam (see methods/probe.rs).
     #[cfg(test)]
     probe::PROBE,
@@ -561,6 +562,18 @@ pub struct ImageSetup {
     pub bn_momentum: f64,
     /// Images in the unlabelled pool (a clustering method's K must not exceed it).
     pub pool_size: usize,
+    /// The network of the run's teacher (Noisy Student's `--teacher`), whose weights the
+    /// trainer loads under `teacher.*`; `None` without one.
+    pub teacher: Option<TeacherNet>,
+}
+
+/// The architecture of a teacher network (it may differ from the student's: equal or smaller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeacherNet {
+    /// Which backbone.
+    pub backbone: ImageBackbone,
+    /// GCT gates in front of its convolutions.
+    pub gct: bool,
 }
 
 impl MethodSetup {

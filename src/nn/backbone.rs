@@ -33,4 +33,21 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     fn feature_dim(&self) -> usize;
     /// Features of `x` in `mode`.
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor>;
+    /// Features of `x` in `mode` with stochastic depth (Huang et al. 2016, as EfficientNet's
+    /// drop-connect, which Noisy Student uses): in a training mode, each residual block whose
+    /// shortcut is the identity keeps its residual branch, per sample, with probability
+    /// p_l = 1 − (l / L)(1 − `survival`) for block l of L (the linear decay rule; `survival`
+    /// is the last block's), scaled by 1 / p_l when kept, so evaluation is unchanged. The
+    /// draws come from `rng`. A backbone without residual blocks (the default) is
+    /// [`Backbone::forward`] and draws nothing; so is `survival` ≥ 1 or [`Mode::Eval`].
+    fn forward_stochastic_depth(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        survival: f64,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<Tensor> {
+        let _ = (survival, rng);
+        self.forward(x, mode)
+    }
 }

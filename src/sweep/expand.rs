@@ -1023,6 +1023,7 @@ fn image_options(h: &Hyper) -> ImageOptions {
         nesterov: h.nesterov.unwrap_or(d.nesterov),
         weight_decay: h.weight_decay.unwrap_or(d.weight_decay),
         cosine: h.cosine.unwrap_or(d.cosine),
+        teacher: None,
     }
 }
 

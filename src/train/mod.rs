@@ -15,7 +15,7 @@ pub mod selection;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -210,6 +210,10 @@ fn method_setup(cfg: &CheckedConfig, problem: &Problem) -> MethodSetup {
                 gct: o.gct,
                 bn_momentum: o.bn_momentum,
                 pool_size: problem.target.split.train.len(),
+                teacher: o.teacher.as_ref().map(|t| methods::TeacherNet {
+                    backbone: t.backbone,
+                    gct: t.gct,
+                }),
             }),
     }
 }
@@ -264,6 +268,61 @@ pub fn build_method(cfg: &CheckedConfig, problem: &Problem) -> Result<(VarMap, B
     Ok((varmap, method))
 }
 
+/// Loads a Noisy Student teacher's weights (`[images.teacher]`) into `varmap`'s `teacher.*`
+/// variables, after checking the file's sha256 against the one config.toml recorded. Every
+/// `teacher.*` variable must get a value of its shape.
+pub fn load_teacher(cfg: &TrainConfig, varmap: &VarMap) -> Result<()> {
+    let Some(t) = cfg.images.as_ref().and_then(|i| i.teacher.as_ref()) else {
+        return Ok(());
+    };
+    let path = t.weights_path();
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading the teacher's weights {} (the teacher run must be finished)",
+            path.display()
+        )
+    })?;
+    let sha = checkpoint::sha256_hex(&bytes);
+    if sha != t.sha256 {
+        bail!(
+            "the teacher's weights {} changed since this run was configured (sha256 {sha}, \
+             config.toml records {})",
+            path.display(),
+            t.sha256
+        );
+    }
+    let saved = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let teacher = methods::ssl::noisy_student::TEACHER_PREFIX;
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().filter(|k| k.starts_with(teacher)).collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("method {} has no teacher network", cfg.method.name);
+    }
+    for name in names {
+        let from = format!("{}{}", t.prefix, &name[teacher.len()..]);
+        let value = saved.get(&from).with_context(|| {
+            format!(
+                "the teacher's weights {} have no {from} (is {} a run of another network?)",
+                path.display(),
+                t.run.display()
+            )
+        })?;
+        let var = &data[name];
+        if value.dims() != var.dims() {
+            bail!(
+                "the teacher's {from} in {} is {:?}, the teacher network's {name} {:?}",
+                path.display(),
+                value.dims(),
+                var.dims()
+            );
+        }
+        var.set(value)?;
+    }
+    Ok(())
+}
+
 impl Trainer {
     /// Starts a fresh run in `out` (which must not already hold a run).
     pub fn new(cfg: CheckedConfig, problem: Problem, out: &Path) -> Result<Self> {
@@ -275,6 +334,7 @@ impl Trainer {
         // Built before the run directory exists, so that a method refusing the problem (UIC's
         // K above the pool size) leaves nothing behind.
         let built = build_method(&cfg, &problem)?;
+        load_teacher(&cfg, &built.0)?;
         let dir = RunDir::create(out, &cfg, &problem)?;
         Self::start_with(cfg, problem, dir, built)
     }
@@ -282,6 +342,7 @@ impl Trainer {
     /// The run in `dir` at step 0: seeded initialisation, fresh optimisers and streams.
     fn start(cfg: CheckedConfig, problem: Problem, dir: RunDir) -> Result<Self> {
         let built = build_method(&cfg, &problem)?;
+        load_teacher(&cfg, &built.0)?;
         Self::start_with(cfg, problem, dir, built)
     }
 

@@ -10,6 +10,7 @@ pub mod deepcluster;
 pub mod entmin;
 pub mod fixmatch;
 pub mod mean_teacher;
+pub mod noisy_student;
 pub mod pi_model;
 pub mod pseudo_label;
 pub mod rotation;
@@ -152,6 +153,22 @@ impl ImageNet {
     /// Logits of images `[B, C, H, W]` in `mode`.
     pub fn logits(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.head.forward(&self.backbone.forward(x, mode)?)
+    }
+
+    /// Logits of images in a training `mode` with the student's noise of Noisy Student:
+    /// stochastic depth at last-block `survival` ([`Backbone::forward_stochastic_depth`]) and
+    /// `dropout` on the features in front of the head, both drawn from `rng`.
+    pub fn noisy_logits(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        (dropout, survival): (crate::nn::dropout::Dropout, f64),
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<Tensor> {
+        let f = self
+            .backbone
+            .forward_stochastic_depth(x, mode, survival, rng)?;
+        self.head.forward(&dropout.forward(&f, Some(rng))?)
     }
 
     /// The backbone's features of images `[B, C, H, W]` in `mode` (what the probes read).

@@ -266,6 +266,7 @@ mod tests {
                 gct: false,
                 bn_momentum: 0.1,
                 pool_size: 100,
+                teacher: None,
             }),
         };
         let varmap = candle_nn::VarMap::new();

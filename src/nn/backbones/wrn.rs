@@ -70,12 +70,22 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_scaled(x, mode, None)
+    }
+
+    /// The block with its residual branch multiplied per sample by `keep` (`[B, 1, 1, 1]`:
+    /// 0 or 1/p, stochastic depth) when given.
+    fn forward_scaled(&self, x: &Tensor, mode: Mode, keep: Option<&Tensor>) -> Result<Tensor> {
         let a = match &self.bn1 {
             Some(bn1) => leaky(&bn1.forward(x, mode)?)?,
             None => x.clone(),
         };
         let out = leaky(&self.bn2.forward(&self.conv1.forward(&a)?, mode)?)?;
         let out = self.conv2.forward(&out)?;
+        let out = match keep {
+            Some(k) => out.broadcast_mul(k)?,
+            None => out,
+        };
         let skip = match &self.shortcut {
             None => x.clone(),
             Some(conv) => conv.forward(&a)?,
@@ -148,6 +158,44 @@ impl Backbone for Wrn28_2 {
         let mut h = self.stem.forward(&x)?;
         for block in &self.blocks {
             h = block.forward(&h, mode)?;
+        }
+        leaky(&self.bn.forward(&h, mode)?)?.mean(3)?.mean(2)
+    }
+
+    fn forward_stochastic_depth(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        survival: f64,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<Tensor> {
+        use rand::Rng;
+        if mode == Mode::Eval || survival >= 1.0 {
+            return self.forward(x, mode);
+        }
+        let channels = self.stem.weight().dim(1)?;
+        check_image(x, channels, 4, "wrn-28-2")?;
+        let b = x.dim(0)?;
+        let total = self.blocks.len() as f64;
+        let mut h = self.stem.forward(x)?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            // Only a block whose shortcut is the identity can be skipped (as drop-connect).
+            if block.shortcut.is_some() {
+                h = block.forward(&h, mode)?;
+                continue;
+            }
+            let p = 1.0 - (l + 1) as f64 / total * (1.0 - survival);
+            let keep: Vec<f32> = (0..b)
+                .map(|_| {
+                    if rng.random::<f64>() < p {
+                        (1.0 / p) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let keep = Tensor::from_vec(keep, (b, 1, 1, 1), x.device())?;
+            h = block.forward_scaled(&h, mode, Some(&keep))?;
         }
         leaky(&self.bn.forward(&h, mode)?)?.mean(3)?.mean(2)
     }
