@@ -281,3 +281,50 @@ fn bad_cluster_counts_are_one_line_errors() {
 const UIC_STEPS: &str = "1259";
 const UIC_NMI_FLOOR: f64 = 0.75;
 const UIC_ACC_FLOOR: f64 = 0.75;
+
+#[test]
+fn methods_without_a_labelled_pool_take_every_training_image_with_zero_labels() {
+    let tmp = TempDir::new("uic-zero-labels");
+    let out = tmp.path().join("uic0");
+    let o = out.to_str().unwrap();
+    let mut args = uic_args("42", "10", o);
+    let at = args.iter().position(|a| a == "--labels-per-class").unwrap();
+    args[at + 1] = "0".into();
+    run(&args);
+    // The 1 438 training images less the 143 held out for validation: none left out for labels.
+    let pools = json(&out.join("pools.json"));
+    assert_eq!(pools["labelled"].as_array().unwrap().len(), 0);
+    assert_eq!(pools["unlabelled"].as_array().unwrap().len(), 1295);
+    let r = json(&out.join("result.json"));
+    assert_eq!(r["images"]["labels_per_class"], 0);
+    assert_eq!(
+        r["selection"]["last"]["clustering"]["n"].as_u64(),
+        Some(359)
+    );
+    // K may now be the whole pool, and no more.
+    let k = args.iter().position(|a| a.starts_with("k=")).unwrap();
+    args[k] = "k=1296".into();
+    let e = err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        e,
+        "error: --param k=1296: more clusters than the 1295 images of the unlabelled pool"
+    );
+    // A method that trains on labelled images refuses 0.
+    let e = err(&[
+        "ssl",
+        "train",
+        "--dataset",
+        "digits",
+        "--labels-per-class",
+        "0",
+        "--method",
+        "fixmatch",
+        "--out",
+        tmp.path().join("fm").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        e,
+        "error: --labels-per-class 0: method fixmatch trains on labelled images (0 is for the \
+         methods without a labelled pool: uic, deepcluster)"
+    );
+}

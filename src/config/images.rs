@@ -147,9 +147,6 @@ impl ImageOptions {
 
     /// Checks the values that do not need the data; a bad one is a one-line error naming it.
     pub fn check(&self) -> Result<(), String> {
-        if self.labels_per_class == 0 {
-            return Err("--labels-per-class must be at least 1".into());
-        }
         if self.unlabelled_limit == Some(0) {
             return Err("--unlabelled-limit must be at least 1 (leave it out for all)".into());
         }

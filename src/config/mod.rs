@@ -694,6 +694,19 @@ impl TrainConfig {
                         )));
                     }
                 }
+                if images.labels_per_class == 0 && kind.data_needs().sources {
+                    let without: Vec<&str> = crate::methods::MethodKind::all()
+                        .into_iter()
+                        .filter(|m| m.info().task == crate::methods::Task::Images)
+                        .filter(|m| !m.data_needs().sources)
+                        .map(|m| m.as_str())
+                        .collect();
+                    return Err(ConfigError::Images(format!(
+                        "--labels-per-class 0: method {kind} trains on labelled images (0 is for \
+                         the methods without a labelled pool: {})",
+                        without.join(", ")
+                    )));
+                }
                 let learns_from_teacher =
                     kind.as_str() == crate::methods::ssl::noisy_student::NOISY_STUDENT.name;
                 if let Some(t) = &images.teacher {

@@ -187,9 +187,6 @@ pub enum ImageError {
         /// The file name looked for (`name(.gz)` when either form is accepted).
         name: String,
     },
-    /// `labels_per_class` of 0.
-    #[error("labels_per_class is 0: at least one label per class is needed")]
-    ZeroLabelsPerClass,
     /// A class with fewer images than `labels_per_class`.
     #[error("class {class:?} holds {count} images, fewer than labels_per_class {wanted}")]
     ClassTooSmall {

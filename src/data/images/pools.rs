@@ -55,7 +55,8 @@ fn by_class(labels: &[u32], n_classes: usize) -> Result<Vec<Vec<usize>>> {
 }
 
 impl Pools {
-    /// Draws `labels_per_class` labelled images per class (seeded, balanced); the rest are unlabelled,
+    /// Draws `labels_per_class` labelled images per class (seeded, balanced; 0: none, for the
+    /// methods without a labelled pool); the rest are unlabelled,
     /// capped at `unlabelled_limit` by a seeded uniform sample. `classes` names the class ids in errors.
     pub fn draw(
         labels: &[u32],
@@ -64,9 +65,6 @@ impl Pools {
         unlabelled_limit: Option<usize>,
         seed: u64,
     ) -> Result<Pools> {
-        if labels_per_class == 0 {
-            return Err(ImageError::ZeroLabelsPerClass);
-        }
         let mut groups = by_class(labels, classes.len())?;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, LABELLED_STREAM));
         let mut labelled = Vec::with_capacity(labels_per_class * classes.len());
@@ -230,17 +228,16 @@ mod tests {
     }
 
     #[test]
-    fn too_many_or_zero_labels_are_errors() {
+    fn too_many_labels_are_errors_and_zero_leaves_all_unlabelled() {
         let e = Pools::draw(&labels(), &classes(), 6, None, 0).unwrap_err();
         assert_eq!(
             e.to_string(),
             "class \"c\" holds 5 images, fewer than labels_per_class 6"
         );
-        let e = Pools::draw(&labels(), &classes(), 0, None, 0).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "labels_per_class is 0: at least one label per class is needed"
-        );
+        // None labelled: every image is in the unlabelled pool.
+        let none = Pools::draw(&labels(), &classes(), 0, None, 0).expect("draws");
+        assert!(none.labelled.is_empty());
+        assert_eq!(none.unlabelled, (0..labels().len()).collect::<Vec<_>>());
         let e = Pools::draw(&[0, 3], &classes(), 1, None, 0).unwrap_err();
         assert_eq!(
             e.to_string(),
