@@ -130,6 +130,8 @@ fn flags(t: &mut Table) {
         &["--dataset", "nope"],
         &["--param", "nope=1"],
         &["--method", "rdann", "--backbone", "fcn"],
+        &["--method", "vrada", "--backbone", "gru"],
+        &["--backbone", "vrnn"],
         &["--backbone", "gru", "--gct"],
         &["--backbone", "resnet"],
         &["--few-shot", "1000"],

@@ -189,6 +189,7 @@ fn every_trainable_parameter_gets_a_gradient() {
                 "cdan",
                 "dirt_t",
                 "rdann",
+                "vrada",
             ]
             .contains(&kind.as_str());
             assert_eq!(

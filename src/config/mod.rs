@@ -96,6 +96,9 @@ pub enum ConfigError {
         fixed: crate::nn::series::SeriesBackbone,
         given: crate::nn::series::SeriesBackbone,
     },
+    /// `--backbone vrnn` with a method other than VRADA (only VRADA trains the VRNN's ELBO).
+    #[error("--backbone vrnn is VRADA's feature extractor, trained with its ELBO: use --method vrada (method {0} would drop that loss)")]
+    VrnnIsVradas(String),
     /// A time-series `backbone` in an image run (image networks take `[images] backbone`).
     #[error("backbone {0} is a time-series feature extractor; an image run sets [images] backbone (`codats ssl train --backbone`)")]
     SeriesBackboneOnImages(crate::nn::series::SeriesBackbone),
@@ -645,6 +648,11 @@ impl TrainConfig {
         }
         if self.gct && self.kernels == crate::nn::Kernels::Fast {
             return Err(ConfigError::GctNeedsCandle);
+        }
+        if self.backbone == crate::nn::series::SeriesBackbone::Vrnn
+            && self.method.name.info().backbone != Some(self.backbone)
+        {
+            return Err(ConfigError::VrnnIsVradas(self.method.name.to_string()));
         }
         if let Some(fixed) = self.method.name.info().backbone {
             if fixed != self.backbone {

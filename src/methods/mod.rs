@@ -20,7 +20,9 @@ pub mod ssl;
 pub mod survey;
 pub mod ws;
 
-use da::{advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, rdann, supervised};
+use da::{
+    advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, rdann, supervised, vrada,
+};
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
 /// [`REGISTRY`]. CLI value names and help, sweep-spec validation, config checks, report labels,
@@ -87,6 +89,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     advskm::ADVSKM,
     dirt_t::DIRT_T,
     rdann::RDANN,
+    vrada::VRADA,
     ssl::supervised::SUPERVISED,
     ssl::pseudo_label::PSEUDO_LABEL,
     ssl::pi_model::PI_MODEL,

@@ -417,6 +417,12 @@ impl CodatsModel {
             SeriesBackbone::Gru => {
                 SeriesFe::Gru(GruEncoder::new(cfg.channels, GRU_HIDDEN, vb.pp("fe"))?)
             }
+            SeriesBackbone::Vrnn => SeriesFe::Vrnn(crate::nn::series::Vrnn::new(
+                cfg.channels,
+                crate::nn::series::VRNN_HIDDEN,
+                crate::nn::series::VRNN_LATENT,
+                vb.pp("fe"),
+            )?),
         };
         let task = linear(fe.feature_dim(), cfg.classes, true, vb.pp("task"))?;
         let domain = match cfg.domains {
@@ -447,6 +453,16 @@ impl CodatsModel {
     ) -> Result<Tensor> {
         self.fe
             .forward(x, if train { Mode::Train } else { Mode::Eval }, rng)
+    }
+
+    /// Training-mode features and the feature extractor's own loss, when it has one (VRADA's
+    /// VRNN: its negative ELBO): see [`SeriesFe::forward_with_loss`].
+    pub fn features_with_loss(
+        &self,
+        x: &Tensor,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<(Tensor, Option<crate::nn::series::vrnn::VrnnOutput>)> {
+        self.fe.forward_with_loss(x, Mode::Train, rng)
     }
 
     /// Features `[B, F]` of windows `[B, C, T]` in `mode` (see [`Backbone`]).

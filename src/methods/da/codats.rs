@@ -124,7 +124,11 @@ impl Method for Codats {
     }
 
     fn scalars(&self) -> Vec<&'static str> {
-        vec!["task_loss", "domain_loss", "lambda"]
+        let mut v = vec!["task_loss", "domain_loss", "lambda"];
+        if matches!(self.model.fe, crate::nn::series::SeriesFe::Vrnn(_)) {
+            v.extend(["vrnn_kl", "vrnn_nll"]);
+        }
+        v
     }
 
     fn step(&mut self, batch: &Batch, ctx: &mut StepContext) -> Result<StepOutput> {
@@ -159,18 +163,25 @@ impl Method for Codats {
         let y_task = Tensor::cat(&ys, 0)?;
         let y_domain = Tensor::from_vec(domain_labels, n_src + n_tgt, &dev)?;
 
-        let features = self.model.features(&x, true, Some(&mut *ctx.rng))?;
+        // VRADA's VRNN adds its negative ELBO over every row, sources and target (weight 1,
+        // as the CoDATS authors' code); the other feature extractors have no loss of their own.
+        let (features, vrnn) = self.model.features_with_loss(&x, Some(&mut *ctx.rng))?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &y_task)?;
         let lambda = grl_lambda(ctx.step, ctx.total_steps);
         let domain_logits = self.model.domain_logits(&features, lambda, Some(ctx.rng))?;
         let domain_loss = cross_entropy(&domain_logits, &y_domain)?;
-        let loss = (&task_loss + &domain_loss)?;
-        let scalars = vec![
+        let mut loss = (&task_loss + &domain_loss)?;
+        let mut scalars = vec![
             ("task_loss", task_loss.to_scalar::<f32>()?),
             ("domain_loss", domain_loss.to_scalar::<f32>()?),
             ("lambda", lambda as f32),
         ];
+        if let Some(v) = vrnn {
+            loss = (loss + v.loss()?)?;
+            scalars.push(("vrnn_kl", v.kl.to_scalar::<f32>()?));
+            scalars.push(("vrnn_nll", v.nll.to_scalar::<f32>()?));
+        }
         Ok(StepOutput {
             loss,
             scalars,

@@ -15,6 +15,7 @@
 //! | [`dirt_t`] | `dirt_t` (VADA, then DIRT-T refinement, Shu et al. 2018) |
 //! | [`advskm`] | `advskm` (AdvSKM, adversarial spectral kernel matching, Liu & Xue 2021) |
 //! | [`rdann`] | `rdann` (R-DANN: CoDATS's adversarial loss on a GRU, Purushotham et al. 2017) |
+//! | [`vrada`] | `vrada` (VRADA: the same loss on a variational RNN, plus its ELBO, Purushotham et al. 2017) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD, HoMM) share.
 
@@ -31,6 +32,7 @@ pub mod mdan;
 pub mod mmd;
 pub mod rdann;
 pub mod supervised;
+pub mod vrada;
 
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;

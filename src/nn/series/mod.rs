@@ -1,16 +1,19 @@
 //! Time-series feature extractors (`[B, C, T]` → `[B, features]`) under the task and domain
 //! heads of the DA methods: the CoDATS FCN (the default, [`crate::nn::model::Fcn`]), AdaTime's
 //! three-block CNN ([`AdatimeCnn`], for like-for-like comparisons with AdaTime's tables) and a
-//! GRU ([`GruEncoder`], the feature extractor of R-DANN). Chosen with `codats train --backbone`.
+//! GRU ([`GruEncoder`], the feature extractor of R-DANN) and a variational RNN ([`Vrnn`],
+//! VRADA's). Chosen with `codats train --backbone`.
 
 pub mod adatime_cnn;
 pub mod gru;
+pub mod vrnn;
 
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 pub use adatime_cnn::{AdatimeCnn, ADATIME_CNN_FEATURES};
 pub use gru::{GruEncoder, GRU_HIDDEN};
+pub use vrnn::{Vrnn, VRNN_HIDDEN, VRNN_LATENT};
 
 use super::backbone::{Backbone, Mode};
 use super::model::Fcn;
@@ -45,6 +48,11 @@ pub enum SeriesBackbone {
     #[serde(rename = "gru")]
     #[value(name = "gru")]
     Gru,
+    /// A variational RNN (100 units, 100 latent dimensions; the features are the last step's
+    /// latent): VRADA's feature extractor, trained with its ELBO (`--method vrada` only).
+    #[serde(rename = "vrnn")]
+    #[value(name = "vrnn")]
+    Vrnn,
 }
 
 impl SeriesBackbone {
@@ -54,6 +62,7 @@ impl SeriesBackbone {
             SeriesBackbone::Fcn => "fcn",
             SeriesBackbone::AdatimeCnn => "adatime-cnn",
             SeriesBackbone::Gru => "gru",
+            SeriesBackbone::Vrnn => "vrnn",
         }
     }
 
@@ -78,6 +87,8 @@ pub enum SeriesFe {
     AdatimeCnn(AdatimeCnn),
     /// The GRU.
     Gru(GruEncoder),
+    /// The VRNN.
+    Vrnn(Vrnn),
 }
 
 impl SeriesFe {
@@ -87,6 +98,7 @@ impl SeriesFe {
             SeriesFe::Fcn(f) => f.feature_dim(),
             SeriesFe::AdatimeCnn(c) => c.feature_dim(),
             SeriesFe::Gru(g) => g.feature_dim(),
+            SeriesFe::Vrnn(v) => v.feature_dim(),
         }
     }
 
@@ -98,6 +110,24 @@ impl SeriesFe {
             SeriesFe::Fcn(f) => f.forward(x, mode),
             SeriesFe::AdatimeCnn(c) => c.forward_with(x, mode, rng),
             SeriesFe::Gru(g) => g.forward(x, mode),
+            SeriesFe::Vrnn(v) => Ok(v.forward(x, mode, rng)?.features),
+        }
+    }
+
+    /// [`SeriesFe::forward`] and the backbone's own training loss, for one that has one (the
+    /// VRNN's negative ELBO, [`vrnn::VrnnOutput`]); `None` for the others.
+    pub fn forward_with_loss(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<(Tensor, Option<vrnn::VrnnOutput>)> {
+        match self {
+            SeriesFe::Vrnn(v) => {
+                let out = v.forward(x, mode, rng)?;
+                Ok((out.features.clone(), Some(out)))
+            }
+            other => Ok((other.forward(x, mode, rng)?, None)),
         }
     }
 }
