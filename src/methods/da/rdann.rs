@@ -46,7 +46,7 @@ pub const RDANN: MethodInfo = MethodInfo {
 };
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::methods::{build, trainable_vars, Batch, MethodKind, MethodSetup, Slice};
     use crate::methods::{StepContext, REGISTRY};
     use crate::nn::series::SeriesBackbone;
@@ -54,7 +54,9 @@ mod tests {
     use candle_nn::VarMap;
     use rand::SeedableRng;
 
-    fn setup(backbone: SeriesBackbone) -> MethodSetup {
+    /// A two-source, three-class, two-channel problem's setup on `backbone` (the recurrent
+    /// methods' tests).
+    pub(crate) fn setup(backbone: SeriesBackbone) -> MethodSetup {
         MethodSetup {
             channels: 2,
             classes: 3,
@@ -72,6 +74,33 @@ mod tests {
         }
     }
 
+    /// Two windows `[2, 2, 5]` from `seed` (a smooth signal).
+    pub(crate) fn windows(seed: f32) -> Tensor {
+        let v: Vec<f32> = (0..2 * 2 * 5)
+            .map(|i| (i as f32 * 0.7 + seed).sin())
+            .collect();
+        Tensor::from_vec(v, (2, 2, 5), &Device::Cpu).unwrap()
+    }
+
+    /// Two labelled sources (windows of seeds 0 and 1, labels 0 and 2) and the target's
+    /// windows of seed 2.
+    pub(crate) fn two_source_batch() -> Batch {
+        let y = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+        let slice = |x: Tensor, y: Option<Tensor>| Slice {
+            x,
+            y,
+            idx: vec![0, 1],
+            views: Vec::new(),
+        };
+        Batch {
+            sources: vec![
+                slice(windows(0.), Some(y.clone())),
+                slice(windows(1.), Some(y)),
+            ],
+            target: Some(slice(windows(2.), None)),
+        }
+    }
+
     fn rdann() -> MethodKind {
         MethodKind::parse("rdann").expect("registered")
     }
@@ -86,23 +115,7 @@ mod tests {
         assert!(trainable_vars(&vm, "fe.")
             .iter()
             .any(|(n, _)| n == "fe.hh.weight"));
-        let x = |seed: f32| {
-            let v: Vec<f32> = (0..2 * 2 * 5)
-                .map(|i| (i as f32 * 0.7 + seed).sin())
-                .collect();
-            Tensor::from_vec(v, (2, 2, 5), &Device::Cpu).unwrap()
-        };
-        let y = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
-        let slice = |x: Tensor, y: Option<Tensor>| Slice {
-            x,
-            y,
-            idx: vec![0, 1],
-            views: Vec::new(),
-        };
-        let batch = Batch {
-            sources: vec![slice(x(0.), Some(y.clone())), slice(x(1.), Some(y.clone()))],
-            target: Some(slice(x(2.), None)),
-        };
+        let batch = two_source_batch();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut ctx = StepContext {
             step: 0,
@@ -118,7 +131,7 @@ mod tests {
         // The task loss by hand: softmax cross-entropy of the predicted logits (batch
         // statistics do not exist in a GRU, so eval-mode logits are the training ones).
         let logits = m
-            .predict(&Tensor::cat(&[&x(0.), &x(1.)], 0).unwrap())
+            .predict(&Tensor::cat(&[&windows(0.), &windows(1.)], 0).unwrap())
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();

@@ -53,30 +53,12 @@ pub const VRADA: MethodInfo = MethodInfo {
 
 #[cfg(test)]
 mod tests {
-    use crate::methods::StepContext;
-    use crate::methods::{build, trainable_vars, Batch, MethodKind, MethodSetup, Slice};
+    use super::super::rdann::tests::{setup, two_source_batch, windows};
+    use crate::methods::{build, trainable_vars, MethodKind, StepContext};
     use crate::nn::series::SeriesBackbone;
     use candle_core::{Device, Tensor};
     use candle_nn::VarMap;
     use rand::SeedableRng;
-
-    fn setup(backbone: SeriesBackbone) -> MethodSetup {
-        MethodSetup {
-            channels: 2,
-            classes: 3,
-            n_sources: 2,
-            given_proportions: None,
-            target_train_proportions: None,
-            ws_noise: None,
-            ws: false,
-            seed: 0,
-            kernels: crate::nn::Kernels::Candle,
-            gct: false,
-            backbone,
-            params: Default::default(),
-            image: None,
-        }
-    }
 
     fn vrada() -> MethodKind {
         MethodKind::parse("vrada").expect("registered")
@@ -92,23 +74,7 @@ mod tests {
         assert!(trainable_vars(&vm, "fe.")
             .iter()
             .any(|(n, _)| n == "fe.encoder.mu.weight"));
-        let x = |seed: f32| {
-            let v: Vec<f32> = (0..2 * 2 * 5)
-                .map(|i| (i as f32 * 0.7 + seed).sin())
-                .collect();
-            Tensor::from_vec(v, (2, 2, 5), &Device::Cpu).unwrap()
-        };
-        let y = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
-        let slice = |x: Tensor, y: Option<Tensor>| Slice {
-            x,
-            y,
-            idx: vec![0, 1],
-            views: Vec::new(),
-        };
-        let batch = Batch {
-            sources: vec![slice(x(0.), Some(y.clone())), slice(x(1.), Some(y.clone()))],
-            target: Some(slice(x(2.), None)),
-        };
+        let batch = two_source_batch();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut ctx = StepContext {
             step: 0,
@@ -125,9 +91,9 @@ mod tests {
         let sum = s("task_loss") + s("domain_loss") + s("vrnn_kl") + s("vrnn_nll");
         assert!((total - sum).abs() < 1e-5, "{total} vs {sum}");
         // The ELBO of the same windows and draws (the run's RNG from the same seed: the
-        // VRNN is the first to draw), through the network's own VRNN.
-        let all = Tensor::cat(&[&x(0.), &x(1.), &x(2.)], 0).unwrap();
-        // The same variables (a VarBuilder over the run's VarMap returns the existing ones).
+        // VRNN is the first to draw), through the same variables (a VarBuilder over the
+        // run's VarMap returns the existing ones).
+        let all = Tensor::cat(&[&windows(0.), &windows(1.), &windows(2.)], 0).unwrap();
         let vb = candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &Device::Cpu);
         let net = crate::nn::series::Vrnn::new(2, 100, 100, vb.pp("fe")).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
