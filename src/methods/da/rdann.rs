@@ -15,9 +15,21 @@ use crate::methods::{
 use crate::nn::series::SeriesBackbone;
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
-    if setup.backbone != SeriesBackbone::Gru {
+    codats_on(kind, setup, vb, (SeriesBackbone::Gru, "the GRU"))
+}
+
+/// CoDATS's loss on the one feature extractor `fixed` (called `net` in the error) a recurrent
+/// baseline is defined with (R-DANN's GRU, VRADA's VRNN); another is refused with the way to get
+/// it.
+pub(super) fn codats_on(
+    kind: MethodKind,
+    setup: &MethodSetup,
+    vb: VarBuilder,
+    (fixed, net): (SeriesBackbone, &str),
+) -> Result<Box<dyn Method>> {
+    if setup.backbone != fixed {
         candle_core::bail!(
-            "method {kind} is DANN on the GRU (--backbone gru); for another feature extractor use --method codats --backbone {}",
+            "method {kind} is DANN on {net} (--backbone {fixed}); for another feature extractor use --method codats --backbone {}",
             setup.backbone
         );
     }

@@ -13,7 +13,6 @@
 use candle_core::Result;
 use candle_nn::VarBuilder;
 
-use super::codats::Codats;
 use crate::data::batch::BatchDivision;
 use crate::methods::{
     DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, TargetUse, Task, Views,
@@ -21,13 +20,7 @@ use crate::methods::{
 use crate::nn::series::SeriesBackbone;
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
-    if setup.backbone != SeriesBackbone::Vrnn {
-        candle_core::bail!(
-            "method {kind} is DANN on the VRNN (--backbone vrnn); for another feature extractor use --method codats --backbone {}",
-            setup.backbone
-        );
-    }
-    Ok(Box::new(Codats::new(kind, setup, vb)?))
+    super::rdann::codats_on(kind, setup, vb, (SeriesBackbone::Vrnn, "the VRNN"))
 }
 
 /// VRADA's registry entry.
