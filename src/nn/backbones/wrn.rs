@@ -200,3 +200,59 @@ impl Backbone for Wrn28_2 {
         leaky(&self.bn.forward(&h, mode)?)?.mean(3)?.mean(2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// Stochastic depth on one identity block: a sample whose branch is dropped (keep 0) is its
+    /// input unchanged and sends no gradient into the branch; a kept one (keep 1/p = 2) is its
+    /// input plus twice the branch, whose every parameter gets twice the gradient of the
+    /// unscaled branch. Batch statistics are the whole batch's either way.
+    #[test]
+    fn a_dropped_branch_is_the_identity_and_a_kept_one_is_scaled() -> Result<()> {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
+        let block = Block::new(4, 4, 1, false, false, vb)?;
+        crate::nn::kaiming_normal_init(&vm, 1)?;
+        let x = Tensor::randn(0f64, 1., (2, 4, 5, 5), &Device::Cpu)?;
+        let keep = |a: f64, b: f64| Tensor::new(&[a, b], &Device::Cpu)?.reshape((2, 1, 1, 1));
+        let plain = block.forward_scaled(&x, Mode::TrainKeepStats, Some(&keep(1.0, 1.0)?))?;
+        assert_eq!(
+            plain.flatten_all()?.to_vec1::<f64>()?,
+            block
+                .forward(&x, Mode::TrainKeepStats)?
+                .flatten_all()?
+                .to_vec1::<f64>()?
+        );
+        let sd = block.forward_scaled(&x, Mode::TrainKeepStats, Some(&keep(0.0, 2.0)?))?;
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()
+        };
+        assert_eq!(diff(&sd.get(0)?, &x.get(0)?)?, 0.0);
+        let g_dropped = sd.get(0)?.sum_all()?.backward()?;
+        for (name, var) in vm.data().lock().expect("lock").iter() {
+            if let Some(g) = g_dropped.get(var.as_tensor()) {
+                assert_eq!(g.abs()?.sum_all()?.to_scalar::<f64>()?, 0.0, "{name}");
+            }
+        }
+        let branch = (plain.get(1)? - x.get(1)?)?;
+        assert!(diff(&sd.get(1)?, &(x.get(1)? + (&branch * 2.0)?)?)? < 1e-12);
+        // Gradients of sample 1's output: twice those of the unscaled branch for sample 1.
+        let g_sd = sd.get(1)?.sum_all()?.backward()?;
+        let one = block.forward_scaled(&x, Mode::TrainKeepStats, Some(&keep(0.0, 1.0)?))?;
+        let g_one = one.get(1)?.sum_all()?.backward()?;
+        for (name, var) in vm.data().lock().expect("lock").iter() {
+            if name.contains("running") {
+                continue;
+            }
+            let a = g_sd.get(var.as_tensor()).expect("a gradient");
+            let b = g_one.get(var.as_tensor()).expect("a gradient");
+            assert!(diff(a, &(b * 2.0)?)? < 1e-9, "{name}");
+            assert!(b.abs()?.sum_all()?.to_scalar::<f64>()? > 0.0, "{name}");
+        }
+        Ok(())
+    }
+}
