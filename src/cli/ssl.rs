@@ -45,7 +45,8 @@ pub struct SslKmeansArgs {
     /// Image dataset: mnist, digits, cifar10, image_folder.
     #[arg(long, value_parser = image_dataset)]
     pub dataset: ImageDataset,
-    /// Labelled images per class left out of the pool, as the `ssl train` run compared with.
+    /// Labelled images per class left out of the pool, as the `ssl train` run compared with (0:
+    /// none, the pool of a `--labels-per-class 0` run).
     #[arg(long, default_value_t = 1)]
     pub labels_per_class: usize,
     /// Clusters.
@@ -113,7 +114,8 @@ pub struct SslTrainArgs {
     /// Image dataset: mnist, digits, cifar10, image_folder (`codats datasets list`).
     #[arg(long, value_parser = image_dataset, required_unless_present = "resume")]
     pub dataset: Option<ImageDataset>,
-    /// Labelled images per class (balanced, seeded by --seed; USB's num_labels / classes).
+    /// Labelled images per class (balanced, seeded by --seed; USB's num_labels / classes). 0:
+    /// none, every training image in the unlabelled pool (uic and deepcluster only).
     #[arg(long, required_unless_present = "resume")]
     pub labels_per_class: Option<usize>,
     /// Use at most this many unlabelled images (default: all the rest).
