@@ -44,7 +44,11 @@ fn pipeline_in(cwd: &Path, args: &[&str]) {
         .args(["ssl", "noisy-student"])
         .args(args)
         .current_dir(cwd)
-        .env("CODATS_DATA_DIR", common::real_data_root())
+        // Absolute: the command runs in another folder than the test.
+        .env(
+            "CODATS_DATA_DIR",
+            std::fs::canonicalize(common::real_data_root()).expect("the data folder"),
+        )
         .output()
         .expect("run codats");
     assert!(
