@@ -156,7 +156,8 @@ pub fn run(a: NoisyStudentArgs) -> Result<()> {
         // Checked here, so that a bad flag leaves nothing behind.
         let method = MethodKind::parse(NOISY_STUDENT.name).expect("registered");
         let config: TrainConfig = (*train_config(t, method, None)?).clone();
-        teacher_rule(&t.teacher_weights)?;
+        crate::train::selection::check_name("--teacher-weights", &t.teacher_weights)
+            .map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("creating {}", parent.display()))?;
         let p = Pipeline {
@@ -229,17 +230,6 @@ pub fn run(a: NoisyStudentArgs) -> Result<()> {
         );
     }
     println!("summary: {}", path.display());
-    Ok(())
-}
-
-fn teacher_rule(rule: &str) -> Result<()> {
-    let known = crate::train::selection::names();
-    if !known.contains(&rule) {
-        anyhow::bail!(
-            "--teacher-weights {rule}: not a selection rule (choose from {})",
-            known.join(", ")
-        );
-    }
     Ok(())
 }
 

@@ -104,14 +104,7 @@ pub fn run(a: SslProbeArgs) -> Result<()> {
         );
     }
     let dir = RunDir::open(&a.run_dir)?;
-    let known = selection::names();
-    if !known.contains(&a.weights.as_str()) {
-        bail!(
-            "--weights {}: not a selection rule (choose from {})",
-            a.weights,
-            known.join(", ")
-        );
-    }
+    selection::check_name("--weights", &a.weights).map_err(anyhow::Error::msg)?;
     let weights = dir.weights_path(&a.weights);
     if !a.random_init && !weights.exists() {
         bail!(

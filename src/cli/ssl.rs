@@ -467,13 +467,7 @@ pub(crate) fn start_run(
 /// its selection rule `rule` kept: the ones it evaluated (EMA or raw), its network and the
 /// weights file's sha256.
 pub(crate) fn teacher_config(run: &Path, rule: &str) -> Result<TeacherConfig> {
-    let known = crate::train::selection::names();
-    if !known.contains(&rule) {
-        anyhow::bail!(
-            "--teacher-weights {rule}: not a selection rule (choose from {})",
-            known.join(", ")
-        );
-    }
+    crate::train::selection::check_name("--teacher-weights", rule).map_err(anyhow::Error::msg)?;
     let cfg = crate::train::checkpoint::read_verified_config(run)
         .with_context(|| format!("--teacher {}", run.display()))?;
     let Some(images) = cfg.images.as_ref() else {

@@ -20,15 +20,24 @@ pub const EVAL_CHUNK: usize = 512;
 
 /// Eval-mode logits `[n, classes]` of `method` for windows `x` `[n, C, T]`, in chunks.
 pub fn predict_logits(method: &dyn Method, x: &Tensor) -> Result<Tensor> {
+    Ok(in_chunks(x, |chunk| method.predict(chunk))?)
+}
+
+/// `f` over consecutive chunks of at most [`EVAL_CHUNK`] rows of `x`, the outputs concatenated
+/// along rows (an evaluation pass over a whole set without holding its activations at once).
+pub fn in_chunks(
+    x: &Tensor,
+    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Tensor> {
     let n = x.dim(0)?;
     let mut parts = Vec::with_capacity(n.div_ceil(EVAL_CHUNK));
     let mut start = 0;
     while start < n {
         let len = EVAL_CHUNK.min(n - start);
-        parts.push(method.predict(&x.narrow(0, start, len)?)?);
+        parts.push(f(&x.narrow(0, start, len)?)?);
         start += len;
     }
-    Ok(Tensor::cat(&parts, 0)?)
+    Tensor::cat(&parts, 0)
 }
 
 /// A labelled evaluation set held as one tensor.

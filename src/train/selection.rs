@@ -138,6 +138,19 @@ pub fn names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Refuses `rule` given to `flag` unless it names a rule of [`names`]: "FLAG RULE: not a
+/// selection rule (choose from …)".
+pub fn check_name(flag: &str, rule: &str) -> Result<(), String> {
+    let known = names();
+    if known.contains(&rule) {
+        return Ok(());
+    }
+    Err(format!(
+        "{flag} {rule}: not a selection rule (choose from {})",
+        known.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,16 +292,10 @@ impl NoisyStudent {
     /// Labels the pool with the unnoised teacher and selects the student's images.
     fn label_pool(&mut self, x: &Tensor) -> Result<()> {
         let net = self.teacher.as_ref().expect("called with a teacher");
-        let n = x.dim(0)?;
-        let mut probabilities = Vec::with_capacity(n * self.classes);
-        let mut start = 0;
-        while start < n {
-            let len = crate::train::eval::EVAL_CHUNK.min(n - start);
-            let logits = net.logits(&x.narrow(0, start, len)?, Mode::Eval)?;
-            let p = crate::losses::softmax(&logits)?;
-            probabilities.extend(p.flatten_all()?.to_vec1::<f32>()?);
-            start += len;
-        }
+        let p = crate::train::eval::in_chunks(x, |chunk| {
+            crate::losses::softmax(&net.logits(chunk, Mode::Eval)?)
+        })?;
+        let probabilities = p.flatten_all()?.to_vec1::<f32>()?;
         let conf = confidences(&probabilities, self.classes);
         let (selected, kept) = select(&conf, self.classes, self.p_threshold, self.balance);
         if selected.is_empty() {
