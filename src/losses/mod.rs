@@ -6,6 +6,7 @@
 
 use candle_core::{Result, Tensor, D};
 
+pub mod contrastive;
 pub mod ssl;
 
 /// Mean cross-entropy of `logits` `[B, K]` against class ids `targets` `[B]` (u32).

@@ -21,7 +21,8 @@ pub mod survey;
 pub mod ws;
 
 use da::{
-    advskm, cdan, codats, coral, dann_gs, dirt_t, dsan, homm, mdan, mmd, rdann, supervised, vrada,
+    advskm, cdan, codats, coral, cotmix, dann_gs, dirt_t, dsan, homm, mdan, mmd, rdann, supervised,
+    vrada,
 };
 
 /// Everything the rest of codats knows about one method besides its maths: one entry of
@@ -90,6 +91,7 @@ pub static REGISTRY: &[MethodInfo] = &[
     dirt_t::DIRT_T,
     rdann::RDANN,
     vrada::VRADA,
+    cotmix::COTMIX,
     ssl::supervised::SUPERVISED,
     ssl::pseudo_label::PSEUDO_LABEL,
     ssl::pi_model::PI_MODEL,

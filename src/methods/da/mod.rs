@@ -15,6 +15,7 @@
 //! | [`dirt_t`] | `dirt_t` (VADA, then DIRT-T refinement, Shu et al. 2018) |
 //! | [`advskm`] | `advskm` (AdvSKM, adversarial spectral kernel matching, Liu & Xue 2021) |
 //! | [`rdann`] | `rdann` (R-DANN: CoDATS's adversarial loss on a GRU, Purushotham et al. 2017) |
+//! | [`cotmix`] | `cotmix` (CoTMix: temporal mixup + contrastive losses, Eldele et al. 2023) |
 //! | [`vrada`] | `vrada` (VRADA: the same loss on a variational RNN, plus its ELBO, Purushotham et al. 2017) |
 //!
 //! [`align`] is what the feature-alignment methods (CORAL, MMD, HoMM) share.
@@ -24,6 +25,7 @@ pub mod align;
 pub mod cdan;
 pub mod codats;
 pub mod coral;
+pub mod cotmix;
 pub mod dann_gs;
 pub mod dirt_t;
 pub mod dsan;
