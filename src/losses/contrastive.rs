@@ -90,6 +90,21 @@ mod tests {
         x.to_scalar::<f64>().unwrap()
     }
 
+    /// Two generic views of 3 rows × 3 dimensions, and their 6 rows as [a; b].
+    fn generic_views() -> (Tensor, Tensor, Vec<Vec<f64>>) {
+        let a = t(&[0.3, -1.2, 2.0, 0.5, 1.1, 0.0, -0.7, 0.9, -2.0], 3);
+        let b = t(&[1.5, 0.2, -0.4, 0.1, 0.8, 0.3, -1.0, 1.0, 0.6], 3);
+        let rows = [&a, &b]
+            .iter()
+            .flat_map(|v| v.to_vec2::<f64>().unwrap())
+            .collect();
+        (a, b, rows)
+    }
+
+    fn assert_close(got: f64, want: f64) {
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+
     #[test]
     fn nt_xent_matches_hand_computed_values() -> Result<()> {
         // One pair: the only other anchor is the positive, so every term is log 1 = 0.
@@ -104,12 +119,7 @@ mod tests {
         let want = (1.0 + 2.0 * (-5f64).exp()).ln();
         assert!((scalar(nt_xent(&a, &b, 0.2)?) - want).abs() < 1e-12);
         // Against the definition, term by term, on a generic case.
-        let a = t(&[0.3, -1.2, 2.0, 0.5, 1.1, 0.0, -0.7, 0.9, -2.0], 3);
-        let b = t(&[1.5, 0.2, -0.4, 0.1, 0.8, 0.3, -1.0, 1.0, 0.6], 3);
-        let rows: Vec<Vec<f64>> = [a.clone(), b.clone()]
-            .iter()
-            .flat_map(|v| v.to_vec2::<f64>().unwrap())
-            .collect();
+        let (a, b, rows) = generic_views();
         let cos = |u: &[f64], v: &[f64]| {
             let dot: f64 = u.iter().zip(v).map(|(x, y)| x * y).sum();
             let nu = u.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -127,11 +137,7 @@ mod tests {
             total += -(cos(&rows[i], &rows[p]) / tau) + den.ln();
         }
         let got = scalar(nt_xent(&a, &b, tau)?);
-        assert!(
-            (got - total / 6.0).abs() < 1e-12,
-            "{got} vs {}",
-            total / 6.0
-        );
+        assert_close(got, total / 6.0);
         Ok(())
     }
 
@@ -151,8 +157,7 @@ mod tests {
         let want = tau * 3f64.ln();
         assert!((scalar(sup_con(&z, &z, &same, tau)?) - want).abs() < 1e-12);
         // Against the definition on a generic case with a repeated class.
-        let a = t(&[0.3, -1.2, 2.0, 0.5, 1.1, 0.0, -0.7, 0.9, -2.0], 3);
-        let b = t(&[1.5, 0.2, -0.4, 0.1, 0.8, 0.3, -1.0, 1.0, 0.6], 3);
+        let (a, b, _) = generic_views();
         let y = Tensor::new(&[2u32, 0, 2], &Device::Cpu)?;
         let rows: Vec<Vec<f64>> = [a.clone(), b.clone()]
             .iter()
@@ -176,18 +181,13 @@ mod tests {
             total += -tau * mean;
         }
         let got = scalar(sup_con(&a, &b, &y, tau)?);
-        assert!(
-            (got - total / 6.0).abs() < 1e-12,
-            "{got} vs {}",
-            total / 6.0
-        );
+        assert_close(got, total / 6.0);
         Ok(())
     }
 
     #[test]
     fn both_losses_match_finite_differences_in_each_view() -> Result<()> {
-        let a = t(&[0.3, -1.2, 2.0, 0.5, 1.1, 0.0, -0.7, 0.9, -2.0], 3);
-        let b = t(&[1.5, 0.2, -0.4, 0.1, 0.8, 0.3, -1.0, 1.0, 0.6], 3);
+        let (a, b, _) = generic_views();
         let y = Tensor::new(&[1u32, 0, 1], &Device::Cpu)?;
         for (name, e) in [
             ("nt_xent a", max_error(|x| nt_xent(x, &b, 0.2), &a, 1e-6)?),
