@@ -314,6 +314,16 @@ pub struct DataNeeds {
     pub views: Views,
 }
 
+impl DataNeeds {
+    /// An unsupervised domain-adaptation method's: the labelled sources and the unlabelled
+    /// target, no augmented views.
+    pub const ADAPTATION: DataNeeds = DataNeeds {
+        sources: true,
+        target: TargetUse::Unlabelled,
+        views: Views::NONE,
+    };
+}
+
 /// One labelled (or unlabelled) slice of a batch.
 #[derive(Debug, Clone)]
 pub struct Slice {

@@ -36,7 +36,7 @@ use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
-    TargetUse, Task, Views,
+    Task,
 };
 use crate::nn::CodatsModel;
 
@@ -48,11 +48,7 @@ pub const ADVSKM: MethodInfo = MethodInfo {
     help: "AdvSKM: a spectral kernel network maximises, the features minimise, the MMD between embedded source and target features",
     color: (160, 82, 45),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[
@@ -283,6 +279,7 @@ impl Method for AdvSkm {
             ys,
             n_src,
             n_tgt,
+            ..
         } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let f_src = features.narrow(0, 0, n_src)?;
         let f_tgt = features.narrow(0, n_src, n_tgt)?;

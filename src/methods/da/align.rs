@@ -60,6 +60,7 @@ impl Method for Aligned {
             ys,
             n_src,
             n_tgt,
+            ..
         } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let f_src = features.narrow(0, 0, n_src)?;
         let f_tgt = features.narrow(0, n_src, n_tgt)?;

@@ -14,7 +14,7 @@
 //! lr 1e-3, seed 0) the entropy term made the target collapse early (46.9 % against 82.8 %).
 
 use super::Joint;
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -23,7 +23,7 @@ use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, ParamGroup, StepContext,
-    StepOutput, TargetUse,
+    StepOutput,
 };
 use crate::nn::model::DomainHead;
 use crate::nn::{grl_lambda, CodatsModel, GradReverse};
@@ -36,11 +36,7 @@ pub const CDAN: MethodInfo = MethodInfo {
     help: "CDAN: a gradient-reversed domain head on features ⊗ class probabilities (CDAN+E with entropy_weighting=1)",
     color: (0, 158, 115),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[
@@ -197,6 +193,7 @@ impl Method for Cdan {
             ys,
             n_src,
             n_tgt,
+            ..
         } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &ys)?;

@@ -1,13 +1,13 @@
 //! Deep CORAL (Sun & Saenko, ECCV 2016 workshops): source cross-entropy plus the distance
 //! between the source and target feature covariances, ‖C_s − C_t‖²_F / (4 d²).
 
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::align::Aligned;
 use crate::data::batch::BatchDivision;
-use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param};
 
 /// Deep CORAL's registry entry.
 pub const CORAL: MethodInfo = MethodInfo {
@@ -18,11 +18,7 @@ pub const CORAL: MethodInfo = MethodInfo {
         "Deep CORAL: source cross-entropy + distance between source and target feature covariances",
     color: (86, 180, 233),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[Param {

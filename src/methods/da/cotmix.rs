@@ -31,7 +31,7 @@ use crate::losses::cross_entropy;
 use crate::losses::ssl::entropy;
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, Slice, StepContext,
-    StepOutput, TargetUse, Task, Views,
+    StepOutput, Task,
 };
 use crate::nn::CodatsModel;
 
@@ -46,11 +46,7 @@ pub const COTMIX: MethodInfo = MethodInfo {
     help: "CoTMix: temporal mixup of source and target, supervised (source) and NT-Xent (target) contrastive losses, target entropy",
     color: (0, 128, 128),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[
@@ -108,6 +104,7 @@ fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dy
         model: CodatsModel::new(setup.model_config(None), vb)?,
         mix_ratio: setup.param("mix_ratio")?,
         half_shift: (setup.param("temporal_shift")?.round() as usize) / 2,
+        average: None,
         weights: Weights {
             entropy: setup.param("entropy_weight")?,
             supcon: setup.param("supcon_weight")?,
@@ -142,14 +139,18 @@ pub fn moving_average_matrix(steps: usize, h: usize, device: &Device) -> Result<
     Tensor::from_vec(m, (steps, steps), device)
 }
 
-/// λ · `dominant` + (1 − λ) · (circular moving average of `other` over 2h steps), windows
-/// `[n, C, T]` (the same shape).
-pub fn temporal_mix(dominant: &Tensor, other: &Tensor, ratio: f64, h: usize) -> Result<Tensor> {
+/// λ · `dominant` + (1 − λ) · `other` · `average`, windows `[n, C, T]` (the same shape) and
+/// `average` the `[T, T]` [`moving_average_matrix`] (of their dtype).
+pub fn temporal_mix(
+    dominant: &Tensor,
+    other: &Tensor,
+    ratio: f64,
+    average: &Tensor,
+) -> Result<Tensor> {
     let (n, c, steps) = other.dims3()?;
-    let m = moving_average_matrix(steps, h, other.device())?.to_dtype(other.dtype())?;
     let smooth = other
         .reshape((n * c, steps))?
-        .matmul(&m)?
+        .matmul(average)?
         .reshape((n, c, steps))?;
     dominant.affine(ratio, 0.0)? + smooth.affine(1.0 - ratio, 0.0)?
 }
@@ -185,6 +186,8 @@ pub struct CoTMix {
     mix_ratio: f64,
     /// h: the moving average spans 2h steps.
     half_shift: usize,
+    /// The moving-average matrix of the window length seen (built at the first step).
+    average: Option<Tensor>,
     weights: Weights,
     temperature: f64,
 }
@@ -192,15 +195,25 @@ pub struct CoTMix {
 impl CoTMix {
     /// The source-dominant and target-dominant windows of the sources `xs` (rows of the
     /// `sources` slices, in order) and the target `xt`.
-    fn mixes(&self, sources: &[Slice], xs: &Tensor, xt: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn mixes(&mut self, sources: &[Slice], xs: &Tensor, xt: &Tensor) -> Result<(Tensor, Tensor)> {
         let rows: Vec<usize> = sources.iter().map(|s| s.x.dim(0)).collect::<Result<_>>()?;
         let (for_sources, for_target) = partners(&rows, xt.dim(0)?);
         let device = xt.device();
         let ts = xt.index_select(&Tensor::new(for_sources.as_slice(), device)?, 0)?;
         let st = xs.index_select(&Tensor::new(for_target.as_slice(), device)?, 0)?;
+        let steps = xt.dim(2)?;
+        let average = match &self.average {
+            Some(m) if m.dim(0)? == steps && m.dtype() == xt.dtype() => m.clone(),
+            _ => {
+                let m =
+                    moving_average_matrix(steps, self.half_shift, device)?.to_dtype(xt.dtype())?;
+                self.average = Some(m.clone());
+                m
+            }
+        };
         Ok((
-            temporal_mix(xs, &ts, self.mix_ratio, self.half_shift)?,
-            temporal_mix(xt, &st, self.mix_ratio, self.half_shift)?,
+            temporal_mix(xs, &ts, self.mix_ratio, &average)?,
+            temporal_mix(xt, &st, self.mix_ratio, &average)?,
         ))
     }
 }
@@ -235,6 +248,7 @@ impl Method for CoTMix {
         let target = super::target_slice(batch, self.kind)?;
         let Joint {
             features,
+            xs,
             ys,
             n_src,
             n_tgt,
@@ -242,8 +256,6 @@ impl Method for CoTMix {
         let logits = self.model.task_logits(&features)?;
         let (ls, lt) = (logits.narrow(0, 0, n_src)?, logits.narrow(0, n_src, n_tgt)?);
         let task_loss = cross_entropy(&ls, &ys)?;
-        let sources: Vec<&Slice> = batch.sources.iter().collect();
-        let (xs, _) = crate::methods::concat(&sources)?;
         let (src_mix, tgt_mix) = self.mixes(&batch.sources, &xs, &target.x)?;
         let mixed = self.model.task_logits(&self.model.features(
             &Tensor::cat(&[&src_mix, &tgt_mix], 0)?,
@@ -309,7 +321,8 @@ mod tests {
         // other (1, 2, 3, 4): averages (2.5, 1.5, 2.5, 3.5), mixed with λ = 0.75.
         let zero = Tensor::zeros((1, 1, 4), DType::F32, &dev)?;
         let other = Tensor::new(&[[[1f32, 2.0, 3.0, 4.0]]], &dev)?;
-        let got = temporal_mix(&zero, &other, 0.75, 1)?
+        let average = |steps: usize, h: usize| moving_average_matrix(steps, h, &dev);
+        let got = temporal_mix(&zero, &other, 0.75, &average(4, 1)?)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let want = [2.5f32, 1.5, 2.5, 3.5].map(|v| 0.25 * v);
@@ -326,7 +339,7 @@ mod tests {
             let o: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 31) as f32 * 0.05).collect();
             let dt = Tensor::from_vec(d.clone(), (2, 3, steps), &dev)?;
             let ot = Tensor::from_vec(o.clone(), (2, 3, steps), &dev)?;
-            let got = temporal_mix(&dt, &ot, 0.9, h)?
+            let got = temporal_mix(&dt, &ot, 0.9, &average(steps, h)?)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             let rows: Vec<Vec<f32>> = o.chunks(steps).map(|c| c.to_vec()).collect();

@@ -4,13 +4,13 @@
 //! λ schedule and the same second Adam on the domain head. Only the domain head's width and its
 //! labels differ from `codats` ([`super::codats::DomainHead::Grouped`]).
 
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::codats::{Codats, DomainHead};
 use crate::data::batch::BatchDivision;
-use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, TargetUse};
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup};
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
     Ok(Box::new(Codats::with_head(
@@ -29,11 +29,7 @@ pub const DANN_GS: MethodInfo = MethodInfo {
     help: "DANN with the sources grouped: one gradient-reversed source-vs-target domain head",
     color: (204, 121, 167),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],

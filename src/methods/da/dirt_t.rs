@@ -34,7 +34,7 @@ use crate::losses::ssl::{entropy, kl_div_softmax, vat_loss};
 use crate::methods::ema::Ema;
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, ParamGroup, StepContext,
-    StepOutput, TargetUse, Task, Views,
+    StepOutput, Task,
 };
 use crate::nn::{CodatsModel, Mode};
 
@@ -52,11 +52,7 @@ pub const DIRT_T: MethodInfo = MethodInfo {
     help: "VADA (adversarial + target entropy + VAT), then DIRT-T refinement on the target with the VADA model as teacher",
     color: (128, 0, 128),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[

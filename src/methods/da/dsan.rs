@@ -12,7 +12,7 @@
 //! weight's default is AdaTime's UCI HAR weights' ratio, 1.59 / 1.76, on this kernel.
 
 use super::Joint;
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -21,7 +21,6 @@ use crate::data::batch::BatchDivision;
 use crate::losses::{cross_entropy, softmax};
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, StepContext, StepOutput,
-    TargetUse,
 };
 use crate::nn::CodatsModel;
 
@@ -33,11 +32,7 @@ pub const DSAN: MethodInfo = MethodInfo {
     help: "DSAN: source cross-entropy + local (class-conditional) MMD weighted by source labels and target predictions",
     color: (153, 153, 153),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[Param {
@@ -169,6 +164,7 @@ impl Method for Dsan {
             ys,
             n_src,
             n_tgt,
+            ..
         } = Joint::forward(&self.model, batch, self.kind, &mut *ctx.rng)?;
         let logits = self.model.task_logits(&features)?;
         let task_loss = cross_entropy(&logits.narrow(0, 0, n_src)?, &ys)?;

@@ -8,13 +8,13 @@
 //! cubes of the Gram matrices). This is the exact full-tensor distance, not HoMM's random
 //! sampling of tensor entries, at the cost of three n × n Gram matrices.
 
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::align::Aligned;
 use crate::data::batch::BatchDivision;
-use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param};
 
 /// HoMM's registry entry.
 pub const HOMM: MethodInfo = MethodInfo {
@@ -24,11 +24,7 @@ pub const HOMM: MethodInfo = MethodInfo {
     help: "HoMM: source cross-entropy + distance between source and target third-order feature moments",
     color: (240, 228, 66),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[Param {

@@ -5,7 +5,7 @@
 //! loss (source i's rows are domain 1, the target's domain 0). With one source the smoothed
 //! maximum is t_1 + μ d_1: DANN.
 
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -13,7 +13,7 @@ use crate::data::batch::BatchDivision;
 use crate::losses::cross_entropy;
 use crate::methods::{
     Batch, DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, ParamGroup, StepContext,
-    StepOutput, TargetUse,
+    StepOutput,
 };
 use crate::nn::model::DomainHead;
 use crate::nn::{grl_lambda, CodatsModel, GradReverse};
@@ -26,11 +26,7 @@ pub const MDAN: MethodInfo = MethodInfo {
     help: "MDAN-smooth: one gradient-reversed domain head per source, smoothed max of the per-source losses",
     color: (120, 94, 240),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[

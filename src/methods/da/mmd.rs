@@ -2,13 +2,13 @@
 //! cross-entropy plus the squared maximum mean discrepancy between source and target features
 //! under a sum of Gaussian kernels whose bandwidths come from the median heuristic.
 
-use crate::methods::{Task, Views};
+use crate::methods::Task;
 use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::align::Aligned;
 use crate::data::batch::BatchDivision;
-use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param, TargetUse};
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Param};
 
 /// MMD's registry entry.
 pub const MMD: MethodInfo = MethodInfo {
@@ -18,11 +18,7 @@ pub const MMD: MethodInfo = MethodInfo {
     help: "DDC-style MMD: source cross-entropy + multi-kernel Gaussian MMD between source and target features",
     color: (213, 94, 0),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[Param {

@@ -55,6 +55,8 @@ pub(crate) fn target_slice(batch: &Batch, kind: MethodKind) -> Result<&Slice> {
 pub(crate) struct Joint {
     /// Features of the source rows, then the target rows.
     pub features: Tensor,
+    /// The sources' windows, concatenated in source order.
+    pub xs: Tensor,
     /// The sources' labels.
     pub ys: Tensor,
     /// Source rows (the first `n_src` of `features`).
@@ -80,6 +82,7 @@ impl Joint {
         let features = model.features(&Tensor::cat(&[&xs, &target.x], 0)?, true, Some(rng))?;
         Ok(Self {
             features,
+            xs,
             ys,
             n_src,
             n_tgt,

@@ -9,9 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::codats::Codats;
 use crate::data::batch::BatchDivision;
-use crate::methods::{
-    DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, TargetUse, Task, Views,
-};
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Task};
 use crate::nn::series::SeriesBackbone;
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
@@ -44,11 +42,7 @@ pub const RDANN: MethodInfo = MethodInfo {
     help: "R-DANN: multi-source domain-adversarial training on a GRU feature extractor",
     color: (160, 160, 40),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],

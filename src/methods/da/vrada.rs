@@ -14,9 +14,7 @@ use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use crate::data::batch::BatchDivision;
-use crate::methods::{
-    DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, TargetUse, Task, Views,
-};
+use crate::methods::{DataNeeds, Method, MethodInfo, MethodKind, MethodSetup, Task};
 use crate::nn::series::SeriesBackbone;
 
 fn build(kind: MethodKind, setup: &MethodSetup, vb: VarBuilder) -> Result<Box<dyn Method>> {
@@ -31,11 +29,7 @@ pub const VRADA: MethodInfo = MethodInfo {
     help: "VRADA: multi-source domain-adversarial training on a variational RNN, with its ELBO",
     color: (120, 60, 160),
     task: Task::Adaptation,
-    needs: DataNeeds {
-        sources: true,
-        target: TargetUse::Unlabelled,
-        views: Views::NONE,
-    },
+    needs: DataNeeds::ADAPTATION,
     batch_division: BatchDivision::All,
     uses_proportions: false,
     params: &[],
