@@ -15,6 +15,16 @@ const METHODS: &[(&str, &str, Option<&str>)] = &[
     ("dann_gs", "domain_loss", None),
 ];
 
+/// The column `name` of a metrics.csv, one value per evaluation.
+fn column(csv: &str, name: &str) -> Vec<f64> {
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let i = header.iter().position(|h| *h == name).expect(name);
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(i).expect("field").parse().expect("number"))
+        .collect()
+}
+
 fn train(out: &Path, method: &str, extra: &[&str]) {
     train_for(out, method, "500", extra)
 }
@@ -520,14 +530,7 @@ fn vrada_trains_the_vrnn_with_its_elbo_on_ucihar() {
     // Measured: 60.9 % (binary of the commit that added VRADA).
     assert!(acc > 0.5, "vrada: {acc} (chance is 1/6)");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
-    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
-    let col = |name: &str| -> Vec<f64> {
-        let i = header.iter().position(|h| *h == name).expect(name);
-        csv.lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(i).unwrap().parse().unwrap())
-            .collect()
-    };
+    let col = |name: &str| column(&csv, name);
     let (kl, nll) = (col("vrnn_kl"), col("vrnn_nll"));
     assert_eq!(kl.len(), 3, "evaluations at steps 0, 100, 200");
     assert!(kl.iter().all(|v| v.is_finite() && *v >= 0.0), "{kl:?}");
@@ -547,14 +550,7 @@ fn cotmix_trains_with_its_mixup_views_on_ucihar() {
     // Measured (binary of the commit that added CoTMix): 73.4 % target-test accuracy under
     // `last`, `source_risk` and `dev` (step 400), 75.0 % under the oracle (step 300).
     let csv = short_run_for("cotmix", "contrast_loss", 0.6, 400, "2");
-    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
-    let col = |name: &str| -> Vec<f64> {
-        let i = header.iter().position(|h| *h == name).expect(name);
-        csv.lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(i).unwrap().parse().unwrap())
-            .collect()
-    };
+    let col = |name: &str| column(&csv, name);
     for name in ["entropy_loss", "supcon_loss", "contrast_loss"] {
         let v = col(name);
         assert!(v.iter().all(|x| x.is_finite() && *x > 0.0), "{name}: {v:?}");
