@@ -62,7 +62,7 @@ pub const COTMIX: MethodInfo = MethodInfo {
             default: 14.0,
             min: 2.0,
             max: 1e6,
-            help: "length of the moving average over the other domain, in steps (2⌊shift/2⌋ are used; AdaTime HAR: 14)",
+            help: "length in steps of the moving average over the other domain, of which 2⌊shift/2⌋ are used (AdaTime HAR: 14)",
         },
         Param {
             name: "entropy_weight",
