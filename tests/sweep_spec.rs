@@ -594,21 +594,31 @@ fn bad_image_specs_name_file_key_and_value() {
 }
 
 /// `backbone` sets each kind of job's network by its name: AdaTime's spec runs every time-series
-/// job on AdaTime's CNN, and an image name leaves time-series jobs on the FCN (and the other way
-/// round); rdann keeps the GRU it is defined on.
+/// job on AdaTime's CNN but R-DANN's and VRADA's, which keep the recurrent networks they are
+/// defined on, and an image name leaves time-series jobs on the FCN (and the other way round).
 #[test]
 fn a_backbone_name_sets_the_jobs_of_its_kind() {
+    use codats::nn::series::SeriesBackbone;
     let plan = plan_of("a.toml", &shipped("adatime_ucihar_baselines.toml"), None).expect("valid");
-    assert_eq!(plan.jobs.len(), 10 * 12 * 3);
+    assert_eq!(plan.jobs.len(), 10 * 15 * 3);
     for j in &plan.jobs {
-        assert!(
-            j.train_args().join(" ").contains(" --backbone adatime-cnn"),
+        let own = match j.train_config(1).method.name.as_str() {
+            "rdann" => Some(SeriesBackbone::Gru),
+            "vrada" => Some(SeriesBackbone::Vrnn),
+            _ => None,
+        };
+        let args = j.train_args().join(" ");
+        assert_eq!(
+            args.contains(" --backbone adatime-cnn"),
+            own.is_none(),
             "{}",
             j.id
         );
         assert_eq!(
             j.train_config(1).backbone,
-            codats::nn::series::SeriesBackbone::AdatimeCnn
+            own.unwrap_or(SeriesBackbone::AdatimeCnn),
+            "{}",
+            j.id
         );
         assert_eq!((j.steps, j.batch_size), (300, 64));
     }
